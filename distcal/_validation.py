@@ -1,0 +1,478 @@
+"""Input and parameter checks, written once for every public entry point.
+
+Each check says which argument is wrong, what was expected and what arrived. Nothing is clipped,
+guessed or dropped silently: inputs are either accepted exactly or rejected with an error.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from sklearn.exceptions import DataConversionWarning
+from sklearn.utils.validation import check_is_fitted
+
+from ._device import as_tensor, is_tensor
+from .exceptions import InvalidParameterError, ProbabilityInputWarning
+
+__all__ = [
+    "Interval",
+    "Logits",
+    "Options",
+    "check_input_shape",
+    "check_inputs",
+    "check_logits",
+    "check_probabilities",
+    "check_sample_weight",
+    "check_targets",
+    "validate_params",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------
+
+
+class Interval:
+    """A real or integer range, for ``_parameter_constraints`` tables.
+
+    Parameters
+    ----------
+    kind : {numbers.Real, numbers.Integral}
+        Whether floats or only integers are accepted.
+    left, right : float or None
+        The bounds; None means unbounded.
+    closed : {"both", "left", "right", "neither"}
+        Which bounds belong to the range.
+    """
+
+    def __init__(self, kind, left, right, *, closed):
+        self.kind = kind
+        self.left = left
+        self.right = right
+        self.closed = closed
+
+    def is_satisfied_by(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, self.kind):
+            return False
+        if isinstance(value, numbers.Real) and math.isnan(value):
+            return False
+        if self.left is not None:
+            if self.closed in ("both", "left"):
+                if value < self.left:
+                    return False
+            elif value <= self.left:
+                return False
+        if self.right is not None:
+            if self.closed in ("both", "right"):
+                if value > self.right:
+                    return False
+            elif value >= self.right:
+                return False
+        return True
+
+    def __str__(self) -> str:
+        noun = "an int" if self.kind is numbers.Integral else "a float"
+        left_bracket = "[" if self.closed in ("both", "left") and self.left is not None else "("
+        right_bracket = "]" if self.closed in ("both", "right") and self.right is not None else ")"
+        left = "-inf" if self.left is None else repr(self.left)
+        right = "inf" if self.right is None else repr(self.right)
+        return f"{noun} in the range {left_bracket}{left}, {right}{right_bracket}"
+
+
+class Options:
+    """A fixed set of accepted values (usually strings)."""
+
+    def __init__(self, *values):
+        self.values = values
+
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, str | bool | int | float | type(None)) and value in self.values
+
+    def __str__(self) -> str:
+        return "one of {" + ", ".join(repr(v) for v in self.values) + "}"
+
+
+class _InstanceOf:
+    def __init__(self, kind, description):
+        self.kind = kind
+        self.description = description
+
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, self.kind) and not (
+            self.kind in (numbers.Integral, numbers.Real) and isinstance(value, bool)
+        )
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class _RandomState:
+    def is_satisfied_by(self, value) -> bool:
+        if value is None or isinstance(value, np.random.RandomState | np.random.Generator):
+            return True
+        return (
+            isinstance(value, numbers.Integral)
+            and not isinstance(value, bool)
+            and 0 <= value < 2**63
+        )
+
+    def __str__(self) -> str:
+        return (
+            "an int in the range [0, 2**63), an instance of numpy.random.RandomState or "
+            "numpy.random.Generator, or None"
+        )
+
+
+def _as_constraint(spec):
+    if spec is None:
+        return _InstanceOf(type(None), "None")
+    if spec == "boolean":
+        return _InstanceOf((bool, np.bool_), "a bool")
+    if spec == "random_state":
+        return _RandomState()
+    if spec == "device":
+        return _InstanceOf((str, torch.device), "a str or torch.device naming a device")
+    if spec == "module":
+        return _InstanceOf(torch.nn.Module, "an instance of torch.nn.Module")
+    if spec == "callable":
+        return _InstanceOf(object, "a callable")  # refined in is_satisfied_by below
+    if isinstance(spec, type):
+        return _InstanceOf(spec, f"an instance of {spec.__name__!r}")
+    return spec
+
+
+def validate_params(estimator) -> None:
+    """Check every parameter of ``estimator`` against its ``_parameter_constraints`` table.
+
+    Raises
+    ------
+    InvalidParameterError
+        For the first parameter that satisfies none of its constraints, with a message such as
+        ``The 'mask_ratio' parameter of MaskedTemperatureScaling must be a float in the range
+        [0.0, 1.0). Got 1.5 instead.``
+    """
+    params = estimator.get_params(deep=False)
+    for name, specs in estimator._parameter_constraints.items():
+        value = params[name]
+        constraints = [_as_constraint(spec) for spec in specs]
+        satisfied = any(
+            (callable(value) if spec == "callable" else c.is_satisfied_by(value))
+            for spec, c in zip(specs, constraints, strict=True)
+        )
+        if satisfied:
+            continue
+        descriptions = [str(c) for c in constraints]
+        expected = (
+            descriptions[0]
+            if len(descriptions) == 1
+            else ", ".join(descriptions[:-1]) + " or " + descriptions[-1]
+        )
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {type(estimator).__name__} must be {expected}. "
+            f"Got {value!r} instead."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Arrays
+# --------------------------------------------------------------------------------------------
+
+
+class Logits(NamedTuple):
+    """Validated logits.
+
+    Attributes
+    ----------
+    values : Tensor of shape (n_samples, n_classes)
+        The logits on the input's device, in its floating dtype; binary decision values are
+        expanded to the two columns ``[0, z]``, so that ``softmax`` gives ``sigmoid(z)`` for
+        class 1.
+    binary_1d : bool
+        Whether the input was 1-D or a single column (binary decision values).
+    n_features : int
+        Number of columns of the input as given (1 for 1-D input).
+    """
+
+    values: torch.Tensor
+    binary_1d: bool
+    n_features: int
+
+
+def _to_numeric_tensor(x, name: str) -> torch.Tensor:
+    if x is None:
+        raise TypeError(f"{name} must be an array-like or tensor of numbers; got None.")
+    if isinstance(x, str | bytes) or (np.isscalar(x) and not is_tensor(x)):
+        raise TypeError(
+            f"{name} must be an array-like or tensor of numbers; got {type(x).__name__} {x!r}."
+        )
+    if not is_tensor(x):
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be an array-like or tensor of numbers: {exc}") from exc
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers; got an array of dtype {x.dtype}.")
+    tensor = as_tensor(x)
+    if tensor.is_complex():
+        raise TypeError(f"{name} must hold real numbers; got a tensor of dtype {tensor.dtype}.")
+    return tensor
+
+
+def _float_dtype(tensor: torch.Tensor) -> torch.Tensor:
+    if tensor.is_floating_point():
+        return tensor
+    return tensor.to(torch.float64)
+
+
+def _check_finite(tensor: torch.Tensor, name: str) -> None:
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        n_bad = int((~finite).sum())
+        raise ValueError(
+            f"Input {name} contains NaN or infinity ({n_bad} of {tensor.numel()} values); "
+            "it must be finite."
+        )
+
+
+def _check_shape(tensor: torch.Tensor, name: str, what: str) -> None:
+    if tensor.ndim not in (1, 2):
+        raise ValueError(
+            f"{name} must be {what} of shape (n_samples, n_classes), or 1-D values of a binary "
+            f"problem of shape (n_samples,); got an array of shape {tuple(tensor.shape)}."
+        )
+    if tensor.shape[0] == 0:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={tuple(tensor.shape)}) while a minimum of 1 is "
+            f"required: {name} is empty."
+        )
+    if tensor.ndim == 2 and tensor.shape[1] == 0:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={tuple(tensor.shape)}) while a minimum of 1 is "
+            f"required: {name} has no class columns."
+        )
+
+
+def _proba_atol(dtype: torch.dtype) -> float:
+    # Rows of probabilities rounded to a low-precision dtype sum to 1 only up to a few ulps.
+    return max(1e-4, 4 * torch.finfo(dtype).eps)
+
+
+def _looks_like_probabilities(tensor: torch.Tensor) -> bool:
+    if tensor.shape[0] < 2 and tensor.ndim == 1:
+        return False
+    if bool((tensor < 0).any()) or bool((tensor > 1).any()):
+        return False
+    if tensor.ndim == 1 or tensor.shape[1] == 1:
+        return True
+    row_sums = tensor.sum(dim=1, dtype=torch.float64)
+    return bool(((row_sums - 1).abs() <= _proba_atol(tensor.dtype)).all())
+
+
+def check_logits(X, *, input_type: str = "logits", name: str = "X") -> Logits:
+    """Validate logits (or, with ``input_type="probabilities"``, turn probabilities into logits).
+
+    Parameters
+    ----------
+    X : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Logits, or binary decision values when 1-D or a single column.
+    input_type : {"logits", "probabilities"}, default="logits"
+        What ``X`` holds. Probabilities are converted with ``log(p)``; an exact zero becomes the
+        logarithm of the smallest positive float64 (about -708) so that it stays finite.
+    name : str, default="X"
+        The argument's name, used in error messages.
+
+    Returns
+    -------
+    Logits
+        The validated logits and how they were given.
+    """
+    tensor = _float_dtype(_to_numeric_tensor(X, name))
+    _check_shape(tensor, name, "2-D logits" if input_type == "logits" else "2-D probabilities")
+    _check_finite(tensor, name)
+    binary_1d = tensor.ndim == 1 or tensor.shape[1] == 1
+    n_features = 1 if tensor.ndim == 1 else tensor.shape[1]
+    if input_type == "probabilities":
+        probabilities = check_probabilities(tensor, name=name)
+        tiny = torch.finfo(torch.float64).tiny
+        logits = torch.log(probabilities.to(torch.float64).clamp_min(tiny)).to(tensor.dtype)
+        return Logits(logits, binary_1d, n_features)
+    if _looks_like_probabilities(tensor):
+        warnings.warn(
+            f"{name} looks like probabilities (every value lies in [0, 1] and every row sums to 1),"
+            " but it is treated as logits. Pass logits (the network's outputs before softmax), or "
+            "set input_type='probabilities' if these are probabilities.",
+            ProbabilityInputWarning,
+            stacklevel=3,
+        )
+    if binary_1d:
+        z = tensor.reshape(-1)
+        tensor = torch.stack([torch.zeros_like(z), z], dim=1)
+    return Logits(tensor, binary_1d, n_features)
+
+
+def check_probabilities(y_prob, *, name: str = "y_prob") -> torch.Tensor:
+    """Validate class probabilities and return them as a float tensor of shape (n, n_classes).
+
+    1-D input (or a single column) holds the probability of class 1 of a binary problem and is
+    expanded to ``[1 - p, p]``. Values must lie in [0, 1] and rows must sum to 1 within
+    ``max(1e-4, 4 * eps)`` of their dtype; nothing is clipped or renormalised.
+    """
+    tensor = _float_dtype(_to_numeric_tensor(y_prob, name))
+    _check_shape(tensor, name, "2-D probabilities")
+    _check_finite(tensor, name)
+    below, above = bool((tensor < 0).any()), bool((tensor > 1).any())
+    if below or above:
+        raise ValueError(
+            f"{name} must hold probabilities in [0, 1]; got values from "
+            f"{float(tensor.min()):.6g} to {float(tensor.max()):.6g}. If these are logits, apply "
+            "a softmax first (or pass them to a calibrator, which takes logits)."
+        )
+    if tensor.ndim == 1 or tensor.shape[1] == 1:
+        p = tensor.reshape(-1)
+        return torch.stack([1 - p, p], dim=1)
+    row_sums = tensor.sum(dim=1, dtype=torch.float64)
+    deviation = (row_sums - 1).abs()
+    atol = _proba_atol(tensor.dtype)
+    if not bool((deviation <= atol).all()):
+        worst = int(deviation.argmax())
+        raise ValueError(
+            f"{name} must hold probabilities whose rows sum to 1 (within {atol:.1e}); row {worst} "
+            f"sums to {float(row_sums[worst]):.8g}. Normalise the rows, or apply a softmax if "
+            "these are logits."
+        )
+    return tensor
+
+
+def check_targets(
+    y, *, n_samples: int, n_classes: int, device=None, name: str = "y", estimator=None
+) -> torch.Tensor:
+    """Validate integer class labels that index the columns of the logits.
+
+    Labels must be integers (or integral floats, or booleans) in ``[0, n_classes)``, one per sample,
+    with at least two distinct values.
+
+    Returns
+    -------
+    Tensor of shape (n_samples,)
+        The labels as ``torch.long`` on ``device``.
+    """
+    if y is None:
+        owner = type(estimator).__name__ if estimator is not None else "This estimator"
+        raise ValueError(f"{owner} requires y to be passed, but the target y is None.")
+    tensor = _to_numeric_tensor(y, name)
+    if tensor.ndim == 2 and tensor.shape[1] == 1:
+        warnings.warn(
+            f"A column-vector {name} was passed when a 1d array was expected; it is raveled.",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+        tensor = tensor.reshape(-1)
+    if tensor.ndim != 1:
+        raise ValueError(
+            f"{name} must be 1-D class labels of shape (n_samples,); got an array of shape "
+            f"{tuple(tensor.shape)}."
+        )
+    if tensor.shape[0] != n_samples:
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: X has {n_samples} and "
+            f"{name} has {tensor.shape[0]}."
+        )
+    if tensor.is_floating_point():
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"Input {name} contains NaN or infinity; labels must be finite.")
+        if not bool((tensor == tensor.round()).all()):
+            raise ValueError(
+                f"{name} must hold integer class labels; got non-integral values such as "
+                f"{float(tensor[tensor != tensor.round()][0])!r}. Regression targets cannot be "
+                "calibrated as classes."
+            )
+    labels = tensor.to(device=device, dtype=torch.long)
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= n_classes:
+        bad = torch.unique(labels[(labels < 0) | (labels >= n_classes)])[:5].tolist()
+        raise ValueError(
+            f"{name} contains labels {bad} that are not among the columns of X: X has {n_classes} "
+            f"class columns, so labels must be integers in [0, {n_classes - 1}]. Encode labels "
+            "as the column index of their class in the network's output."
+        )
+    if low == high:
+        raise ValueError(
+            f"{name} contains a single class ({low}); calibration needs samples of at least 2 "
+            "classes."
+        )
+    return labels
+
+
+def check_sample_weight(sample_weight, *, n_samples: int, device=None) -> torch.Tensor | None:
+    """Validate sample weights: finite, non-negative, one per sample, not all zero.
+
+    Returns None for ``sample_weight=None`` and otherwise a float64 tensor on ``device``.
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
+        tensor = torch.full((n_samples,), float(sample_weight), dtype=torch.float64)
+    else:
+        tensor = _float_dtype(_to_numeric_tensor(sample_weight, "sample_weight"))
+    if tensor.ndim != 1 or tensor.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight must be 1-D with one weight per sample, shape ({n_samples},); got "
+            f"shape {tuple(tensor.shape)}."
+        )
+    tensor = tensor.to(device=device, dtype=torch.float64)
+    _check_finite(tensor, "sample_weight")
+    if bool((tensor < 0).any()):
+        raise ValueError(
+            f"sample_weight must be non-negative; got {int((tensor < 0).sum())} negative weights "
+            f"(smallest {float(tensor.min()):.6g})."
+        )
+    if not bool((tensor > 0).any()):
+        raise ValueError("sample_weight must have a positive sum; every weight is 0.")
+    return tensor
+
+
+def check_inputs(X, *, name: str = "X") -> torch.Tensor:
+    """Validate model inputs: a finite, non-empty numeric array or tensor of shape (n, ...).
+
+    Returns a tensor sharing memory with ``X`` where possible (no copy of numpy inputs).
+    """
+    tensor = _float_dtype(_to_numeric_tensor(X, name))
+    if tensor.ndim < 2:
+        raise ValueError(
+            f"{name} must hold model inputs of shape (n_samples, ...) with at least 2 dimensions "
+            f"(for example (n, n_features) or (n, channels, height, width)); got an array of "
+            f"shape {tuple(tensor.shape)}."
+        )
+    if tensor.shape[0] == 0:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={tuple(tensor.shape)}) while a minimum of 1 is "
+            f"required: {name} is empty."
+        )
+    _check_finite(tensor, name)
+    return tensor
+
+
+def check_input_shape(X, estimator) -> torch.Tensor:
+    """Validate inputs at prediction time against the ``input_shape_`` seen in ``fit``."""
+    check_is_fitted(estimator)
+    inputs = check_inputs(X)
+    shape = tuple(inputs.shape[1:])
+    if shape != estimator.input_shape_:
+        owner = type(estimator).__name__
+        message = (
+            f"X has samples of shape {shape}, but {owner} was fitted on samples of shape "
+            f"{estimator.input_shape_}."
+        )
+        if inputs.ndim == 2 and hasattr(estimator, "n_features_in_"):
+            message += (
+                f" X has {inputs.shape[1]} features, but {owner} is expecting "
+                f"{estimator.n_features_in_} features as input."
+            )
+        raise ValueError(message)
+    return inputs

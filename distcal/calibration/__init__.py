@@ -1,0 +1,20 @@
+"""Calibrators that map logits to calibrated probabilities, and their Pipeline building blocks."""
+
+from ._base import BaseLogitCalibrator
+from ._masked_temperature import MaskedTemperatureScaling
+from ._masking import InputMasker, mask_inputs, mask_logits
+from ._model import LogitTransformer, module_logits
+from ._temperature import TemperatureFit, TemperatureScaling, fit_temperature
+
+__all__ = [
+    "BaseLogitCalibrator",
+    "InputMasker",
+    "LogitTransformer",
+    "MaskedTemperatureScaling",
+    "TemperatureFit",
+    "TemperatureScaling",
+    "fit_temperature",
+    "mask_inputs",
+    "mask_logits",
+    "module_logits",
+]

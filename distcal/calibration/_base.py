@@ -1,0 +1,159 @@
+"""What every calibrator over logits shares: validation, prediction methods, pickling."""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .._device import PortablePickleMixin, like
+from .._validation import (
+    Logits,
+    check_logits,
+    check_sample_weight,
+    check_targets,
+    validate_params,
+)
+
+
+class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
+    """Base class of calibrators that map logits to calibrated probabilities.
+
+    Subclasses implement ``fit`` and ``_calibrate_logits``, which maps validated logits of shape
+    (n_samples, n_classes) to calibrated logits of the same shape. Everything else (validation,
+    ``predict_proba``, ``predict``, ``predict_log_proba``, ``decision_function``, pickling of
+    tensors and modules across devices) lives here or in its mixins.
+
+    Column ``j`` of the logits is class ``j``: labels are integers in ``[0, n_classes)``. Binary
+    problems may be given as 1-D decision values ``z`` (or one column); they are treated as the
+    two-class logits ``[0, z]``, so class 1 has probability ``sigmoid(z)``. For binary problems the
+    confidence of a prediction is ``max(p, 1 - p)`` and it is correct when ``p > 0.5`` agrees
+    with the label (ties go to class 0, as ``argmax`` does).
+    """
+
+    _parameter_constraints: dict = {}
+
+    # ------------------------------------------------------------------ validation helpers
+    def _validate_fit_inputs(self, X, y, sample_weight):
+        """Validate parameters and data at the top of ``fit``; record input-shape attributes."""
+        validate_params(self)
+        logits = check_logits(X, input_type=getattr(self, "input_type", "logits"))
+        self._record_input(logits)
+        labels, weights = self._validate_targets(y, sample_weight, logits.values)
+        return logits, labels, weights
+
+    def _record_input(self, logits: Logits) -> None:
+        n_classes = logits.values.shape[1]
+        self.n_features_in_ = logits.n_features
+        self.classes_ = torch.arange(n_classes).numpy()
+        self._binary_1d = logits.binary_1d
+
+    def _validate_targets(self, y, sample_weight, values: torch.Tensor):
+        n_samples, n_classes = values.shape
+        labels = check_targets(
+            y, n_samples=n_samples, n_classes=n_classes, device=values.device, estimator=self
+        )
+        weights = check_sample_weight(sample_weight, n_samples=n_samples, device=values.device)
+        return labels, weights
+
+    def _validate_predict_logits(self, X) -> Logits:
+        """Validate logits given to a prediction method against what ``fit`` saw."""
+        check_is_fitted(self)
+        logits = check_logits(X, input_type=getattr(self, "input_type", "logits"))
+        if logits.n_features != self.n_features_in_ or logits.values.shape[1] != len(self.classes_):
+            raise ValueError(
+                f"X has {logits.n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (the number of logit columns it was "
+                "fitted on)."
+            )
+        return logits
+
+    def _prediction_logits(self, X) -> Logits:
+        """Return the (uncalibrated) logits that prediction methods work on."""
+        return self._validate_predict_logits(X)
+
+    @abstractmethod
+    def _calibrate_logits(self, values: torch.Tensor) -> torch.Tensor:
+        """Map validated logits of shape (n_samples, n_classes) to calibrated logits."""
+
+    def _calibrated(self, X):
+        logits = self._prediction_logits(X)
+        dtype = torch.promote_types(logits.values.dtype, torch.float32)
+        return logits, self._calibrate_logits(logits.values.to(dtype))
+
+    # ------------------------------------------------------------------ prediction methods
+    def decision_function(self, X):
+        """Return calibrated logits.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+            Logits (or model inputs, for calibrators that own a model).
+
+        Returns
+        -------
+        ndarray or Tensor of shape (n_samples, n_classes) or (n_samples,)
+            Calibrated logits, in the container and on the device of ``X``. Binary 1-D input
+            gives 1-D calibrated decision values (the log-odds of class 1).
+        """
+        logits, calibrated = self._calibrated(X)
+        if logits.binary_1d:
+            calibrated = calibrated[:, 1] - calibrated[:, 0]
+        return like(calibrated, X)
+
+    def predict_proba(self, X):
+        """Return calibrated class probabilities.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+            Logits (or model inputs, for calibrators that own a model).
+
+        Returns
+        -------
+        ndarray or Tensor of shape (n_samples, n_classes)
+            Probabilities in the container and on the device of ``X``, in its floating dtype
+            (float16 and bfloat16 are promoted to float32). Binary input gives two columns.
+        """
+        _, calibrated = self._calibrated(X)
+        return like(torch.softmax(calibrated, dim=1), X)
+
+    def predict_log_proba(self, X):
+        """Return the logarithm of the calibrated class probabilities.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+            Logits (or model inputs, for calibrators that own a model).
+
+        Returns
+        -------
+        ndarray or Tensor of shape (n_samples, n_classes)
+            Log-probabilities, computed with a stable ``log_softmax``.
+        """
+        _, calibrated = self._calibrated(X)
+        return like(torch.log_softmax(calibrated, dim=1), X)
+
+    def predict(self, X):
+        """Return the predicted class of each sample (the index of the largest logit).
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+            Logits (or model inputs, for calibrators that own a model).
+
+        Returns
+        -------
+        ndarray or Tensor of shape (n_samples,)
+            Class labels (integers), in the container and on the device of ``X``.
+        """
+        _, calibrated = self._calibrated(X)
+        return like(calibrated.argmax(dim=1), X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.classifier_tags.multi_label = False
+        return tags

@@ -1,0 +1,203 @@
+"""Masked Temperature Scaling (Zhu et al., ICCV 2023)."""
+
+from __future__ import annotations
+
+import numbers
+from functools import partial
+
+from sklearn.utils.validation import check_is_fitted
+
+from .._device import make_generator, module_device
+from .._validation import (
+    Interval,
+    Logits,
+    check_input_shape,
+    check_inputs,
+    check_logits,
+    validate_params,
+)
+from ._masking import mask_inputs, mask_logits
+from ._model import module_logits
+from ._temperature import TemperatureScaling
+
+
+class MaskedTemperatureScaling(TemperatureScaling):
+    """Temperature scaling fitted on masked calibration data.
+
+    Networks trained on distilled data are over-confident, and on the calibration data they were
+    trained on their logits separate the classes perfectly, so plain temperature scaling has no
+    optimum (or a useless one). Masked Temperature Scaling fits the temperature by NLL on
+    *masked* calibration inputs, in which each element is zeroed independently with probability
+    ``mask_ratio`` (one mask per sample and draw, no ``1 / (1 - p)`` rescaling). Predictions are
+    made on clean inputs divided by that temperature.
+
+    Two modes:
+
+    - ``model`` given: ``X`` are model inputs. They are masked as in the paper, the model runs in
+      eval mode without gradients in batches of ``batch_size`` on its own device, and only its
+      logits are kept. ``predict_proba(X)`` runs the model on clean inputs.
+    - ``model=None``: ``X`` are logits and masking happens in logit space: each entry is
+      replaced, with probability ``mask_ratio``, by the mean logit of its row (see
+      :func:`~distcal.calibration.mask_logits`). This is a stand-in for users who only have
+      logits; ``benchmarks/bench_logit_masking.py`` measures how closely it follows input
+      masking.
+
+    With ``mask_ratio=0`` the fit is exactly :class:`TemperatureScaling` on the clean logits.
+
+    Parameters
+    ----------
+    mask_ratio : float, default=0.1
+        Probability in [0, 1) that an input element (or, with ``model=None``, a logit) is
+        masked. Choose it on held-out data, for instance with ``GridSearchCV`` and
+        :data:`~distcal.metrics.neg_ece_scorer`.
+    n_masks : int, default=1
+        Independent masked copies of each calibration sample; more copies lower the variance of
+        the fitted temperature at the cost of more forward passes.
+    model : torch.nn.Module or None, default=None
+        A trained network mapping inputs (batch, ...) to logits (batch, n_classes). It is a
+        parameter: ``clone`` and ``get_params`` copy and return it, as skorch does with modules.
+    batch_size : int, default=256
+        Samples per forward pass of ``model``.
+    input_type : {"logits", "probabilities"}, default="logits"
+        With ``model=None``, what ``X`` holds (see :class:`TemperatureScaling`).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the masks; the same value gives the same temperature.
+    tol : float, default=1e-8
+        Convergence tolerance on ``log(T)``.
+    max_iter : int, default=100
+        Maximum number of passes of the temperature solver.
+
+    Attributes
+    ----------
+    temperature_ : float
+        The temperature fitted on masked calibration data.
+    nll_ : float
+        Weighted mean NLL of the masked calibration data at ``temperature_``.
+    n_iter_ : int
+        Passes of the temperature solver.
+    converged_ : bool
+        Whether the solver reached a finite optimum within ``tol``.
+    classes_ : ndarray of shape (n_classes,)
+        ``arange(n_classes)``.
+    n_features_in_ : int
+        Number of logit columns (``model=None``) or of input features (2-D inputs with a model).
+    input_shape_ : tuple of int
+        With a model, the shape of one input sample seen in ``fit``.
+
+    See Also
+    --------
+    TemperatureScaling : The unmasked calibrator.
+    InputMasker, LogitTransformer : The same method as Pipeline steps.
+
+    References
+    ----------
+    .. [1] D. Zhu, B. Lei, J. Zhang, Y. Fang, Y. Xie, R. Zhang and D. Xu, "Rethinking Data
+       Distillation: Do Not Overlook Calibration", ICCV 2023, arXiv:2307.12463.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal import MaskedTemperatureScaling
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    >>> X = torch.randn(60, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    >>> y = torch.arange(60) % 3
+    >>> mts = MaskedTemperatureScaling(mask_ratio=0.3, model=net, random_state=0).fit(X, y)
+    >>> mts.predict_proba(X).shape
+    torch.Size([60, 3])
+    """
+
+    _parameter_constraints = {
+        **TemperatureScaling._parameter_constraints,
+        "mask_ratio": [Interval(numbers.Real, 0.0, 1.0, closed="left")],
+        "n_masks": [Interval(numbers.Integral, 1, None, closed="left")],
+        "model": [None, "module"],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        mask_ratio=0.1,
+        *,
+        n_masks=1,
+        model=None,
+        batch_size=256,
+        input_type="logits",
+        random_state=None,
+        tol=1e-8,
+        max_iter=100,
+    ):
+        super().__init__(input_type=input_type, tol=tol, max_iter=max_iter)
+        self.mask_ratio = mask_ratio
+        self.n_masks = n_masks
+        self.model = model
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the temperature on masked calibration data.
+
+        Parameters
+        ----------
+        X : array-like or Tensor
+            With ``model``: inputs of shape (n_samples, ...). Without: logits of shape
+            (n_samples, n_classes), or 1-D binary decision values.
+        y : array-like or Tensor of shape (n_samples,)
+            Labels: integers in ``[0, n_classes)``.
+        sample_weight : array-like or Tensor of shape (n_samples,), default=None
+            Non-negative weights, applied to every masked copy of a sample.
+
+        Returns
+        -------
+        self : MaskedTemperatureScaling
+            The fitted calibrator.
+        """
+        validate_params(self)
+        n_draws = self.n_masks if self.mask_ratio > 0 else 1
+        if self.model is None:
+            logits = check_logits(X, input_type=self.input_type)
+            self._record_input(logits)
+            labels, weights = self._validate_targets(y, sample_weight, logits.values)
+            values = logits.values
+            if self.mask_ratio > 0:
+                generator = make_generator(self.random_state, values.device)
+                values = mask_logits(values, self.mask_ratio, n_masks=n_draws, generator=generator)
+        else:
+            inputs = check_inputs(X)
+            transform = None
+            if self.mask_ratio > 0:
+                generator = make_generator(self.random_state, module_device(self.model))
+                transform = partial(mask_inputs, mask_ratio=self.mask_ratio, generator=generator)
+            values = module_logits(
+                self.model,
+                inputs,
+                batch_size=self.batch_size,
+                transform=transform,
+                n_repeats=n_draws,
+            )
+            self._record_input(Logits(values, False, values.shape[1]))
+            self.input_shape_ = tuple(inputs.shape[1:])
+            self.n_features_in_ = inputs.shape[1]
+            labels, weights = self._validate_targets(y, sample_weight, values[: inputs.shape[0]])
+        if n_draws > 1:
+            labels = labels.repeat(n_draws)
+            weights = None if weights is None else weights.repeat(n_draws)
+        return self._fit_logits(values, labels, weights)
+
+    def _prediction_logits(self, X) -> Logits:
+        if self.model is None:
+            return super()._prediction_logits(X)
+        check_is_fitted(self)
+        inputs = check_input_shape(X, self)
+        values = module_logits(self.model, inputs, batch_size=self.batch_size)
+        if values.shape[1] != len(self.classes_):
+            raise ValueError(
+                f"model returned {values.shape[1]} logit columns, but {type(self).__name__} was "
+                f"fitted with {len(self.classes_)}."
+            )
+        return Logits(values, False, values.shape[1])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None and self.mask_ratio > 0
+        return tags

@@ -1,0 +1,192 @@
+"""Random masks: of model inputs (as in the paper) and of logits (when no model is at hand).
+
+Both functions draw from an explicit :class:`torch.Generator`; neither touches global state.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .._device import like, make_generator
+from .._validation import Interval, check_input_shape, check_inputs, validate_params
+
+__all__ = ["InputMasker", "mask_inputs", "mask_logits"]
+
+
+def mask_inputs(x: torch.Tensor, mask_ratio: float, *, generator: torch.Generator) -> torch.Tensor:
+    """Zero each element of each sample independently with probability ``mask_ratio``.
+
+    This is the masking of Masked Temperature Scaling (Zhu et al., ICCV 2023): one Bernoulli draw
+    per input element (every channel of every pixel on its own), no ``1 / (1 - p)`` rescaling of
+    the elements that are kept.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n_samples, ...)
+        A batch of inputs; the mask is drawn on its device.
+    mask_ratio : float
+        Probability in [0, 1) that an element is zeroed.
+    generator : torch.Generator
+        Source of randomness, on the device of ``x``.
+
+    Returns
+    -------
+    Tensor
+        A masked copy of ``x``; ``x`` itself is not modified.
+    """
+    keep = torch.rand(x.shape, generator=generator, device=x.device) >= mask_ratio
+    return x * keep.to(x.dtype)
+
+
+def mask_logits(
+    logits: torch.Tensor, mask_ratio: float, *, n_masks: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Mask logits: each entry is replaced, with probability ``mask_ratio``, by its row's mean.
+
+    This is the logit-space stand-in for input masking, for users who only have logits. A masked
+    entry takes the mean logit of its (unmasked) row: it then carries no evidence for or against
+    its class relative to the others, and the operation commutes with adding a constant to a
+    row, as the softmax does. (Replacing by 0 would not: ``[10, 11, 12]`` and ``[0, 1, 2]``
+    give the same probabilities but would mask differently.) Each of ``n_masks`` draws masks
+    every row independently; the draws are stacked, draw after draw.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (n_samples, n_classes)
+    mask_ratio : float
+        Probability in [0, 1) that an entry is masked.
+    n_masks : int
+        Number of independent masked copies of each row.
+    generator : torch.Generator
+        Source of randomness, on the device of ``logits``.
+
+    Returns
+    -------
+    Tensor of shape (n_masks * n_samples, n_classes)
+        Rows ``d * n_samples + i`` hold draw ``d`` of sample ``i``.
+    """
+    repeated = logits.repeat(n_masks, 1)
+    row_mean = repeated.mean(dim=1, keepdim=True)
+    masked = torch.rand(repeated.shape, generator=generator, device=logits.device) < mask_ratio
+    return torch.where(masked, row_mean, repeated)
+
+
+class InputMasker(TransformerMixin, BaseEstimator):
+    """Mask inputs while fitting, pass them through unchanged afterwards.
+
+    ``fit_transform`` zeroes each element of each sample independently with probability
+    ``mask_ratio`` (one draw per sample, no rescaling), as Masked Temperature Scaling does to
+    its calibration inputs; ``transform`` returns ``X`` as it is. In a Pipeline, the steps after
+    it are therefore fitted on masked inputs and predict on clean ones::
+
+        Pipeline([("mask", InputMasker(0.3)), ("logits", LogitTransformer(net)),
+                  ("ts", TemperatureScaling())])
+
+    fits a temperature on the logits of masked inputs and calibrates clean ones with it, which is
+    :class:`MaskedTemperatureScaling` with ``n_masks=1``.
+
+    Parameters
+    ----------
+    mask_ratio : float, default=0.5
+        Probability in [0, 1) that an element is zeroed during ``fit_transform``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the masks; the same value gives the same masks.
+
+    Attributes
+    ----------
+    input_shape_ : tuple of int
+        Shape of one sample seen in ``fit``.
+    n_features_in_ : int
+        Number of features, when the inputs seen in ``fit`` were 2-D.
+
+    See Also
+    --------
+    mask_inputs : The masking function.
+    MaskedTemperatureScaling : Masking and temperature scaling in one estimator.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from distcal import InputMasker
+    >>> X = np.ones((2, 6))
+    >>> InputMasker(mask_ratio=0.5, random_state=0).fit_transform(X)
+    array([[1., 0., 0., 1., 1., 1.],
+           [1., 1., 1., 0., 0., 0.]])
+    >>> InputMasker(mask_ratio=0.5).fit(X).transform(X) is X
+    True
+    """
+
+    _parameter_constraints = {
+        "mask_ratio": [Interval(numbers.Real, 0.0, 1.0, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, mask_ratio=0.5, *, random_state=None):
+        self.mask_ratio = mask_ratio
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        """Record the input shape.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, ...)
+            Inputs.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : InputMasker
+        """
+        validate_params(self)
+        inputs = check_inputs(X)
+        self.input_shape_ = tuple(inputs.shape[1:])
+        if inputs.ndim == 2:
+            self.n_features_in_ = inputs.shape[1]
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit, then return a masked copy of ``X``.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, ...)
+            Inputs.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        ndarray or Tensor of the shape of ``X``
+            ``X`` with each element zeroed with probability ``mask_ratio``.
+        """
+        self.fit(X, y)
+        inputs = check_inputs(X)
+        generator = make_generator(self.random_state, inputs.device)
+        return like(mask_inputs(inputs, self.mask_ratio, generator=generator), X)
+
+    def transform(self, X):
+        """Return ``X`` unchanged: masking applies only while fitting.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, ...)
+            Inputs, shaped like those seen in ``fit``.
+
+        Returns
+        -------
+        X : the input itself
+        """
+        check_is_fitted(self)
+        check_input_shape(X, self)
+        return X
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

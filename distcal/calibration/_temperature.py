@@ -1,0 +1,355 @@
+"""Temperature scaling: the solver and the estimator.
+
+The negative log-likelihood of ``softmax(beta * z)`` is convex in the inverse temperature
+``beta = 1 / T``: its first derivative is ``E_p[z] - z_y`` and its second the variance of ``z``
+under ``p``, summed over samples. The solver finds the root of the first derivative with a
+safeguarded Newton iteration on ``u = log(beta)`` (so ``T > 0`` by construction), bracketed
+because the derivative is increasing in ``u``. Each iteration is one pass over the logits in
+row chunks, accumulating float64 sums, so no full-size temporary is made and tensors stay on
+their device. Before iterating, the same pass checks whether a finite optimum exists at all.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from .._device import row_chunks
+from .._validation import Interval, Options
+from ..exceptions import ConvergenceWarning, UncalibratableDataWarning
+from ._base import BaseLogitCalibrator
+
+__all__ = ["TemperatureFit", "TemperatureScaling", "fit_temperature", "temperature_statistics"]
+
+# The temperature is searched in [1e-6, 1e6]; the bracket is in u = log(1 / T).
+_LOG_T_BOUND = math.log(1e6)
+
+_REMEDY = (
+    "Calibrate on held-out data the network was not trained on, or use "
+    "MaskedTemperatureScaling, whose masked inputs are no longer separable."
+)
+
+
+@dataclass
+class TemperatureFit:
+    """Result of :func:`fit_temperature`.
+
+    Attributes
+    ----------
+    temperature : float
+        The fitted temperature.
+    nll : float
+        Weighted mean negative log-likelihood at ``temperature``.
+    n_iter : int
+        Passes over the data (each computes the loss and its first two derivatives).
+    converged : bool
+        Whether the Newton step fell below ``tol`` at a finite optimum inside the bounds.
+    status : str
+        ``"optimum"``, ``"max_iter"``, ``"bound"`` (the optimum lies outside [1e-6, 1e6]),
+        ``"separable"`` (no finite optimum: T -> 0), ``"uninformative"`` (T -> inf) or
+        ``"constant"`` (every row's logits are equal, so T has no effect).
+    """
+
+    temperature: float
+    nll: float
+    n_iter: int
+    converged: bool
+    status: str
+
+
+def temperature_statistics(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None,
+    beta: float,
+    *,
+    limits: bool = False,
+) -> torch.Tensor:
+    """One pass over the logits: weighted sums that determine the temperature fit.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (n_samples, n_classes)
+        Logits in any floating dtype; each chunk is converted to float64.
+    labels : Tensor of shape (n_samples,)
+        Class indices (``torch.long``) on the same device.
+    weights : Tensor of shape (n_samples,) or None
+        Non-negative float64 weights.
+    beta : float
+        Inverse temperature at which to evaluate.
+    limits : bool, default=False
+        Also return the derivative's limits as ``beta -> 0`` and ``beta -> inf``.
+
+    Returns
+    -------
+    Tensor of shape (4,) or (6,), float64
+        ``[weight_sum, loss_sum, d_loss, d2_loss]`` (derivatives with respect to ``beta``), then
+        with ``limits`` ``[d_loss(beta=0), d_loss(beta=inf)]``. Sums add across chunks, batches
+        and processes, which is what streaming and distributed fits rely on.
+    """
+    n_samples, n_classes = logits.shape
+    device = logits.device
+    n_stats = 6 if limits else 4
+    totals = torch.zeros(n_stats, dtype=torch.float64, device=device)
+    for rows in row_chunks(n_samples, n_classes, device):
+        z = logits[rows].to(torch.float64, copy=True)
+        z_max = z.amax(dim=1, keepdim=True)
+        c = z.sub_(z_max)  # z - max(z) <= 0, so exp cannot overflow
+        c_true = c.gather(1, labels[rows, None]).squeeze(1)
+        e = torch.exp(c * beta)
+        s = e.sum(dim=1)
+        ec = e.mul_(c)
+        m1 = ec.sum(dim=1).div_(s)  # E_p[c]
+        m2 = ec.mul_(c).sum(dim=1).div_(s)  # E_p[c^2]
+        # Centred on the row maximum, E[c^2] - E[c]^2 does not cancel catastrophically when p
+        # concentrates on the largest logit.
+        per_sample = [
+            s.log_().sub_(c_true, alpha=beta),
+            m1 - c_true,
+            m2.sub_(m1 * m1),
+        ]
+        if limits:
+            per_sample += [c.mean(dim=1).sub_(c_true), c_true.neg()]
+        stacked = torch.stack(per_sample)
+        w = weights[rows] if weights is not None else None
+        chunk_totals = stacked.sum(dim=1) if w is None else stacked @ w
+        totals[0] += float(rows.stop - rows.start) if w is None else w.sum()
+        totals[1:] += chunk_totals
+    return totals
+
+
+def fit_temperature(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    *,
+    tol: float = 1e-8,
+    max_iter: int = 100,
+    statistics=None,
+) -> TemperatureFit:
+    """Fit the temperature minimising the weighted NLL of ``softmax(logits / T)``.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (n_samples, n_classes)
+    labels : Tensor of shape (n_samples,)
+    weights : Tensor of shape (n_samples,) or None
+    tol : float, default=1e-8
+        Stop when a Newton step changes ``log(T)`` by less than ``tol``. Newton converges
+        quadratically, so the error left is of order ``tol ** 2``.
+    max_iter : int, default=100
+        Maximum number of passes over the data.
+    statistics : callable, default=None
+        ``statistics(beta, limits) -> Tensor`` as returned by :func:`temperature_statistics`.
+        Given, it replaces the in-memory pass (streaming and distributed fits plug in here);
+        ``logits``, ``labels`` and ``weights`` are then ignored.
+
+    Returns
+    -------
+    TemperatureFit
+    """
+    if statistics is None:
+
+        def statistics(beta, limits):
+            return temperature_statistics(logits, labels, weights, beta, limits=limits)
+
+    lo, hi = -_LOG_T_BOUND, _LOG_T_BOUND  # bracket on u = log(beta) = -log(T)
+    u = 0.0
+    n_iter = 0
+    converged = False
+    status = "max_iter"
+    for n_iter in range(1, max_iter + 1):
+        beta = math.exp(u)
+        values = statistics(beta, n_iter == 1).tolist()
+        weight_sum, loss, grad, hess = values[:4]
+        nll = loss / weight_sum
+        if n_iter == 1:
+            grad_at_zero, grad_at_inf = values[4], values[5]
+            if grad_at_inf <= 0:
+                # Every sample's label holds the largest logit: the loss decreases for ever as
+                # T -> 0 (or, for constant rows, T has no effect at all).
+                if grad_at_zero >= 0:
+                    return TemperatureFit(1.0, nll, n_iter, False, "constant")
+                return TemperatureFit(math.exp(-_LOG_T_BOUND), nll, n_iter, False, "separable")
+            if grad_at_zero >= 0:
+                return TemperatureFit(math.exp(_LOG_T_BOUND), nll, n_iter, False, "uninformative")
+        if grad < 0:
+            lo = u
+        elif grad > 0:
+            hi = u
+        else:
+            converged, status = True, "optimum"
+            break
+        slope = beta * hess  # d(grad)/du
+        step = -grad / slope if slope > 0 else math.inf
+        u_next = u + step
+        if not lo < u_next < hi:
+            u_next = 0.5 * (lo + hi)  # Newton left the bracket: bisect instead
+        step_taken = u_next - u
+        u = u_next
+        if abs(step_taken) <= tol:
+            converged, status = True, "optimum"
+            break
+    if converged and (u - tol <= -_LOG_T_BOUND or u + tol >= _LOG_T_BOUND):
+        converged, status = False, "bound"
+    return TemperatureFit(math.exp(-u), nll, n_iter, converged, status)
+
+
+def _warn_for_fit(result: TemperatureFit, owner: str, max_iter: int, stacklevel: int) -> None:
+    """Turn a fit that is not a clean optimum into a warning that names the remedy."""
+    if result.status == "separable":
+        message = (
+            f"{owner}: the logits separate the calibration data perfectly (every sample's label "
+            "has the largest logit), so the NLL keeps falling as the temperature goes to 0 and "
+            f"has no minimum. temperature_ is set to the lower bound {result.temperature:.1e}, "
+            "which is not a calibrated temperature. This happens when a network is calibrated "
+            f"on data it was trained on (a distilled set, for instance). {_REMEDY}"
+        )
+        warnings.warn(message, UncalibratableDataWarning, stacklevel=stacklevel)
+    elif result.status == "constant":
+        warnings.warn(
+            f"{owner}: every row of the logits is constant, so the temperature has no effect and "
+            "cannot be fitted; temperature_ is set to 1.",
+            UncalibratableDataWarning,
+            stacklevel=stacklevel,
+        )
+    elif result.status == "uninformative":
+        warnings.warn(
+            f"{owner}: on average the labels' logits lie below the mean logit, so the NLL is "
+            "minimised by the uniform prediction (T -> inf); temperature_ is set to the upper "
+            f"bound {result.temperature:.1e}. Check that the labels match the logit columns.",
+            UncalibratableDataWarning,
+            stacklevel=stacklevel,
+        )
+    elif result.status == "bound":
+        warnings.warn(
+            f"{owner}: the optimal temperature lies at or beyond the search bound "
+            f"({result.temperature:.3g} is outside [1e-6, 1e6] or on its edge). {_REMEDY}",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
+    elif result.status == "max_iter":
+        warnings.warn(
+            f"{owner}: the temperature fit did not converge in max_iter={max_iter} passes; the "
+            f"last temperature is {result.temperature:.6g}. Increase max_iter or tol.",
+            ConvergenceWarning,
+            stacklevel=stacklevel,
+        )
+
+
+class TemperatureScaling(BaseLogitCalibrator):
+    """Temperature scaling: calibrated probabilities ``softmax(logits / T)``.
+
+    The temperature ``T`` minimises the (weighted) negative log-likelihood of the calibration
+    data. It is found by a safeguarded Newton iteration on ``log(1 / T)`` with float64
+    statistics, which reaches the exact optimum in a few passes over the data and keeps ``T``
+    positive by construction. Tensors are processed on their own device, in chunks, without a
+    copy of the logits to the host. Temperature scaling leaves the predicted class, the accuracy
+    and the ranking of the samples unchanged.
+
+    Parameters
+    ----------
+    input_type : {"logits", "probabilities"}, default="logits"
+        What ``X`` holds. Logits are the network's outputs before the softmax. Probabilities
+        are accepted only when this says so; they are converted with ``log(p)``. Logits that
+        look like probabilities raise a :class:`~distcal.exceptions.ProbabilityInputWarning`.
+    tol : float, default=1e-8
+        Convergence tolerance on ``log(T)``: the fit stops when a Newton step is smaller. The
+        error left is of order ``tol ** 2``.
+    max_iter : int, default=100
+        Maximum number of passes over the data.
+
+    Attributes
+    ----------
+    temperature_ : float
+        The fitted temperature.
+    nll_ : float
+        Weighted mean negative log-likelihood of the calibration data at ``temperature_``.
+    n_iter_ : int
+        Number of passes over the data.
+    converged_ : bool
+        Whether a finite optimum inside [1e-6, 1e6] was reached within ``tol``. When it is
+        False a warning said why.
+    classes_ : ndarray of shape (n_classes,)
+        ``arange(n_classes)``: column ``j`` of the logits is class ``j``.
+    n_features_in_ : int
+        Number of logit columns seen in ``fit`` (1 for binary 1-D decision values).
+
+    See Also
+    --------
+    MaskedTemperatureScaling : Temperature fitted on masked inputs, for networks trained on
+        distilled data.
+    sklearn.calibration.CalibratedClassifierCV : scikit-learn's calibrators around an estimator.
+
+    Notes
+    -----
+    If every calibration sample is classified correctly, the NLL decreases for ever as
+    ``T -> 0``; no temperature is optimal. This is what happens on the data a network was trained
+    on. The fit then warns with :class:`~distcal.exceptions.UncalibratableDataWarning`, sets
+    ``converged_ = False`` and returns the lower bound 1e-6, never a bound posing as an optimum.
+
+    References
+    ----------
+    .. [1] C. Guo, G. Pleiss, Y. Sun and K. Q. Weinberger, "On Calibration of Modern Neural
+       Networks", ICML 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from distcal import TemperatureScaling
+    >>> logits = np.array([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [0.0, 4.0]])
+    >>> y = np.array([0, 1, 1, 0])
+    >>> ts = TemperatureScaling().fit(logits, y)
+    >>> round(ts.temperature_, 4) > 1
+    True
+    >>> ts.predict(logits)
+    array([0, 1, 0, 1])
+    """
+
+    _parameter_constraints = {
+        "input_type": [Options("logits", "probabilities")],
+        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, *, input_type="logits", tol=1e-8, max_iter=100):
+        self.input_type = input_type
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the temperature on calibration logits.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+            Logits of the calibration samples (numpy or torch, on any device), or 1-D binary
+            decision values.
+        y : array-like or Tensor of shape (n_samples,)
+            Labels: integers in ``[0, n_classes)`` indexing the columns of ``X``.
+        sample_weight : array-like or Tensor of shape (n_samples,), default=None
+            Non-negative weights; None weighs every sample equally.
+
+        Returns
+        -------
+        self : TemperatureScaling
+            The fitted calibrator.
+        """
+        logits, labels, weights = self._validate_fit_inputs(X, y, sample_weight)
+        return self._fit_logits(logits.values, labels, weights)
+
+    def _fit_logits(self, values, labels, weights, *, stacklevel=4):
+        result = fit_temperature(values, labels, weights, tol=self.tol, max_iter=self.max_iter)
+        _warn_for_fit(result, type(self).__name__, self.max_iter, stacklevel)
+        self.temperature_ = float(result.temperature)
+        self.nll_ = float(result.nll)
+        self.n_iter_ = int(result.n_iter)
+        self.converged_ = bool(result.converged)
+        return self
+
+    def _calibrate_logits(self, values: torch.Tensor) -> torch.Tensor:
+        return values / self.temperature_
