@@ -19,6 +19,7 @@ import torch
 __all__ = [
     "PortablePickleMixin",
     "as_tensor",
+    "draw_seed",
     "is_tensor",
     "like",
     "make_generator",
@@ -120,24 +121,27 @@ def module_device(module: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def make_generator(random_state, device=None) -> torch.Generator:
-    """Return a seeded :class:`torch.Generator` on ``device`` drawn from ``random_state``.
+def draw_seed(random_state) -> int:
+    """Turn ``random_state`` into an integer seed, following scikit-learn's convention.
 
-    ``random_state`` follows scikit-learn's convention: an int seeds the generator directly, a
-    :class:`numpy.random.RandomState` or :class:`numpy.random.Generator` is drawn from, and None
-    draws from numpy's global RandomState (which distcal never reseeds).
+    An int is used as it is, a :class:`numpy.random.RandomState` or
+    :class:`numpy.random.Generator` is drawn from, and None draws from numpy's global
+    RandomState (which distcal never reseeds).
     """
-    device = torch.device("cpu") if device is None else torch.device(device)
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        seed = int(random_state)
-    elif isinstance(random_state, np.random.Generator):
-        seed = int(random_state.integers(0, 2**63 - 1))
-    else:
-        from sklearn.utils import check_random_state
+        return int(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**63 - 1))
+    from sklearn.utils import check_random_state
 
-        seed = int(check_random_state(random_state).randint(0, 2**31 - 1))
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def make_generator(random_state, device=None) -> torch.Generator:
+    """Return a :class:`torch.Generator` on ``device`` seeded by :func:`draw_seed`."""
+    device = torch.device("cpu") if device is None else torch.device(device)
     generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
+    generator.manual_seed(draw_seed(random_state))
     return generator
 
 

@@ -13,10 +13,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.validation import check_is_fitted
 
-from ._device import as_tensor, is_tensor
+from ._device import as_tensor, is_tensor, row_chunks
 from .exceptions import InvalidParameterError, ProbabilityInputWarning
 
 __all__ = [
@@ -211,16 +212,25 @@ def _to_numeric_tensor(x, name: str) -> torch.Tensor:
         raise TypeError(
             f"{name} must be an array-like or tensor of numbers; got {type(x).__name__} {x!r}."
         )
+    if sparse.issparse(x) or (is_tensor(x) and x.layout != torch.strided):
+        raise TypeError(
+            f"Sparse data was passed for {name}, but dense data is required. Convert it with "
+            "X.toarray() (scipy) or X.to_dense() (torch)."
+        )
     if not is_tensor(x):
-        try:
-            x = np.asarray(x)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be an array-like or tensor of numbers: {exc}") from exc
+        x = np.asarray(x)
+        if x.dtype == object:
+            try:
+                x = x.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{name} must hold real numbers: {exc}") from exc
+        if x.dtype.kind == "c":
+            raise ValueError(f"Complex data not supported: {name} must hold real numbers.")
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold real numbers; got an array of dtype {x.dtype}.")
     tensor = as_tensor(x)
     if tensor.is_complex():
-        raise TypeError(f"{name} must hold real numbers; got a tensor of dtype {tensor.dtype}.")
+        raise ValueError(f"Complex data not supported: {name} must hold real numbers.")
     return tensor
 
 
@@ -230,14 +240,23 @@ def _float_dtype(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(torch.float64)
 
 
-def _check_finite(tensor: torch.Tensor, name: str) -> None:
-    finite = torch.isfinite(tensor)
-    if not bool(finite.all()):
-        n_bad = int((~finite).sum())
+def _check_finite(tensor: torch.Tensor, name: str) -> tuple[float, float]:
+    """Raise if ``tensor`` holds NaN or infinity; return its minimum and maximum.
+
+    ``aminmax`` is a single reduction without a full-size temporary (``torch.isfinite`` makes
+    one the size of the input), and NaN or infinity propagates into its result.
+    """
+    low, high = (float(v) for v in torch.aminmax(tensor))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        n_bad = sum(
+            int((~torch.isfinite(tensor[rows])).sum())
+            for rows in row_chunks(tensor.shape[0], tensor[:1].numel(), tensor.device)
+        )
         raise ValueError(
             f"Input {name} contains NaN or infinity ({n_bad} of {tensor.numel()} values); "
             "it must be finite."
         )
+    return low, high
 
 
 def _check_shape(tensor: torch.Tensor, name: str, what: str) -> None:
@@ -263,15 +282,26 @@ def _proba_atol(dtype: torch.dtype) -> float:
     return max(1e-4, 4 * torch.finfo(dtype).eps)
 
 
-def _looks_like_probabilities(tensor: torch.Tensor) -> bool:
-    if tensor.shape[0] < 2 and tensor.ndim == 1:
-        return False
-    if bool((tensor < 0).any()) or bool((tensor > 1).any()):
+def _looks_like_probabilities(tensor: torch.Tensor, low: float, high: float) -> bool:
+    if low < 0 or high > 1 or (tensor.ndim == 1 and tensor.shape[0] < 2):
         return False
     if tensor.ndim == 1 or tensor.shape[1] == 1:
         return True
-    row_sums = tensor.sum(dim=1, dtype=torch.float64)
-    return bool(((row_sums - 1).abs() <= _proba_atol(tensor.dtype)).all())
+    return _max_row_sum_deviation(tensor)[0] <= _proba_atol(tensor.dtype)
+
+
+def _max_row_sum_deviation(tensor: torch.Tensor) -> tuple[float, int, float]:
+    """Largest ``|row sum - 1|``, its row and that row's sum.
+
+    The row sums are accumulated in float64 chunk by chunk into one vector (no float64 copy of
+    the whole input), and the host synchronises once.
+    """
+    sums = torch.empty(tensor.shape[0], dtype=torch.float64, device=tensor.device)
+    for rows in row_chunks(tensor.shape[0], tensor.shape[1], tensor.device):
+        torch.sum(tensor[rows].to(torch.float64), dim=1, out=sums[rows])
+    value, index = (sums - 1).abs_().max(dim=0)
+    row = int(index)
+    return float(value), row, float(sums[row])
 
 
 def check_logits(X, *, input_type: str = "logits", name: str = "X") -> Logits:
@@ -294,7 +324,7 @@ def check_logits(X, *, input_type: str = "logits", name: str = "X") -> Logits:
     """
     tensor = _float_dtype(_to_numeric_tensor(X, name))
     _check_shape(tensor, name, "2-D logits" if input_type == "logits" else "2-D probabilities")
-    _check_finite(tensor, name)
+    low, high = _check_finite(tensor, name)
     binary_1d = tensor.ndim == 1 or tensor.shape[1] == 1
     n_features = 1 if tensor.ndim == 1 else tensor.shape[1]
     if input_type == "probabilities":
@@ -302,7 +332,7 @@ def check_logits(X, *, input_type: str = "logits", name: str = "X") -> Logits:
         tiny = torch.finfo(torch.float64).tiny
         logits = torch.log(probabilities.to(torch.float64).clamp_min(tiny)).to(tensor.dtype)
         return Logits(logits, binary_1d, n_features)
-    if _looks_like_probabilities(tensor):
+    if _looks_like_probabilities(tensor, low, high):
         warnings.warn(
             f"{name} looks like probabilities (every value lies in [0, 1] and every row sums to 1),"
             " but it is treated as logits. Pass logits (the network's outputs before softmax), or "
@@ -325,37 +355,41 @@ def check_probabilities(y_prob, *, name: str = "y_prob") -> torch.Tensor:
     """
     tensor = _float_dtype(_to_numeric_tensor(y_prob, name))
     _check_shape(tensor, name, "2-D probabilities")
-    _check_finite(tensor, name)
-    below, above = bool((tensor < 0).any()), bool((tensor > 1).any())
-    if below or above:
+    low, high = _check_finite(tensor, name)
+    if low < 0 or high > 1:
         raise ValueError(
-            f"{name} must hold probabilities in [0, 1]; got values from "
-            f"{float(tensor.min()):.6g} to {float(tensor.max()):.6g}. If these are logits, apply "
-            "a softmax first (or pass them to a calibrator, which takes logits)."
+            f"{name} must hold probabilities in [0, 1]; got values from {low:.6g} to {high:.6g}. "
+            "If these are logits, apply a softmax first (or pass them to a calibrator, which "
+            "takes logits)."
         )
     if tensor.ndim == 1 or tensor.shape[1] == 1:
         p = tensor.reshape(-1)
         return torch.stack([1 - p, p], dim=1)
-    row_sums = tensor.sum(dim=1, dtype=torch.float64)
-    deviation = (row_sums - 1).abs()
+    deviation, row, row_sum = _max_row_sum_deviation(tensor)
     atol = _proba_atol(tensor.dtype)
-    if not bool((deviation <= atol).all()):
-        worst = int(deviation.argmax())
+    if deviation > atol:
         raise ValueError(
-            f"{name} must hold probabilities whose rows sum to 1 (within {atol:.1e}); row {worst} "
-            f"sums to {float(row_sums[worst]):.8g}. Normalise the rows, or apply a softmax if "
-            "these are logits."
+            f"{name} must hold probabilities whose rows sum to 1 (within {atol:.1e}); row {row} "
+            f"sums to {row_sum:.8g}. Normalise the rows, or apply a softmax if these are logits."
         )
     return tensor
 
 
 def check_targets(
-    y, *, n_samples: int, n_classes: int, device=None, name: str = "y", estimator=None
+    y,
+    *,
+    n_samples: int,
+    n_classes: int,
+    device=None,
+    name: str = "y",
+    estimator=None,
+    binary: bool = False,
 ) -> torch.Tensor:
     """Validate integer class labels that index the columns of the logits.
 
     Labels must be integers (or integral floats, or booleans) in ``[0, n_classes)``, one per sample,
-    with at least two distinct values.
+    with at least two distinct values. ``binary`` says the logits came as 1-D decision values
+    (it only changes the error message).
 
     Returns
     -------
@@ -388,7 +422,7 @@ def check_targets(
             raise ValueError(f"Input {name} contains NaN or infinity; labels must be finite.")
         if not bool((tensor == tensor.round()).all()):
             raise ValueError(
-                f"{name} must hold integer class labels; got non-integral values such as "
+                f"{name} must hold integer class labels; got continuous values such as "
                 f"{float(tensor[tensor != tensor.round()][0])!r}. Regression targets cannot be "
                 "calibrated as classes."
             )
@@ -396,14 +430,20 @@ def check_targets(
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high >= n_classes:
         bad = torch.unique(labels[(labels < 0) | (labels >= n_classes)])[:5].tolist()
+        columns = (
+            "X has 1 feature(s), read as the decision values of a binary problem, so labels must "
+            "be 0 or 1"
+            if binary
+            else f"X has {n_classes} class columns, so labels must be integers in "
+            f"[0, {n_classes - 1}]"
+        )
         raise ValueError(
-            f"{name} contains labels {bad} that are not among the columns of X: X has {n_classes} "
-            f"class columns, so labels must be integers in [0, {n_classes - 1}]. Encode labels "
-            "as the column index of their class in the network's output."
+            f"{name} contains labels {bad} that are not among the columns of X: {columns}. Encode "
+            "labels as the column index of their class in the network's output."
         )
     if low == high:
         raise ValueError(
-            f"{name} contains a single class ({low}); calibration needs samples of at least 2 "
+            f"{name} contains only one class ({low}); calibration needs samples of at least 2 "
             "classes."
         )
     return labels
@@ -433,7 +473,7 @@ def check_sample_weight(sample_weight, *, n_samples: int, device=None) -> torch.
             f"(smallest {float(tensor.min()):.6g})."
         )
     if not bool((tensor > 0).any()):
-        raise ValueError("sample_weight must have a positive sum; every weight is 0.")
+        raise ValueError("sample_weight must have a positive sum; all weights are zero.")
     return tensor
 
 
@@ -447,12 +487,13 @@ def check_inputs(X, *, name: str = "X") -> torch.Tensor:
         raise ValueError(
             f"{name} must hold model inputs of shape (n_samples, ...) with at least 2 dimensions "
             f"(for example (n, n_features) or (n, channels, height, width)); got an array of "
-            f"shape {tuple(tensor.shape)}."
+            f"shape {tuple(tensor.shape)}. Reshape your data either using X.reshape(-1, 1) if "
+            "your data has a single feature or X.reshape(1, -1) if it contains a single sample."
         )
-    if tensor.shape[0] == 0:
+    if tensor.numel() == 0:
         raise ValueError(
-            f"Found array with 0 sample(s) (shape={tuple(tensor.shape)}) while a minimum of 1 is "
-            f"required: {name} is empty."
+            f"Found array with 0 sample(s) or 0 feature(s) (shape={tuple(tensor.shape)}) while a "
+            f"minimum of 1 is required: {name} is empty."
         )
     _check_finite(tensor, name)
     return tensor

@@ -53,7 +53,12 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     def _validate_targets(self, y, sample_weight, values: torch.Tensor):
         n_samples, n_classes = values.shape
         labels = check_targets(
-            y, n_samples=n_samples, n_classes=n_classes, device=values.device, estimator=self
+            y,
+            n_samples=n_samples,
+            n_classes=n_classes,
+            device=values.device,
+            estimator=self,
+            binary=self._binary_1d,
         )
         weights = check_sample_weight(sample_weight, n_samples=n_samples, device=values.device)
         return labels, weights
@@ -62,7 +67,14 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
         """Validate logits given to a prediction method against what ``fit`` saw."""
         check_is_fitted(self)
         logits = check_logits(X, input_type=getattr(self, "input_type", "logits"))
-        if logits.n_features != self.n_features_in_ or logits.values.shape[1] != len(self.classes_):
+        if logits.binary_1d and not self._binary_1d:
+            raise ValueError(
+                f"X has 1 features, but {type(self).__name__} is expecting {self.n_features_in_} "
+                "features as input (the logit columns it was fitted on); 1-D or single-column "
+                "input is read as binary decision values. Reshape your data with "
+                "X.reshape(1, -1) if X holds the logits of a single sample."
+            )
+        if logits.n_features != self.n_features_in_:
             raise ValueError(
                 f"X has {logits.n_features} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input (the number of logit columns it was "

@@ -96,14 +96,22 @@ class MaskedTemperatureScaling(TemperatureScaling):
 
     Examples
     --------
+    A network that scores digits by their overlap with each class's mean image:
+
     >>> import torch
     >>> from distcal import MaskedTemperatureScaling
-    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
-    >>> X = torch.randn(60, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    >>> y = torch.arange(60) % 3
-    >>> mts = MaskedTemperatureScaling(mask_ratio=0.3, model=net, random_state=0).fit(X, y)
-    >>> mts.predict_proba(X).shape
-    torch.Size([60, 3])
+    >>> from distcal.distill import load_digits
+    >>> data = load_digits()
+    >>> X, y = data.images, data.labels
+    >>> templates = torch.stack([X[y == k].mean(dim=0).flatten() for k in range(10)])
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10, bias=False))
+    >>> with torch.no_grad():
+    ...     _ = net[1].weight.copy_(templates)
+    >>> mts = MaskedTemperatureScaling(mask_ratio=0.3, model=net, random_state=0)
+    >>> round(mts.fit(X[:500], y[:500]).temperature_, 4)
+    0.2474
+    >>> mts.predict_proba(X[500:]).shape
+    torch.Size([1297, 10])
     """
 
     _parameter_constraints = {

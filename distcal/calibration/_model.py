@@ -189,5 +189,6 @@ class LogitTransformer(PortablePickleMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
-        tags.non_deterministic = False
+        # The logits come out in the module's dtype, whatever the dtype of the inputs.
+        tags.transformer_tags.preserves_dtype = []
         return tags

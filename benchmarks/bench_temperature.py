@@ -1,0 +1,348 @@
+"""Temperature scaling: distcal against scikit-learn, netcal and the classic LBFGS recipe.
+
+All methods fit the same logits ``3 * z`` with labels drawn from ``softmax(z)``, so the optimal
+temperature is close to 3. Each (method, size) runs in a fresh process that loads the logits
+from disk, so its peak resident memory above that baseline is the method's own extra memory.
+The NLL column is re-evaluated for every method by one independent float64 routine.
+
+Usage::
+
+    python benchmarks/bench_temperature.py                  # full table, CPU
+    python benchmarks/bench_temperature.py --quick          # small sizes only
+    python benchmarks/bench_temperature.py --device cuda    # distcal and LBFGS on the GPU
+    python benchmarks/bench_temperature.py --markdown docs/benchmarks/temperature.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FULL_SIZES = [(10_000, 10), (100_000, 10), (1_000_000, 10), (100_000, 100), (100_000, 1000)]
+QUICK_SIZES = [(10_000, 10), (100_000, 10)]
+METHODS = ["distcal", "distcal-float32", "sklearn", "netcal", "torch-lbfgs"]
+
+
+def make_data(n_samples: int, n_classes: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n_samples, n_classes))
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    y = (p.cumsum(axis=1) > rng.random((n_samples, 1))).argmax(axis=1)
+    return 3.0 * z, y
+
+
+def reference_nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
+    """Float64 NLL of softmax(logits / T), in chunks (independent of every method)."""
+    from scipy.special import logsumexp
+
+    total = 0.0
+    for start in range(0, len(y), 100_000):
+        z = logits[start : start + 100_000].astype(np.float64) / temperature
+        rows = np.arange(len(z))
+        total += float(np.sum(logsumexp(z, axis=1) - z[rows, y[start : start + 100_000]]))
+    return total / len(y)
+
+
+# ----------------------------------------------------------------------------- the methods
+def fit_distcal(X, y, device):
+    import torch
+
+    from distcal import TemperatureScaling
+
+    if device != "cpu":
+        X, y = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
+    ts = TemperatureScaling().fit(X, y)
+    return ts.temperature_, ts.n_iter_
+
+
+def fit_sklearn(X, y, device):
+    import sklearn.calibration
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    class Logits(ClassifierMixin, BaseEstimator):
+        """The network: its decision function is the logits themselves."""
+
+        def fit(self, X, y):
+            self.classes_ = np.unique(y)
+            return self
+
+        def decision_function(self, X):
+            return X
+
+        def predict(self, X):
+            return self.classes_[np.argmax(X, axis=1)]
+
+    calls = {"n": 0}
+    original = sklearn.calibration.minimize_scalar
+
+    def counting_minimize_scalar(fun, *args, **kwargs):
+        def counted(x):
+            calls["n"] += 1
+            return fun(x)
+
+        return original(counted, *args, **kwargs)
+
+    sklearn.calibration.minimize_scalar = counting_minimize_scalar
+    model = FrozenEstimator(Logits().fit(X[:1], np.arange(X.shape[1])))
+    calibrated = CalibratedClassifierCV(model, method="temperature").fit(X, y)
+    beta = float(calibrated.calibrated_classifiers_[0].calibrators[0].beta_)
+    return 1.0 / beta, calls["n"]
+
+
+def fit_netcal(X, y, device):
+    from netcal.scaling import TemperatureScaling
+
+    # netcal takes probabilities (as float32, the dtype networks produce them in).
+    z = X - X.max(axis=1, keepdims=True)
+    P = np.exp(z)
+    P /= P.sum(axis=1, keepdims=True)
+    ts = TemperatureScaling()
+    ts.fit(P.astype(np.float32), y, tensorboard=False)
+    # netcal's `temperature` property holds the inverse temperature.
+    return 1.0 / float(np.ravel(ts.temperature)[0]), None
+
+
+def fit_torch_lbfgs(X, y, device):
+    """The classic recipe (gpleiss/temperature_scaling): LBFGS, lr 0.01, 50 iterations."""
+    import torch
+
+    logits = torch.from_numpy(X).to(device)
+    labels = torch.from_numpy(y).to(device)
+    temperature = torch.nn.Parameter(torch.ones(1, dtype=logits.dtype, device=device) * 1.5)
+    optimizer = torch.optim.LBFGS([temperature], lr=0.01, max_iter=50)
+    calls = {"n": 0}
+
+    def closure():
+        calls["n"] += 1
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / temperature, labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(temperature.item()), calls["n"]
+
+
+FITTERS = {
+    "distcal": fit_distcal,
+    "distcal-float32": fit_distcal,
+    "sklearn": fit_sklearn,
+    "netcal": fit_netcal,
+    "torch-lbfgs": fit_torch_lbfgs,
+}
+
+
+def worker(method: str, path: str, device: str, repeat: int) -> None:
+    import warnings
+
+    warnings.simplefilter("ignore")
+    # import what the method needs before the baseline is taken
+    import torch
+
+    if method == "netcal":
+        import netcal.scaling  # noqa: F401
+    # .npy files load straight into their arrays: no transient copy inflates the baseline peak.
+    X, y = np.load(path + ".X.npy"), np.load(path + ".y.npy")
+    if method == "distcal-float32":
+        X = X.astype(np.float32)
+    # One small fit first: lazily loaded kernels and thread pools are not the method's memory.
+    warm = np.concatenate([np.flatnonzero(y == k)[:5] for k in np.unique(y)])
+    FITTERS[method](np.ascontiguousarray(X[warm]), y[warm], device)
+    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        temperature, passes = FITTERS[method](X, y, device)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "time": statistics.median(times),
+                "temperature": temperature,
+                "passes": passes,
+                "extra_mib": (peak_kib - baseline_kib) / 1024,
+                "input_mib": X.nbytes / 2**20,
+            }
+        )
+    )
+
+
+# ----------------------------------------------------------------------------- driver
+def run(sizes, methods, device, repeat, timeout):
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n_samples, n_classes in sizes:
+            X, y = make_data(n_samples, n_classes)
+            path = os.path.join(tmp, f"data_{n_samples}_{n_classes}")
+            np.save(path + ".X.npy", X)
+            np.save(path + ".y.npy", y)
+            for method in methods:
+                worker_device = (
+                    device if method in ("distcal", "distcal-float32", "torch-lbfgs") else "cpu"
+                )
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    method,
+                    path,
+                    worker_device,
+                    str(repeat),
+                ]
+                try:
+                    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    rows.append(
+                        {"N": n_samples, "K": n_classes, "method": method, "error": "timeout"}
+                    )
+                    continue
+                if done.returncode != 0:
+                    error = (
+                        done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+                    )
+                    rows.append({"N": n_samples, "K": n_classes, "method": method, "error": error})
+                    continue
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                result["nll"] = reference_nll(X, y, result["temperature"])
+                rows.append(
+                    {
+                        "N": n_samples,
+                        "K": n_classes,
+                        "method": method,
+                        "device": worker_device,
+                        **result,
+                    }
+                )
+            print_partial(rows, n_samples, n_classes)
+    return rows
+
+
+def annotate(rows):
+    """Add speed-up against scikit-learn and NLL gap to the best method of each size."""
+    by_size = {}
+    for row in rows:
+        by_size.setdefault((row["N"], row["K"]), []).append(row)
+    for group in by_size.values():
+        ok = [r for r in group if "error" not in r]
+        best = min(r["nll"] for r in ok)
+        sk = next((r for r in ok if r["method"] == "sklearn"), None)
+        for r in ok:
+            r["nll_gap"] = (r["nll"] - best) / best
+            r["speedup"] = sk["time"] / r["time"] if sk else float("nan")
+
+
+def format_table(rows, markdown=False):
+    header = [
+        "N",
+        "K",
+        "method",
+        "device",
+        "time (s)",
+        "x sklearn",
+        "passes",
+        "T",
+        "NLL",
+        "NLL rel. gap",
+        "extra MiB",
+        "input MiB",
+    ]
+    lines = []
+    for r in rows:
+        if "error" in r:
+            lines.append(
+                [
+                    f"{r['N']:.0e}",
+                    str(r["K"]),
+                    r["method"],
+                    "",
+                    r["error"][:40],
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+            continue
+        lines.append(
+            [
+                f"{r['N']:.0e}",
+                str(r["K"]),
+                r["method"],
+                r["device"],
+                f"{r['time']:.3f}",
+                f"{r['speedup']:.1f}",
+                "-" if r["passes"] is None else str(r["passes"]),
+                f"{r['temperature']:.6f}",
+                f"{r['nll']:.8f}",
+                f"{r['nll_gap']:.1e}",
+                f"{r['extra_mib']:.1f}",
+                f"{r['input_mib']:.0f}",
+            ]
+        )
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(line) + " |" for line in lines]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    out = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join(out)
+
+
+def print_partial(rows, n_samples, n_classes):
+    print(f"done N={n_samples} K={n_classes}", file=sys.stderr, flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes only (seconds)")
+    parser.add_argument("--device", default="cpu", help="device for distcal and LBFGS (cpu, cuda)")
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="fits per method; the median time is shown"
+    )
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per method and size")
+    parser.add_argument(
+        "--markdown", type=Path, help="also write the table as markdown to this file"
+    )
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        method, path, device, repeat = args.worker
+        worker(method, path, device, int(repeat))
+        return
+    sizes = QUICK_SIZES if args.quick else FULL_SIZES
+    rows = run(sizes, args.methods, args.device, args.repeat, args.timeout)
+    annotate(rows)
+    print(format_table(rows))
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        command = "python benchmarks/bench_temperature.py " + " ".join(argv or sys.argv[1:])
+        args.markdown.write_text(
+            f"Command: `{command.strip()}`\n\n{format_table(rows, markdown=True)}\n"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Calibration metrics: binned calibration errors, proper scoring rules, curves and scorers.
+
+The functions here follow scikit-learn (``y_true, y_prob`` in, a float out) and accept numpy
+arrays or tensors on any device. :mod:`distcal.metrics.functional` holds the tensor versions
+(``preds, target`` in, a 0-d tensor on the input's device out). Both use one binning kernel, so
+calibration errors, calibration curves and reliability diagrams always bin alike.
+"""
+
+from . import functional
+from ._classification import (
+    adaptive_calibration_error,
+    brier_score,
+    calibration_curve,
+    calibration_error,
+    classwise_calibration_error,
+    expected_calibration_error,
+    maximum_calibration_error,
+    negative_log_likelihood,
+)
+from ._scorer import (
+    SCORERS,
+    get_scorer,
+    neg_adaptive_ece_scorer,
+    neg_brier_scorer,
+    neg_classwise_ece_scorer,
+    neg_ece10_scorer,
+    neg_ece_scorer,
+    neg_mce_scorer,
+    neg_nll_scorer,
+)
+
+__all__ = [
+    "SCORERS",
+    "adaptive_calibration_error",
+    "brier_score",
+    "calibration_curve",
+    "calibration_error",
+    "classwise_calibration_error",
+    "expected_calibration_error",
+    "functional",
+    "get_scorer",
+    "maximum_calibration_error",
+    "neg_adaptive_ece_scorer",
+    "neg_brier_scorer",
+    "neg_classwise_ece_scorer",
+    "neg_ece10_scorer",
+    "neg_ece_scorer",
+    "neg_mce_scorer",
+    "neg_nll_scorer",
+    "negative_log_likelihood",
+]

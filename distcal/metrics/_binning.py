@@ -1,0 +1,228 @@
+"""The one binning kernel behind every binned calibration metric, curve and plot.
+
+Two functions, used by expected, maximum, adaptive and classwise calibration errors, by
+:func:`~distcal.metrics.calibration_curve`, by the reliability diagram and by histogram-binning
+calibrators:
+
+* :func:`bin_edges` turns confidences into ``n_bins + 1`` edges covering [0, 1];
+* :func:`bin_statistics` reduces (confidence, outcome, weight) triples to per-bin sums.
+
+The per-bin sums are sufficient statistics: every binned metric is a function of them, and the
+sums of two batches (or of two processes) are the statistics of their union, as long as the
+edges are fixed in advance (``strategy="uniform"``, or quantile edges computed once on reference
+data). Equal-mass edges computed on each batch separately do not add up.
+
+Binning rule
+------------
+Bin ``i`` holds the confidences ``c`` with ``edges[i] <= c < edges[i + 1]``, except the last bin,
+which is closed on both sides, so that exactly 0.0 lands in bin 0 and exactly 1.0 in bin
+``n_bins - 1``; there is no hidden extra bin. Only the inner edges are searched, so a value
+outside [0, 1] (which validated probabilities never are) would fall in the first or last bin.
+Everything is compared and accumulated in float64, whatever the input dtype: the float64 value of
+a float16 or float32 confidence is exact, so the bin a value lands in does not depend on its
+dtype, only on its value.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["bin_edges", "bin_indices", "bin_statistics"]
+
+_STRATEGIES = ("uniform", "quantile")
+
+
+def bin_edges(
+    confidences: torch.Tensor,
+    n_bins: int,
+    strategy: str = "uniform",
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Return the edges of ``n_bins`` bins covering [0, 1].
+
+    Parameters
+    ----------
+    confidences : Tensor of shape (n_samples,) or (n_samples, n_groups)
+        Values in [0, 1], any floating dtype. With two dimensions, each column is binned on its
+        own (``strategy="quantile"`` then gives one set of edges per column).
+    n_bins : int
+        Number of bins, at least 1.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        ``"uniform"``: equal-width bins, ``edges[i] = i / n_bins`` (each edge the float64 nearest
+        to the exact fraction, so a confidence of exactly 0.1 lies on the edge 0.1 of 10 bins).
+        ``"quantile"``: equal-mass bins (weighted quantiles of ``confidences``).
+    weights : Tensor of shape (n_samples,), default=None
+        Non-negative sample weights for ``strategy="quantile"``; None weighs every sample 1.
+        Ignored by ``strategy="uniform"``.
+
+    Returns
+    -------
+    edges : Tensor of shape (n_bins + 1,) or (n_groups, n_bins + 1)
+        Non-decreasing float64 edges on the device of ``confidences``, with ``edges[0] = 0`` and
+        ``edges[-1] = 1``. Uniform edges are always 1-D (shared by every column).
+
+    Notes
+    -----
+    Quantile edges are defined by the weighted distribution of the confidences alone, so they
+    do not depend on the order of the samples, duplicating every sample leaves them unchanged,
+    an integer weight acts as that many copies and a zero weight as a removed sample. With
+    ``W`` the total weight and ``F(c)`` the weight of the confidences ``<= c``, inner edge ``i``
+    is the smallest confidence ``c`` with ``F(c) > W * i / n_bins``. Hence the bins below edge
+    ``i`` hold at most ``i / n_bins`` of the weight, and the bins up to and including its value
+    more than that. Equal confidences never straddle an edge: when one value carries more than
+    ``1 / n_bins`` of the weight, several edges coincide and the bins between them are empty
+    (empty bins contribute nothing to any metric). An edge can also equal 0.0 or 1.0, leaving an
+    empty first bin ``[0, 0)``; a confidence of exactly 1.0 always lands in the closed last bin.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics._binning import bin_edges
+    >>> bin_edges(torch.tensor([0.1, 0.5, 0.9]), 4)
+    tensor([0.0000, 0.2500, 0.5000, 0.7500, 1.0000], dtype=torch.float64)
+    >>> bin_edges(torch.tensor([0.1, 0.2, 0.6, 0.9]), 2, "quantile")
+    tensor([0.0000, 0.6000, 1.0000], dtype=torch.float64)
+    """
+    if strategy not in _STRATEGIES:
+        raise ValueError(f"strategy must be one of {_STRATEGIES}; got {strategy!r} instead.")
+    device = confidences.device
+    if strategy == "uniform" or n_bins == 1:
+        # i / n_bins is correctly rounded; linspace's start + i * step is not always, and an edge
+        # one ulp off the fraction would move confidences that lie exactly on it.
+        edges = torch.arange(n_bins + 1, dtype=torch.float64, device=device) / n_bins
+        if strategy == "uniform" or confidences.ndim == 1:
+            return edges
+        return edges.expand(confidences.shape[1], n_bins + 1).clone()
+
+    columns = confidences.reshape(-1, 1) if confidences.ndim == 1 else confidences
+    n_samples, n_groups = columns.shape
+    # Sorting in the input dtype gives the same order as in float64 (the conversion is exact);
+    # a stable sort makes the cumulative weights, hence the edges, reproducible.
+    sorted_values, order = torch.sort(columns, dim=0, stable=True)
+    steps = torch.arange(1, n_bins, dtype=torch.float64, device=device)
+    if weights is None:
+        # F at sorted index k is k + 1, so the first index with k + 1 > n * i / n_bins is
+        # floor(n * i / n_bins), exact in integer arithmetic (ties: see the weighted branch).
+        index = torch.arange(1, n_bins, device=device) * n_samples // n_bins
+        index = index.expand(n_groups, n_bins - 1)
+    else:
+        sorted_weights = weights.to(torch.float64)[order].T  # (n_groups, n_samples)
+        cumulative = torch.cumsum(sorted_weights, dim=1)
+        total = cumulative[:, -1:]
+        # Among equal values, the cumulative weight reaches F(value) only at the last copy, but
+        # the first index exceeding the target already lies among them: all copies share the
+        # value that becomes the edge, so ties stay together.
+        targets = (steps * total / n_bins).contiguous()
+        index = torch.searchsorted(cumulative.contiguous(), targets, right=True)
+        index = index.clamp_(max=n_samples - 1)
+    inner = torch.gather(sorted_values.T, 1, index).to(torch.float64)
+    zero = torch.zeros((n_groups, 1), dtype=torch.float64, device=device)
+    edges = torch.cat([zero, inner, torch.ones_like(zero)], dim=1)
+    return edges[0] if confidences.ndim == 1 else edges
+
+
+def bin_indices(confidences: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Return the bin of each confidence under the rule of this module.
+
+    Parameters
+    ----------
+    confidences : Tensor of shape (n_samples,) or (n_samples, n_groups)
+        Values in [0, 1], any floating dtype.
+    edges : Tensor of shape (n_bins + 1,) or (n_groups, n_bins + 1)
+        Edges from :func:`bin_edges`; 2-D edges give each column of ``confidences`` its own.
+
+    Returns
+    -------
+    indices : Tensor of shape of ``confidences``
+        Bin indices in ``[0, n_bins)`` (``torch.long``).
+    """
+    values = confidences.to(torch.float64)
+    if edges.ndim == 1:
+        # The number of inner edges <= c: bins are closed on the left, and 1.0 (never below an
+        # inner edge) falls in the last bin instead of an extra one.
+        return torch.bucketize(values, edges[1:-1].contiguous(), right=True)
+    if values.ndim != 2 or values.shape[1] != edges.shape[0]:
+        raise ValueError(
+            f"2-D edges of shape {tuple(edges.shape)} need confidences of shape "
+            f"(n_samples, {edges.shape[0]}); got {tuple(values.shape)}."
+        )
+    index = torch.searchsorted(edges[:, 1:-1].contiguous(), values.T.contiguous(), right=True)
+    return index.T
+
+
+def bin_statistics(
+    confidences: torch.Tensor,
+    outcomes: torch.Tensor,
+    edges: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    groups: torch.Tensor | None = None,
+    n_groups: int = 1,
+) -> torch.Tensor:
+    """Return per-bin weight, confidence and outcome sums: the sufficient statistics.
+
+    Parameters
+    ----------
+    confidences : Tensor of shape (n_samples,) or (n_samples, n_groups)
+        Values in [0, 1], any floating dtype. A 2-D tensor is the classwise layout: column ``k``
+        is group ``k``, so every group is binned in the same single scatter.
+    outcomes : Tensor of the shape of ``confidences``
+        What the confidence predicts: 1 where the prediction was correct (top-label) or the
+        sample belongs to the class (classwise), else 0. Any dtype; bool is fine.
+    edges : Tensor of shape (n_bins + 1,) or (n_groups, n_bins + 1)
+        Bin edges from :func:`bin_edges`; 2-D edges give each group its own.
+    weights : Tensor of shape (n_samples,), default=None
+        Non-negative sample weights; None weighs every sample 1.
+    groups : Tensor of shape (n_samples,), default=None
+        Group index in ``[0, n_groups)`` of each sample of a 1-D ``confidences``; None puts
+        every sample in group 0. Must be None for 2-D ``confidences``.
+    n_groups : int, default=1
+        Number of groups (ignored for 2-D ``confidences``, whose columns are the groups).
+
+    Returns
+    -------
+    statistics : Tensor of shape (3, n_groups, n_bins)
+        float64 on the device of ``confidences``: ``statistics[0]`` the weight in each bin (the
+        count without weights), ``statistics[1]`` the weighted sum of confidences and
+        ``statistics[2]`` the weighted sum of outcomes. Statistics of disjoint batches binned
+        with the same edges add up to the statistics of their union.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics._binning import bin_edges, bin_statistics
+    >>> confidences = torch.tensor([0.0, 0.25, 0.5, 1.0])
+    >>> correct = torch.tensor([False, True, True, True])
+    >>> bin_statistics(confidences, correct, bin_edges(confidences, 2))
+    tensor([[[2.0000, 2.0000]],
+    <BLANKLINE>
+            [[0.2500, 1.5000]],
+    <BLANKLINE>
+            [[1.0000, 2.0000]]], dtype=torch.float64)
+    """
+    n_bins = edges.shape[-1] - 1
+    device = confidences.device
+    index = bin_indices(confidences, edges)
+    if confidences.ndim == 2:
+        if groups is not None:
+            raise ValueError("groups must be None when confidences is 2-D (columns are groups).")
+        n_groups = confidences.shape[1]
+        index = index + torch.arange(n_groups, device=device) * n_bins
+    elif groups is not None:
+        index = index + groups.to(device=device, dtype=torch.long) * n_bins
+    index = index.reshape(-1)
+    values = confidences.to(torch.float64).reshape(-1)
+    hits = outcomes.to(torch.float64).reshape(-1)
+    if weights is None:
+        mass = torch.ones_like(values)
+    else:
+        mass = weights.to(device=device, dtype=torch.float64)
+        if confidences.ndim == 2:
+            mass = mass[:, None].expand(confidences.shape).reshape(-1)
+        values = values * mass
+        hits = hits * mass
+    # Three 1-D scatters into one flat (n_groups * n_bins) buffer per statistic: no loop over
+    # groups, and no (n, 3) stacked copy of the inputs (1-D scatters are the fastest form).
+    statistics = torch.zeros((3, n_groups * n_bins), dtype=torch.float64, device=device)
+    for row, source in enumerate((mass, values, hits)):
+        statistics[row].scatter_add_(0, index, source)
+    return statistics.reshape(3, n_groups, n_bins)

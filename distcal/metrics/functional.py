@@ -1,0 +1,826 @@
+"""Calibration metrics on tensors: probabilities in, a 0-d float64 tensor out.
+
+Every function takes ``preds`` (probabilities, never logits) and ``target`` (integer labels that
+index the columns of ``preds``) and returns its result on the device of ``preds``. Each metric is
+written as ``_check`` (validation) -> ``_update`` (sufficient statistics) -> ``_compute`` (the
+value from the statistics), so that statistics of several batches or processes can be summed
+before one final ``_compute``. Binned metrics use the single kernel of
+:mod:`distcal.metrics._binning`.
+
+The scikit-learn style functions of :mod:`distcal.metrics` (``y_true, y_prob`` order, Python
+floats) call the private functions of this module; there is one implementation.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import DataConversionWarning
+from sklearn.utils import Bunch
+
+from .._device import row_chunks
+from .._validation import Interval, Options, check_probabilities, check_sample_weight
+from ..exceptions import InvalidParameterError
+from ._binning import bin_edges, bin_statistics
+
+__all__ = [
+    "adaptive_calibration_error",
+    "brier_score",
+    "calibration_curve",
+    "calibration_error",
+    "classwise_calibration_error",
+    "expected_calibration_error",
+    "maximum_calibration_error",
+    "negative_log_likelihood",
+]
+
+_NORMS = ("l1", "l2", "max")
+_STRATEGIES = ("uniform", "quantile")
+_KINDS = ("top-label", "classwise")
+_INT_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# _check
+# --------------------------------------------------------------------------------------------
+
+
+def _check_param(value, constraint, name: str, caller: str):
+    if not constraint.is_satisfied_by(value):
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {caller} must be {constraint}. Got {value!r} instead."
+        )
+    return value
+
+
+def _check_binning_params(n_bins, strategy, kind, caller: str, norm="l1") -> int:
+    _check_param(n_bins, Interval(numbers.Integral, 1, None, closed="left"), "n_bins", caller)
+    _check_param(norm, Options(*_NORMS), "norm", caller)
+    _check_param(strategy, Options(*_STRATEGIES), "strategy", caller)
+    _check_param(kind, Options(*_KINDS), "kind", caller)
+    return int(n_bins)
+
+
+def _is_binary_column(preds) -> bool:
+    shape = np.shape(preds)
+    return len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
+
+
+def _check_preds(preds, name: str) -> torch.Tensor:
+    probs = check_probabilities(preds, name=name)
+    if _is_binary_column(preds) and probs.dtype != torch.float64:
+        # 1 - p rounded to float32 or float16 would move p(class 0) off the value the user gave
+        # for p(class 1); in float64 the complement of a float16/float32 value is (nearly) exact.
+        positive = probs[:, 1].to(torch.float64)
+        probs = torch.stack([1 - positive, positive], dim=1)
+    return probs
+
+
+def _check_target(target, *, n_samples: int, n_classes: int, device, name: str, preds_name: str):
+    """Validate integer labels in ``[0, n_classes)``; unlike calibrators, one class is fine."""
+    if target is None:
+        raise TypeError(f"{name} must be an array-like or tensor of class labels; got None.")
+    if isinstance(target, torch.Tensor):
+        tensor = target.detach()
+    else:
+        array = np.asarray(target)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{name} must hold integer class labels (the column index of each sample's class "
+                f"in {preds_name}); got an array of dtype {array.dtype}. Encode labels with "
+                "sklearn.preprocessing.LabelEncoder first."
+            )
+        tensor = torch.as_tensor(array)
+    if tensor.is_complex() or not (tensor.is_floating_point() or tensor.dtype in _INT_DTYPES):
+        raise TypeError(f"{name} must hold integer class labels; got dtype {tensor.dtype}.")
+    if tensor.ndim == 2 and tensor.shape[1] == 1:
+        warnings.warn(
+            f"A column-vector {name} was passed when a 1d array was expected; it is raveled.",
+            DataConversionWarning,
+            stacklevel=5,
+        )
+        tensor = tensor.reshape(-1)
+    if tensor.ndim != 1:
+        raise ValueError(
+            f"{name} must be 1-D class labels of shape (n_samples,); got an array of shape "
+            f"{tuple(tensor.shape)}."
+        )
+    if tensor.shape[0] != n_samples:
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: {preds_name} has "
+            f"{n_samples} and {name} has {tensor.shape[0]}."
+        )
+    if tensor.is_floating_point():
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"Input {name} contains NaN or infinity; labels must be finite.")
+        fractional = tensor != tensor.round()
+        if bool(fractional.any()):
+            raise ValueError(
+                f"{name} must hold integer class labels; got non-integral values such as "
+                f"{float(tensor[fractional][0])!r}."
+            )
+    labels = tensor.to(device=device, dtype=torch.long)
+    low, high = (int(v) for v in torch.aminmax(labels))
+    if low < 0 or high >= n_classes:
+        outside = (labels < 0) | (labels >= n_classes)
+        bad = torch.unique(labels[outside])[:5].tolist()
+        raise ValueError(
+            f"{name} contains labels {bad} that are not among the columns of {preds_name}: "
+            f"{preds_name} has {n_classes} class columns, so labels must be integers in "
+            f"[0, {n_classes - 1}]. Encode labels as the column index of their class (for "
+            "example with sklearn.preprocessing.LabelEncoder)."
+        )
+    return labels
+
+
+def _check_inputs(preds, target, sample_weight, *, preds_name="preds", target_name="target"):
+    """Return validated ``(probs, labels, weights)`` on the device of ``preds``."""
+    probs = _check_preds(preds, preds_name)
+    n_samples, n_classes = probs.shape
+    labels = _check_target(
+        target,
+        n_samples=n_samples,
+        n_classes=n_classes,
+        device=probs.device,
+        name=target_name,
+        preds_name=preds_name,
+    )
+    weights = check_sample_weight(sample_weight, n_samples=n_samples, device=probs.device)
+    return probs, labels, weights
+
+
+# --------------------------------------------------------------------------------------------
+# _update and _compute
+# --------------------------------------------------------------------------------------------
+
+
+def _confidences_and_outcomes(probs: torch.Tensor, labels: torch.Tensor, kind: str):
+    if kind == "top-label":
+        # max returns the index of the first maximum, so ties resolve as argmax and predict().
+        confidence, prediction = probs.max(dim=1)
+        return confidence, prediction == labels
+    classes = torch.arange(probs.shape[1], device=probs.device)
+    return probs, labels[:, None] == classes
+
+
+def _calibration_update(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None,
+    *,
+    n_bins: int,
+    strategy: str,
+    kind: str,
+    edges: torch.Tensor | None = None,
+):
+    """Return ``(statistics, edges)``: per-bin sums of shape (3, n_groups, n_bins) and edges.
+
+    Passing the ``edges`` of an earlier batch makes the statistics of the batches summable.
+    """
+    confidences, outcomes = _confidences_and_outcomes(probs, labels, kind)
+    if edges is None:
+        edges = bin_edges(confidences, n_bins, strategy, weights)
+    return bin_statistics(confidences, outcomes, edges, weights), edges
+
+
+def _calibration_compute(statistics: torch.Tensor, norm: str) -> torch.Tensor:
+    """Reduce per-bin sums of shape (3, n_groups, n_bins) to the mean calibration error."""
+    weight, confidence_sum, outcome_sum = statistics
+    total = weight.sum(dim=-1)
+    # |sum of outcomes - sum of confidences| is w_b * |acc_b - conf_b|; empty bins give 0 here.
+    gap_mass = (outcome_sum - confidence_sum).abs()
+    occupied = weight > 0
+    safe_weight = torch.where(occupied, weight, torch.ones_like(weight))
+    if norm == "l1":
+        per_group = gap_mass.sum(dim=-1) / total
+    elif norm == "l2":
+        squared = torch.where(occupied, gap_mass.square() / safe_weight, 0.0)
+        per_group = torch.sqrt(squared.sum(dim=-1) / total)
+    else:
+        per_group = torch.where(occupied, gap_mass / safe_weight, 0.0).amax(dim=-1)
+    return per_group.mean()
+
+
+def _calibration_error(
+    preds,
+    target,
+    *,
+    n_bins,
+    norm,
+    strategy,
+    kind,
+    sample_weight,
+    caller: str,
+    preds_name: str = "preds",
+    target_name: str = "target",
+) -> torch.Tensor:
+    n_bins = _check_binning_params(n_bins, strategy, kind, caller, norm)
+    probs, labels, weights = _check_inputs(
+        preds, target, sample_weight, preds_name=preds_name, target_name=target_name
+    )
+    statistics, _ = _calibration_update(
+        probs, labels, weights, n_bins=n_bins, strategy=strategy, kind=kind
+    )
+    return _calibration_compute(statistics, norm)
+
+
+def _nll_update(probs, labels, weights):
+    """Return the sums (weighted -log p_y, weight) as a float64 tensor of shape (2,)."""
+    p_true = probs.gather(1, labels[:, None]).squeeze(1).to(torch.float64)
+    losses = -torch.log(p_true)
+    if weights is None:
+        return torch.stack([losses.sum(), losses.new_tensor(float(losses.numel()))])
+    # A zero weight removes its sample, even one with p_y = 0 (0 * inf would be NaN).
+    weighted = torch.where(weights > 0, weights * losses, 0.0)
+    return torch.stack([weighted.sum(), weights.sum()])
+
+
+def _brier_update(probs, labels, weights):
+    """Return the sums (weighted squared error, weight) as a float64 tensor of shape (2,)."""
+    sums = torch.zeros(2, dtype=torch.float64, device=probs.device)
+    # Row chunks keep the float64 copy of the probabilities small on large inputs.
+    for rows in row_chunks(probs.shape[0], probs.shape[1], probs.device):
+        chunk = probs[rows].to(torch.float64, copy=True)
+        y = labels[rows]
+        chunk[torch.arange(chunk.shape[0], device=chunk.device), y] -= 1.0
+        errors = chunk.square().sum(dim=1)
+        if weights is None:
+            sums[0] += errors.sum()
+            sums[1] += errors.shape[0]
+        else:
+            w = weights[rows]
+            sums[0] += (w * errors).sum()
+            sums[1] += w.sum()
+    return sums
+
+
+def _mean_compute(sums: torch.Tensor) -> torch.Tensor:
+    return sums[0] / sums[1]
+
+
+def _negative_log_likelihood(preds, target, sample_weight, **names) -> torch.Tensor:
+    probs, labels, weights = _check_inputs(preds, target, sample_weight, **names)
+    return _mean_compute(_nll_update(probs, labels, weights))
+
+
+def _brier_score(preds, target, sample_weight, **names) -> torch.Tensor:
+    probs, labels, weights = _check_inputs(preds, target, sample_weight, **names)
+    return _mean_compute(_brier_update(probs, labels, weights))
+
+
+def _calibration_curve(
+    preds,
+    target,
+    *,
+    n_bins,
+    strategy,
+    kind,
+    sample_weight,
+    caller: str,
+    preds_name: str = "preds",
+    target_name: str = "target",
+) -> Bunch:
+    n_bins = _check_binning_params(n_bins, strategy, kind, caller)
+    probs, labels, weights = _check_inputs(
+        preds, target, sample_weight, preds_name=preds_name, target_name=target_name
+    )
+    statistics, edges = _calibration_update(
+        probs, labels, weights, n_bins=n_bins, strategy=strategy, kind=kind
+    )
+    weight, confidence_sum, outcome_sum = statistics
+    occupied = weight > 0
+    nan = torch.full_like(weight, float("nan"))
+    mean_confidence = torch.where(occupied, confidence_sum / weight, nan)
+    accuracy = torch.where(occupied, outcome_sum / weight, nan)
+    if kind == "top-label":
+        weight, mean_confidence, accuracy = weight[0], mean_confidence[0], accuracy[0]
+    return Bunch(bin_edges=edges, counts=weight, mean_confidence=mean_confidence, accuracy=accuracy)
+
+
+# --------------------------------------------------------------------------------------------
+# Public functions
+# --------------------------------------------------------------------------------------------
+
+
+def calibration_error(
+    preds,
+    target,
+    *,
+    n_bins: int = 15,
+    norm: str = "l1",
+    strategy: str = "uniform",
+    kind: str = "top-label",
+    sample_weight=None,
+) -> torch.Tensor:
+    r"""Binned calibration error of predicted probabilities (ECE, MCE, RMS-CE, classwise).
+
+    The confidences are split into ``n_bins`` bins; in each bin ``b`` the weighted mean
+    confidence ``conf_b`` is compared with the weighted frequency ``acc_b`` of the event the
+    confidence predicts, and the gaps are combined according to ``norm``.
+
+    Parameters
+    ----------
+    preds : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities (not logits): values in [0, 1], rows summing to 1. 1-D input
+        (or a single column) is the probability of class 1 of a binary problem.
+    target : array-like or Tensor of shape (n_samples,)
+        Class labels: integers in ``[0, n_classes)``, the column index of each sample's class.
+    n_bins : int, default=15
+        Number of bins.
+    norm : {"l1", "l2", "max"}, default="l1"
+        ``"l1"``: the expected calibration error ``sum_b (w_b / W) |acc_b - conf_b|``.
+        ``"l2"``: the root-mean-square error ``sqrt(sum_b (w_b / W) (acc_b - conf_b)^2)``.
+        ``"max"``: the maximum calibration error ``max_b |acc_b - conf_b|`` over non-empty bins.
+        Here ``w_b`` is the weight in bin ``b`` and ``W`` the total weight.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        ``"uniform"``: equal-width bins over [0, 1]. ``"quantile"``: equal-mass bins whose edges
+        are weighted quantiles of the confidences (adaptive calibration error); with
+        ``kind="classwise"`` each class gets its own edges.
+    kind : {"top-label", "classwise"}, default="top-label"
+        ``"top-label"``: the confidence is the largest probability of each row and the event is
+        that its class (the first one, on ties, as ``argmax``) is the label. ``"classwise"``:
+        for every class ``k`` the confidence is ``p_k`` and the event ``target == k``; the
+        calibration error of each class is computed and the mean over classes returned
+        (Kull et al., 2019).
+    sample_weight : array-like or Tensor of shape (n_samples,), default=None
+        Non-negative sample weights. An integer weight counts as that many copies of the sample
+        and a zero weight removes it.
+
+    Returns
+    -------
+    error : Tensor of shape ()
+        The calibration error, in [0, 1], as float64 on the device of ``preds``.
+
+    See Also
+    --------
+    expected_calibration_error, maximum_calibration_error, adaptive_calibration_error,
+    classwise_calibration_error : This function with one option fixed.
+    distcal.metrics.calibration_error : The scikit-learn style version returning a float.
+    calibration_curve : The per-bin accuracies and confidences behind the error.
+
+    Notes
+    -----
+    Bin ``i`` holds the confidences in ``[edges[i], edges[i + 1])``, the last bin also 1.0, so a
+    confidence of exactly 0 or 1 falls in the first or last bin. Empty bins contribute nothing.
+    A bin holding a single sample of confidence ``c`` and weight ``w`` contributes
+    ``(w / W) * (1 - c)`` to the L1 error if the event happened and ``(w / W) * c`` if not; its
+    gap alone sets the maximum error when it is the largest. Bins with few samples therefore
+    inflate the estimate: a perfectly calibrated model has a positive expected error on finite
+    data, the more so the more bins there are per sample.
+
+    All statistics are accumulated in float64 whatever the dtype of ``preds``, so float16,
+    bfloat16 and float32 inputs give the float64 result for their values.
+
+    References
+    ----------
+    .. [1] M. P. Naeini, G. Cooper and M. Hauskrecht, "Obtaining well calibrated probabilities
+       using Bayesian binning", AAAI 2015.
+    .. [2] C. Guo, G. Pleiss, Y. Sun and K. Q. Weinberger, "On calibration of modern neural
+       networks", ICML 2017.
+    .. [3] M. Kull, M. Perello-Nieto, M. Kängsepp, T. Silva Filho, H. Song and P. Flach,
+       "Beyond temperature scaling: obtaining well-calibrated multi-class probabilities with
+       Dirichlet calibration", NeurIPS 2019.
+    .. [4] J. Nixon, M. Dusenberry, L. Zhang, G. Jerfel and D. Tran, "Measuring calibration in
+       deep learning", CVPR Workshops 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import calibration_error
+    >>> preds = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    >>> target = torch.tensor([0, 1, 1, 0])
+    >>> calibration_error(preds, target, n_bins=4)
+    tensor(0.2500, dtype=torch.float64)
+    >>> calibration_error(preds, target, n_bins=4, norm="max")
+    tensor(0.3500, dtype=torch.float64)
+    """
+    return _calibration_error(
+        preds,
+        target,
+        n_bins=n_bins,
+        norm=norm,
+        strategy=strategy,
+        kind=kind,
+        sample_weight=sample_weight,
+        caller="calibration_error",
+    )
+
+
+def expected_calibration_error(
+    preds,
+    target,
+    *,
+    n_bins: int = 15,
+    norm: str = "l1",
+    strategy: str = "uniform",
+    sample_weight=None,
+) -> torch.Tensor:
+    """Top-label expected calibration error (ECE) of predicted probabilities.
+
+    :func:`calibration_error` with ``kind="top-label"``; see it for the parameters and the
+    binning rule.
+
+    Parameters
+    ----------
+    preds : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities; 1-D input is the probability of class 1 of a binary problem.
+    target : array-like or Tensor of shape (n_samples,)
+        Class labels, integers in ``[0, n_classes)``.
+    n_bins : int, default=15
+        Number of bins.
+    norm : {"l1", "l2", "max"}, default="l1"
+        How the per-bin gaps are combined.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        Equal-width or equal-mass bins.
+    sample_weight : array-like or Tensor of shape (n_samples,), default=None
+        Non-negative sample weights.
+
+    Returns
+    -------
+    error : Tensor of shape ()
+        The expected calibration error as float64 on the device of ``preds``.
+
+    See Also
+    --------
+    calibration_error : The general binned calibration error.
+
+    Notes
+    -----
+    A bin with a single sample of confidence ``c`` contributes ``(1 - c) / n`` (correct
+    prediction) or ``c / n`` (wrong prediction) without weights.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import expected_calibration_error
+    >>> preds = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    >>> expected_calibration_error(preds, torch.tensor([0, 1, 1, 0]), n_bins=4)
+    tensor(0.2500, dtype=torch.float64)
+    """
+    return _calibration_error(
+        preds,
+        target,
+        n_bins=n_bins,
+        norm=norm,
+        strategy=strategy,
+        kind="top-label",
+        sample_weight=sample_weight,
+        caller="expected_calibration_error",
+    )
+
+
+def maximum_calibration_error(
+    preds,
+    target,
+    *,
+    n_bins: int = 15,
+    strategy: str = "uniform",
+    kind: str = "top-label",
+    sample_weight=None,
+) -> torch.Tensor:
+    """Maximum calibration error (MCE): the largest gap between accuracy and confidence.
+
+    :func:`calibration_error` with ``norm="max"``; see it for the parameters.
+
+    Parameters
+    ----------
+    preds : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities; 1-D input is the probability of class 1 of a binary problem.
+    target : array-like or Tensor of shape (n_samples,)
+        Class labels, integers in ``[0, n_classes)``.
+    n_bins : int, default=15
+        Number of bins.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        Equal-width or equal-mass bins.
+    kind : {"top-label", "classwise"}, default="top-label"
+        Which confidences are binned; classwise returns the mean over classes of their MCE.
+    sample_weight : array-like or Tensor of shape (n_samples,), default=None
+        Non-negative sample weights.
+
+    Returns
+    -------
+    error : Tensor of shape ()
+        The maximum calibration error as float64 on the device of ``preds``.
+
+    See Also
+    --------
+    calibration_error : The general binned calibration error.
+
+    Notes
+    -----
+    Only non-empty bins count, whatever their weight, so a bin with a single sample of
+    confidence ``c`` can set the MCE to ``1 - c`` or ``c`` on its own.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import maximum_calibration_error
+    >>> preds = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    >>> maximum_calibration_error(preds, torch.tensor([0, 1, 1, 0]), n_bins=4)
+    tensor(0.3500, dtype=torch.float64)
+    """
+    return _calibration_error(
+        preds,
+        target,
+        n_bins=n_bins,
+        norm="max",
+        strategy=strategy,
+        kind=kind,
+        sample_weight=sample_weight,
+        caller="maximum_calibration_error",
+    )
+
+
+def adaptive_calibration_error(
+    preds,
+    target,
+    *,
+    n_bins: int = 15,
+    norm: str = "l1",
+    kind: str = "top-label",
+    sample_weight=None,
+) -> torch.Tensor:
+    """Adaptive calibration error: the calibration error over equal-mass bins.
+
+    :func:`calibration_error` with ``strategy="quantile"``. The default top-label version is
+    the adaptive ECE of Mukhoti et al. (2020); ``kind="classwise"`` gives the ACE of Nixon et
+    al. (2019), with equal-mass bins per class.
+
+    Parameters
+    ----------
+    preds : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities; 1-D input is the probability of class 1 of a binary problem.
+    target : array-like or Tensor of shape (n_samples,)
+        Class labels, integers in ``[0, n_classes)``.
+    n_bins : int, default=15
+        Number of bins.
+    norm : {"l1", "l2", "max"}, default="l1"
+        How the per-bin gaps are combined.
+    kind : {"top-label", "classwise"}, default="top-label"
+        Which confidences are binned.
+    sample_weight : array-like or Tensor of shape (n_samples,), default=None
+        Non-negative sample weights; the bins hold equal weight.
+
+    Returns
+    -------
+    error : Tensor of shape ()
+        The adaptive calibration error as float64 on the device of ``preds``.
+
+    See Also
+    --------
+    calibration_error : The general binned calibration error.
+
+    Notes
+    -----
+    Equal confidences stay in one bin, so bins are only roughly equal in mass when many
+    confidences coincide (several edges may then coincide, leaving empty bins). A bin with a
+    single sample contributes as described in :func:`calibration_error`.
+
+    References
+    ----------
+    .. [1] J. Mukhoti, V. Kulharia, A. Sanyal, S. Golodetz, P. Torr and P. Dokania,
+       "Calibrating deep neural networks using focal loss", NeurIPS 2020.
+    .. [2] J. Nixon, M. Dusenberry, L. Zhang, G. Jerfel and D. Tran, "Measuring calibration in
+       deep learning", CVPR Workshops 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import adaptive_calibration_error
+    >>> preds = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    >>> adaptive_calibration_error(preds, torch.tensor([0, 1, 1, 0]), n_bins=2)
+    tensor(0.2500, dtype=torch.float64)
+    """
+    return _calibration_error(
+        preds,
+        target,
+        n_bins=n_bins,
+        norm=norm,
+        strategy="quantile",
+        kind=kind,
+        sample_weight=sample_weight,
+        caller="adaptive_calibration_error",
+    )
+
+
+def classwise_calibration_error(
+    preds,
+    target,
+    *,
+    n_bins: int = 15,
+    norm: str = "l1",
+    strategy: str = "uniform",
+    sample_weight=None,
+) -> torch.Tensor:
+    """Classwise expected calibration error: the mean over classes of each class's ECE.
+
+    :func:`calibration_error` with ``kind="classwise"`` (Kull et al., 2019): for every class
+    ``k`` the probabilities ``p_k`` of all samples are binned and compared with the frequency
+    of ``target == k``.
+
+    Parameters
+    ----------
+    preds : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities; 1-D input is the probability of class 1 of a binary problem.
+    target : array-like or Tensor of shape (n_samples,)
+        Class labels, integers in ``[0, n_classes)``.
+    n_bins : int, default=15
+        Number of bins.
+    norm : {"l1", "l2", "max"}, default="l1"
+        How the per-bin gaps of each class are combined.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        Equal-width bins, or equal-mass bins computed per class.
+    sample_weight : array-like or Tensor of shape (n_samples,), default=None
+        Non-negative sample weights.
+
+    Returns
+    -------
+    error : Tensor of shape ()
+        The classwise calibration error as float64 on the device of ``preds``.
+
+    See Also
+    --------
+    calibration_error : The general binned calibration error.
+
+    References
+    ----------
+    .. [1] M. Kull, M. Perello-Nieto, M. Kängsepp, T. Silva Filho, H. Song and P. Flach,
+       "Beyond temperature scaling: obtaining well-calibrated multi-class probabilities with
+       Dirichlet calibration", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import classwise_calibration_error
+    >>> preds = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    >>> classwise_calibration_error(preds, torch.tensor([0, 1, 1, 0]), n_bins=4)
+    tensor(0.4500, dtype=torch.float64)
+    """
+    return _calibration_error(
+        preds,
+        target,
+        n_bins=n_bins,
+        norm=norm,
+        strategy=strategy,
+        kind="classwise",
+        sample_weight=sample_weight,
+        caller="classwise_calibration_error",
+    )
+
+
+def negative_log_likelihood(preds, target, *, sample_weight=None) -> torch.Tensor:
+    """Mean negative log-likelihood (cross-entropy) of the labels under ``preds``.
+
+    Parameters
+    ----------
+    preds : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities; 1-D input is the probability of class 1 of a binary problem.
+    target : array-like or Tensor of shape (n_samples,)
+        Class labels, integers in ``[0, n_classes)``.
+    sample_weight : array-like or Tensor of shape (n_samples,), default=None
+        Non-negative sample weights; the result is the weighted mean.
+
+    Returns
+    -------
+    nll : Tensor of shape ()
+        ``mean(-log p_y)`` as float64 on the device of ``preds``, in [0, inf].
+
+    See Also
+    --------
+    brier_score : A bounded proper scoring rule.
+
+    Notes
+    -----
+    Probabilities are not clipped: a sample whose label has probability exactly 0 (and a
+    positive weight) makes the result ``inf``, which is the true value of the loss. Compute it
+    from logits (``torch.nn.functional.cross_entropy``) if the probabilities underflow.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import negative_log_likelihood
+    >>> preds = torch.tensor([[0.5, 0.5], [0.25, 0.75]], dtype=torch.float64)
+    >>> negative_log_likelihood(preds, torch.tensor([0, 1]))
+    tensor(0.4904, dtype=torch.float64)
+    """
+    return _negative_log_likelihood(preds, target, sample_weight)
+
+
+def brier_score(preds, target, *, sample_weight=None) -> torch.Tensor:
+    """Multiclass Brier score: mean squared distance between ``preds`` and the one-hot labels.
+
+    Parameters
+    ----------
+    preds : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities; 1-D input is the probability of class 1 of a binary problem.
+    target : array-like or Tensor of shape (n_samples,)
+        Class labels, integers in ``[0, n_classes)``.
+    sample_weight : array-like or Tensor of shape (n_samples,), default=None
+        Non-negative sample weights; the result is the weighted mean.
+
+    Returns
+    -------
+    score : Tensor of shape ()
+        ``mean_i sum_k (p_ik - 1[y_i = k])^2`` as float64 on the device of ``preds``, in
+        [0, 2]: 0 for certain correct predictions, 2 for certain wrong ones.
+
+    See Also
+    --------
+    negative_log_likelihood : The logarithmic proper scoring rule.
+
+    Notes
+    -----
+    The sum runs over all classes, as in Brier (1950). For a binary problem this is twice
+    :func:`sklearn.metrics.brier_score_loss`, which counts only the positive class.
+
+    References
+    ----------
+    .. [1] G. W. Brier, "Verification of forecasts expressed in terms of probability",
+       Monthly Weather Review 78(1), 1950.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import brier_score
+    >>> preds = torch.tensor([[0.5, 0.5], [0.25, 0.75]], dtype=torch.float64)
+    >>> brier_score(preds, torch.tensor([0, 1]))
+    tensor(0.3125, dtype=torch.float64)
+    """
+    return _brier_score(preds, target, sample_weight)
+
+
+def calibration_curve(
+    preds,
+    target,
+    *,
+    n_bins: int = 15,
+    strategy: str = "uniform",
+    kind: str = "top-label",
+    sample_weight=None,
+) -> Bunch:
+    """Per-bin accuracy and mean confidence: the data of a reliability diagram.
+
+    The bins are those of :func:`calibration_error` with the same options, so the curve and the
+    error always agree.
+
+    Parameters
+    ----------
+    preds : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities; 1-D input is the probability of class 1 of a binary problem.
+    target : array-like or Tensor of shape (n_samples,)
+        Class labels, integers in ``[0, n_classes)``.
+    n_bins : int, default=15
+        Number of bins.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        Equal-width or equal-mass bins.
+    kind : {"top-label", "classwise"}, default="top-label"
+        Top-label gives one curve; classwise gives one curve per class (one row each).
+    sample_weight : array-like or Tensor of shape (n_samples,), default=None
+        Non-negative sample weights.
+
+    Returns
+    -------
+    curve : :class:`~sklearn.utils.Bunch`
+        float64 tensors on the device of ``preds``:
+
+        bin_edges : Tensor of shape (n_bins + 1,)
+            The bin edges. Classwise quantile bins have one row of edges per class, shape
+            (n_classes, n_bins + 1).
+        counts : Tensor of shape (n_bins,)
+            The weight in each bin (the number of samples without weights).
+        mean_confidence : Tensor of shape (n_bins,)
+            The weighted mean confidence in each bin.
+        accuracy : Tensor of shape (n_bins,)
+            The weighted frequency of correct predictions (classwise: of the class) in each bin.
+
+        Classwise curves have shape (n_classes, n_bins). ``mean_confidence`` and ``accuracy``
+        are NaN in empty bins (zero weight): they have no value there.
+
+    See Also
+    --------
+    calibration_error : The error summarising the curve.
+    distcal.plotting.reliability_diagram : Draws the curve.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import calibration_curve
+    >>> preds = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    >>> curve = calibration_curve(preds, torch.tensor([0, 1, 1, 0]), n_bins=4)
+    >>> curve.counts
+    tensor([0., 0., 2., 2.], dtype=torch.float64)
+    >>> curve.accuracy
+    tensor([   nan,    nan, 0.5000, 0.5000], dtype=torch.float64)
+    """
+    return _calibration_curve(
+        preds,
+        target,
+        n_bins=n_bins,
+        strategy=strategy,
+        kind=kind,
+        sample_weight=sample_weight,
+        caller="calibration_curve",
+    )

@@ -1,0 +1,68 @@
+"""Shared fixtures: small, seeded data that every test can afford."""
+
+import numpy as np
+import pytest
+import torch
+
+
+def make_logits(n_samples=200, n_classes=3, *, scale=3.0, random_state=0):
+    """Logits whose optimal temperature is ``scale``: labels are drawn from softmax(z) and the
+    logits returned are ``scale * z``."""
+    rng = np.random.default_rng(random_state)
+    z = rng.normal(size=(n_samples, n_classes))
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    y = (p.cumsum(axis=1) > rng.random((n_samples, 1))).argmax(axis=1)
+    return scale * z, y
+
+
+@pytest.fixture
+def logits_data():
+    return make_logits()
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _train_mlp(X, y, *, seed, steps=300):
+    # fork_rng keeps the global generator untouched: construction is seeded, nothing leaks.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
+        )
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(Xt), yt).backward()
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def digits_student():
+    """A small network trained on 10 real digits per class, with held-out and test splits.
+
+    Like a network trained on a distilled set, it fits its 100 training images perfectly.
+    """
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(y))
+    train = np.concatenate([order[y[order] == k][:10] for k in range(10)])
+    rest = rng.permutation(np.setdiff1d(order, train))
+    cal, test = rest[:500], rest[500:]
+    net = _train_mlp(X[train], y[train], seed=0)
+    return {
+        "net": net,
+        "X_train": X[train],
+        "y_train": y[train],
+        "X_cal": X[cal],
+        "y_cal": y[cal],
+        "X_test": X[test],
+        "y_test": y[test],
+    }
