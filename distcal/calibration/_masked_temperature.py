@@ -62,7 +62,7 @@ class MaskedTemperatureScaling(TemperatureScaling):
         With ``model=None``, what ``X`` holds (see :class:`TemperatureScaling`).
     random_state : int, RandomState instance or None, default=None
         Seeds the masks; the same value gives the same temperature.
-    tol : float, default=1e-8
+    tol : float, default=1e-6
         Convergence tolerance on ``log(T)``.
     max_iter : int, default=100
         Maximum number of passes of the temperature solver.
@@ -132,7 +132,7 @@ class MaskedTemperatureScaling(TemperatureScaling):
         batch_size=256,
         input_type="logits",
         random_state=None,
-        tol=1e-8,
+        tol=1e-6,
         max_iter=100,
     ):
         super().__init__(input_type=input_type, tol=tol, max_iter=max_iter)

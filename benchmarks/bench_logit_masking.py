@@ -1,0 +1,149 @@
+"""Does masking logits behave like masking inputs?
+
+MaskedTemperatureScaling masks model inputs when it has the model, and logits when it only has
+logits (each logit replaced, with probability ``mask_ratio``, by its row's mean). This script
+trains small ConvNets on 10 real digits per class and, for each mask ratio, fits both kinds of
+masked temperature on the same images, in the strict regime (the training images) and on
+held-out images, then reports the fitted temperatures and the test ECE (15 bins) of each.
+
+Usage::
+
+    python benchmarks/bench_logit_masking.py [--seeds 3] [--markdown docs/benchmarks/logit_masking.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from distcal import MaskedTemperatureScaling
+from distcal.distill import StudentClassifier, load_digits, stratified_split
+from distcal.metrics import expected_calibration_error
+
+RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def run(seeds: int, n_masks: int, epochs: int):
+    data = load_digits()
+    X, y = data.images, data.labels.numpy()
+    rows = []
+    for seed in range(seeds):
+        train, cal, test = stratified_split(data.labels, [100, 500, 1197], random_state=seed)
+        student = StudentClassifier(width=32, depth=2, epochs=epochs, random_state=seed)
+        student.fit(X[train], y[train])
+        net = student.network_
+        logits = {"train": student.decision_function(X[train]),
+                  "held-out": student.decision_function(X[cal])}
+        images = {"train": X[train], "held-out": X[cal]}
+        labels = {"train": y[train.numpy()], "held-out": y[cal.numpy()]}
+        test_logits = student.decision_function(X[test])
+        y_test = y[test.numpy()]
+        for regime in ("train", "held-out"):
+            for ratio in RATIOS:
+                by_input = MaskedTemperatureScaling(
+                    ratio, n_masks=n_masks, model=net, random_state=seed
+                ).fit(images[regime], labels[regime])
+                by_logit = MaskedTemperatureScaling(
+                    ratio, n_masks=n_masks, random_state=seed
+                ).fit(logits[regime], labels[regime])
+                rows.append(
+                    {
+                        "seed": seed,
+                        "regime": regime,
+                        "ratio": ratio,
+                        "t_input": by_input.temperature_,
+                        "t_logit": by_logit.temperature_,
+                        "ece_input": expected_calibration_error(
+                            y_test, by_input.predict_proba(X[test])
+                        ),
+                        "ece_logit": expected_calibration_error(
+                            y_test, by_logit.predict_proba(test_logits)
+                        ),
+                    }
+                )
+        print(f"seed {seed} done", file=sys.stderr, flush=True)
+    return rows
+
+
+def summarise(rows, seeds):
+    lines = []
+    header = ["regime", "ratio", "T input", "T logit", "ECE input %", "ECE logit %"]
+    for regime in ("train", "held-out"):
+        for ratio in RATIOS:
+            sel = [r for r in rows if r["regime"] == regime and r["ratio"] == ratio]
+
+            def stat(key, scale=1.0, sel=sel):
+                values = scale * np.array([r[key] for r in sel])
+                return f"{values.mean():.3f} ± {values.std():.3f}"
+
+            lines.append(
+                [
+                    regime,
+                    f"{ratio:.1f}",
+                    stat("t_input"),
+                    stat("t_logit"),
+                    stat("ece_input", 100),
+                    stat("ece_logit", 100),
+                ]
+            )
+    verdicts = []
+    for regime in ("train", "held-out"):
+        sel = [r for r in rows if r["regime"] == regime]
+        rho = spearmanr([r["t_input"] for r in sel], [r["t_logit"] for r in sel]).statistic
+        best = {}
+        for kind in ("input", "logit"):
+            means = {
+                ratio: np.mean(
+                    [r[f"ece_{kind}"] for r in sel if r["ratio"] == ratio]
+                )
+                for ratio in RATIOS
+            }
+            best[kind] = min(means, key=means.get), 100 * min(means.values())
+        verdicts.append(
+            f"{regime}: Spearman correlation of the two temperatures over ratios and seeds "
+            f"{rho:.2f}; best mean test ECE {best['input'][1]:.2f}% at ratio "
+            f"{best['input'][0]} (input masking) vs {best['logit'][1]:.2f}% at ratio "
+            f"{best['logit'][0]} (logit masking)"
+        )
+    return header, lines, verdicts
+
+
+def render(header, lines, markdown=False):
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    out = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="students (seeds 0..n-1)")
+    parser.add_argument("--n-masks", type=int, default=10, help="masked copies per image")
+    parser.add_argument("--epochs", type=int, default=300, help="student epochs")
+    parser.add_argument("--markdown", type=Path, help="also write the table as markdown here")
+    args = parser.parse_args(argv)
+    rows = run(args.seeds, args.n_masks, args.epochs)
+    header, lines, verdicts = summarise(rows, args.seeds)
+    print(render(header, lines))
+    print("\n".join(verdicts))
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        command = "python benchmarks/bench_logit_masking.py " + " ".join(argv or sys.argv[1:])
+        args.markdown.write_text(
+            f"Command: `{command.strip()}`\n\n{render(header, lines, markdown=True)}\n\n"
+            + "\n".join(f"- {v}" for v in verdicts)
+            + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
