@@ -8,7 +8,7 @@ held-out images, then reports the fitted temperatures and the test ECE (15 bins)
 
 Usage::
 
-    python benchmarks/bench_logit_masking.py [--seeds 3] [--markdown docs/benchmarks/logit_masking.md]
+    python benchmarks/bench_logit_masking.py --seeds 3 --markdown docs/benchmarks/masking.md
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def run(seeds: int, n_masks: int, epochs: int):
         student = StudentClassifier(width=32, depth=2, epochs=epochs, random_state=seed)
         student.fit(X[train], y[train])
         net = student.network_
-        logits = {"train": student.decision_function(X[train]),
-                  "held-out": student.decision_function(X[cal])}
+        logits = {
+            "train": student.decision_function(X[train]),
+            "held-out": student.decision_function(X[cal]),
+        }
         images = {"train": X[train], "held-out": X[cal]}
         labels = {"train": y[train.numpy()], "held-out": y[cal.numpy()]}
         test_logits = student.decision_function(X[test])
@@ -47,9 +49,9 @@ def run(seeds: int, n_masks: int, epochs: int):
                 by_input = MaskedTemperatureScaling(
                     ratio, n_masks=n_masks, model=net, random_state=seed
                 ).fit(images[regime], labels[regime])
-                by_logit = MaskedTemperatureScaling(
-                    ratio, n_masks=n_masks, random_state=seed
-                ).fit(logits[regime], labels[regime])
+                by_logit = MaskedTemperatureScaling(ratio, n_masks=n_masks, random_state=seed).fit(
+                    logits[regime], labels[regime]
+                )
                 rows.append(
                     {
                         "seed": seed,
@@ -97,9 +99,7 @@ def summarise(rows, seeds):
         best = {}
         for kind in ("input", "logit"):
             means = {
-                ratio: np.mean(
-                    [r[f"ece_{kind}"] for r in sel if r["ratio"] == ratio]
-                )
+                ratio: np.mean([r[f"ece_{kind}"] for r in sel if r["ratio"] == ratio])
                 for ratio in RATIOS
             }
             best[kind] = min(means, key=means.get), 100 * min(means.values())

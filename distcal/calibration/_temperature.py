@@ -5,9 +5,10 @@ The negative log-likelihood of ``softmax(beta * z)`` is convex in the inverse te
 ``p`` and its third the third central moment, summed over samples. The solver finds the root of
 the first derivative with Halley's method (Newton's with the curvature of the derivative, cubic
 convergence) on ``u = log(beta)``, so ``T > 0`` by construction, safeguarded by a bracket:
-the derivative is increasing in ``u``, so its sign says on which side the root lies. Each iteration is one pass over the logits in
-row chunks, accumulating float64 sums, so no full-size temporary is made and tensors stay on
-their device. Before iterating, the same pass checks whether a finite optimum exists at all.
+the derivative is increasing in ``u``, so its sign says on which side the root lies. Each
+iteration is one pass over the logits in row chunks, accumulating float64 sums, so no
+full-size temporary is made and tensors stay on their device. Before iterating, the same pass
+checks whether a finite optimum exists at all.
 """
 
 from __future__ import annotations
@@ -272,9 +273,9 @@ class TemperatureScaling(BaseLogitCalibrator):
     The temperature ``T`` minimises the (weighted) negative log-likelihood of the calibration
     data. It is found by a bracketed Halley iteration (Newton's method with curvature) on
     ``log(1 / T)`` with float64 statistics, which reaches the exact optimum in a few passes over
-    the data and keeps ``T`` positive by construction. Tensors are processed on their own device, in chunks, without a
-    copy of the logits to the host. Temperature scaling leaves the predicted class, the accuracy
-    and the ranking of the samples unchanged.
+    the data and keeps ``T`` positive by construction. Tensors are processed on their own
+    device, in chunks, without a copy of the logits to the host. Temperature scaling leaves the
+    predicted class, the accuracy and the ranking of the samples unchanged.
 
     Parameters
     ----------

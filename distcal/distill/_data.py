@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import Bunch
 
 from .._device import as_tensor
@@ -21,6 +23,7 @@ __all__ = [
     "FASHION_MNIST_ROOTS",
     "channel_statistics",
     "check_images",
+    "check_samples",
     "load_dataset",
     "load_digits",
     "load_fashion_mnist",
@@ -48,6 +51,47 @@ _IDX_FILES = {
 }
 
 
+def check_samples(X, y=None, *, name: str = "X"):
+    """Validate samples of shape (n, ...) and, if given, their integer class labels.
+
+    Returns
+    -------
+    samples : Tensor of shape (n, ...), float
+    labels : Tensor of shape (n,), long, or None
+    """
+    samples = check_inputs(X, name=name)
+    if y is None:
+        return samples, None
+    if isinstance(y, str | bytes):
+        raise TypeError(f"Unknown label type: y must hold integer class labels; got {y!r}.")
+    if not isinstance(y, torch.Tensor):
+        y = np.asarray(y)
+        if y.dtype.kind not in "biuf":
+            raise TypeError(
+                f"Unknown label type: y must hold integer class indices; got dtype {y.dtype}. "
+                "Encode labels as class indices (sklearn.preprocessing.LabelEncoder)."
+            )
+    labels = as_tensor(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; it is raveled.",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+        labels = labels.reshape(-1)
+    if labels.ndim != 1 or labels.shape[0] != samples.shape[0]:
+        raise ValueError(
+            f"y must hold one label per sample, shape ({samples.shape[0]},); got shape "
+            f"{tuple(labels.shape)}."
+        )
+    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
+        raise ValueError("y must hold integer class labels; got continuous values.")
+    labels = labels.to(torch.long)
+    if int(labels.min()) < 0:
+        raise ValueError(f"y must hold class indices >= 0; got {int(labels.min())}.")
+    return samples, labels
+
+
 def check_images(X, y=None, *, name: str = "X"):
     """Validate images of shape (n, channels, height, width) and, if given, their labels.
 
@@ -56,25 +100,12 @@ def check_images(X, y=None, *, name: str = "X"):
     images : Tensor of shape (n, C, H, W), float
     labels : Tensor of shape (n,), long, or None
     """
-    images = check_inputs(X, name=name)
+    images, labels = check_samples(X, y, name=name)
     if images.ndim != 4:
         raise ValueError(
             f"{name} must hold images of shape (n_samples, channels, height, width); got shape "
             f"{tuple(images.shape)}. Add a channel axis with X[:, None] for grey images."
         )
-    if y is None:
-        return images, None
-    labels = as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"y must hold one label per image, shape ({images.shape[0]},); got shape "
-            f"{tuple(labels.shape)}."
-        )
-    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
-        raise ValueError("y must hold integer class labels; got continuous values.")
-    labels = labels.to(torch.long)
-    if int(labels.min()) < 0:
-        raise ValueError(f"y must hold class indices >= 0; got {int(labels.min())}.")
     return images, labels
 
 

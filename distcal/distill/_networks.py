@@ -37,12 +37,10 @@ class ConvNet(nn.Module):
 
     Parameters
     ----------
-    in_channels : int
-        Channels of the input images.
+    input_shape : tuple of int
+        Shape ``(channels, height, width)`` of one image; height and width must be equal.
     n_classes : int
         Number of output logits.
-    image_size : int
-        Height (= width) of the input images.
     width : int, default=128
         Channels of every convolution.
     depth : int, default=3
@@ -53,15 +51,20 @@ class ConvNet(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
+        input_shape: tuple[int, ...],
         n_classes: int,
-        image_size: int,
         *,
         width: int = 128,
         depth: int = 3,
         norm: str = "instancenorm",
     ):
         super().__init__()
+        if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
+            raise ValueError(
+                "ConvNet needs square images of shape (channels, height, width); got samples of "
+                f"shape {tuple(input_shape)}. Use network='mlp' for feature vectors."
+            )
+        in_channels, image_size = input_shape[0], input_shape[1]
         layers: list[nn.Module] = []
         channels = in_channels
         size = image_size
@@ -94,8 +97,10 @@ class MLP(nn.Module):
 
     Parameters
     ----------
-    in_channels, n_classes, image_size : int
-        As for :class:`ConvNet`.
+    input_shape : tuple of int
+        Shape of one sample (any number of dimensions; it is flattened).
+    n_classes : int
+        Number of output logits.
     width : int, default=128
         Units of every hidden layer.
     depth : int, default=2
@@ -103,11 +108,11 @@ class MLP(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, n_classes: int, image_size: int, *, width: int = 128, depth: int = 2
+        self, input_shape: tuple[int, ...], n_classes: int, *, width: int = 128, depth: int = 2
     ):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
-        features = in_channels * image_size * image_size
+        features = math.prod(input_shape)
         for _ in range(depth):
             layers += [nn.Linear(features, width), nn.ReLU(inplace=True)]
             features = width
@@ -140,9 +145,8 @@ def _reset_parameters(module: nn.Module, generator: torch.Generator) -> None:
 def build_network(
     name: str,
     *,
-    in_channels: int,
+    input_shape: tuple[int, ...],
     n_classes: int,
-    image_size: int,
     random_state=None,
     device=None,
     **kwargs,
@@ -153,8 +157,10 @@ def build_network(
     ----------
     name : str
         A key of :data:`NETWORKS` (``"convnet"``, ``"mlp"``).
-    in_channels, n_classes, image_size : int
-        Input channels, output logits, input height (= width).
+    input_shape : tuple of int
+        Shape of one input sample, ``(channels, height, width)`` for images.
+    n_classes : int
+        Number of output logits.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights; the global generator is never used.
     device : str or torch.device, default=None
@@ -171,7 +177,10 @@ def build_network(
             f"Unknown network {name!r}; valid names are {sorted(NETWORKS)}. Register a new one "
             "with distcal.distill.NETWORKS[name] = cls."
         )
-    network = NETWORKS[name](in_channels, n_classes, image_size, **kwargs)
+    # Layers draw their default initialisation from the global generator; fork it so that its
+    # state is restored, then draw the weights that count from random_state.
+    with torch.random.fork_rng(devices=[]):
+        network = NETWORKS[name](tuple(input_shape), n_classes, **kwargs)
     with torch.no_grad():
         _reset_parameters(network, make_generator(random_state))
     return network.to(device if device is not None else "cpu")

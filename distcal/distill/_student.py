@@ -13,7 +13,7 @@ from .._device import PortablePickleMixin, draw_seed, like, make_generator, reso
 from .._progress import progress
 from .._validation import Interval, Options, check_input_shape, validate_params
 from ..calibration._model import module_logits
-from ._data import check_images
+from ._data import check_samples
 from ._networks import NETWORKS, build_network
 
 __all__ = ["StudentClassifier"]
@@ -150,7 +150,8 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or Tensor of shape (n_samples, channels, height, width)
-            Training images (for instance a distilled set).
+            Training images (for instance a distilled set); with ``network="mlp"`` any shape
+            (n_samples, ...), feature vectors included.
         y : array-like or Tensor of shape (n_samples,)
             Class indices.
 
@@ -159,7 +160,14 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         self : StudentClassifier
         """
         validate_params(self)
-        images, labels = check_images(X, y)
+        if y is None:
+            raise ValueError("StudentClassifier requires y to be passed, but the target y is None.")
+        images, labels = check_samples(X, y)
+        if int(labels.min()) == int(labels.max()):
+            raise ValueError(
+                f"y contains only one class ({int(labels.min())}); a classifier needs samples "
+                "of at least 2 classes."
+            )
         n_classes = self.n_classes if self.n_classes is not None else int(labels.max()) + 1
         if int(labels.max()) >= n_classes:
             raise ValueError(
@@ -171,9 +179,8 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         device = resolve_device(self.device, X)
         network = build_network(
             self.network,
-            in_channels=images.shape[1],
+            input_shape=tuple(images.shape[1:]),
             n_classes=n_classes,
-            image_size=images.shape[2],
             random_state=int(rng.integers(2**31)),
             device=device,
             **self._network_kwargs(),
@@ -219,6 +226,8 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         self.network_ = network.eval()
         self.classes_ = np.arange(n_classes)
         self.input_shape_ = tuple(images.shape[1:])
+        if images.ndim == 2:
+            self.n_features_in_ = images.shape[1]
         self.device_ = device
         return self
 
