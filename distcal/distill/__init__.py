@@ -1,5 +1,12 @@
-"""Dataset distillation and students: data, networks and the classifier trained on images."""
+"""Dataset distillation and students: data, networks, distillation methods, MDTTrainer.
 
+Importing this package registers the distillation methods in :data:`METHODS`.
+"""
+
+from . import _dm  # noqa: F401 - registers "dm"
+from ._artifact import DistilledSet, load_distilled, load_network, save_network
+from ._base import METHODS, DistillationMethod, MDTMask, RealData, StepContext
+from ._callbacks import Callback, EarlyStopping, ProgressBar
 from ._data import (
     channel_statistics,
     check_images,
@@ -11,18 +18,32 @@ from ._data import (
 )
 from ._networks import MLP, NETWORKS, ConvNet, build_network
 from ._student import StudentClassifier
+from ._trainer import MDTTrainer
 
 __all__ = [
+    "METHODS",
     "MLP",
     "NETWORKS",
+    "Callback",
     "ConvNet",
+    "DistillationMethod",
+    "DistilledSet",
+    "EarlyStopping",
+    "MDTMask",
+    "MDTTrainer",
+    "ProgressBar",
+    "RealData",
+    "StepContext",
     "StudentClassifier",
     "build_network",
     "channel_statistics",
     "check_images",
     "load_dataset",
     "load_digits",
+    "load_distilled",
     "load_fashion_mnist",
+    "load_network",
     "normalize",
+    "save_network",
     "stratified_split",
 ]

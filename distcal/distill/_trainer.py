@@ -1,0 +1,507 @@
+"""MDTTrainer: dataset distillation with the Masked Distillation Training mask, as an estimator."""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from .._device import draw_seed, resolve_device
+from .._validation import Interval, Options, validate_params
+from ..exceptions import InvalidParameterError
+from ._artifact import FORMAT_VERSION, DistilledSet, read_tensors, save_network, write_tensors
+from ._base import METHODS, MDTMask, RealData, StepContext
+from ._callbacks import Callback, ProgressBar
+from ._data import channel_statistics, check_images, normalize
+from ._networks import NETWORKS, build_network
+
+__all__ = ["MDTTrainer"]
+
+# Parameters that change neither the data a run sees nor its arithmetic: a checkpoint written
+# with other values of these can be resumed.
+_RUNTIME_PARAMS = ("callbacks", "verbose", "checkpoint", "checkpoint_every", "iterations")
+
+
+def _seed_for(seed: int, *key: int) -> int:
+    """Derive a seed from ``seed`` and ``key`` (independent streams per iteration)."""
+    return int(np.random.SeedSequence([seed, *key]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class MDTTrainer(BaseEstimator):
+    """Distil a small synthetic training set, optionally with the MDT mask.
+
+    Masked Distillation Training (MDT) is the training-side fix of Zhu et al. (ICCV 2023). Its
+    text is not available to us; distcal implements it as a mask inside the distillation
+    objective: the images entering the matching network are masked (each element with
+    probability ``mask_ratio``), so the distilled set must carry information that survives
+    masking. ``mask_apply_to`` says which batches are masked and ``mask_kind`` what a masked
+    element becomes. ``mask_ratio=0`` is plain distillation. ``docs/mdt.md`` compares these
+    readings.
+
+    Parameters
+    ----------
+    method : {"dm", "dc", "dsa", "mtt"}, default="dm"
+        Distribution matching, gradient matching (without / with siamese augmentation), or
+        matching training trajectories (see :data:`distcal.distill.METHODS`).
+    ipc : int, default=10
+        Synthetic images per class.
+    mask_ratio : float, default=0.0
+        MDT mask: probability in [0, 1) that an image element is masked in the objective.
+    mask_apply_to : {"both", "synthetic", "real"}, default="both"
+        Which batches of the objective are masked; ``"both"`` draws independent masks of the
+        same ratio for the real and the synthetic batch.
+    mask_kind : {"zero", "mean"}, default="zero"
+        A masked element becomes 0 in normalised space, or its channel's mean over the batch.
+    network : str, default="convnet"
+        The matching network's architecture, a key of :data:`distcal.distill.NETWORKS`.
+    width : int, default=128
+        Channels (ConvNet) or hidden units (MLP).
+    depth : int, default=3
+        Convolution blocks (use 2 for 8x8 images) or hidden layers.
+    norm : {"instancenorm", "batchnorm", "layernorm", "none"}, default="instancenorm"
+        Normalisation of the ConvNet.
+    iterations : int, default=1000
+        Updates of the synthetic images (unit: iterations of the method, see each method).
+    lr_img : float or None, default=None
+        Learning rate of the synthetic images (SGD); None uses the method's published value
+        (DM 1.0, DC/DSA 0.1, MTT see its options).
+    momentum_img : float, default=0.5
+        SGD momentum of the synthetic images.
+    init : {"real", "noise"}, default="real"
+        Start from random real images of each class, or from Gaussian noise.
+    augment : {"auto", "dsa", "none"}, default="auto"
+        Differentiable siamese augmentation; ``"auto"`` uses each method's published choice
+        (on for DM, DSA and MTT, off for DC).
+    normalize : bool, default=True
+        Standardise every channel of the real images with their mean and standard deviation;
+        the synthetic images live in that space and the statistics are saved with them.
+    method_params : dict or None, default=None
+        Method-specific options (see the method's documentation); unknown keys are rejected.
+    checkpoint : str, path or None, default=None
+        File to checkpoint to. If it exists when ``fit`` starts and was written by the same
+        configuration on the same data, the run resumes from it.
+    checkpoint_every : int, default=100
+        Iterations between checkpoints.
+    device : str, torch.device or None, default=None
+        Where to distil; None follows ``X`` (its device if a tensor, else the CPU).
+    random_state : int, RandomState instance or None, default=None
+        Seeds everything: initial images, networks, batches, augmentation and masks.
+    callbacks : list of Callback or None, default=None
+        Hooks called during ``fit`` (see :class:`distcal.distill.Callback`).
+    verbose : bool, default=False
+        Show a progress bar.
+
+    Attributes
+    ----------
+    images_ : Tensor of shape (n_classes * ipc, C, H, W)
+        The distilled images (normalised space), on the CPU.
+    labels_ : Tensor of shape (n_classes * ipc,)
+        Their classes, class-major.
+    learning_rate_ : float or None
+        The learned student learning rate (MTT), else None.
+    mean_, std_ : Tensor of shape (C,)
+        The normalisation of the real images.
+    history_ : list of dict
+        Per iteration: ``iteration``, ``loss`` and ``seconds``.
+    n_classes_ : int
+        Number of classes.
+    seed_ : int
+        The seed drawn from ``random_state`` (a resumed run reuses the checkpoint's).
+    n_iter_ : int
+        Iterations run (fewer than ``iterations`` when a callback stopped the run).
+
+    Examples
+    --------
+    >>> from distcal.distill import MDTTrainer, load_digits
+    >>> data = load_digits()
+    >>> trainer = MDTTrainer(ipc=2, width=8, depth=2, iterations=3, random_state=0,
+    ...                      method_params={"batch_real": 16})
+    >>> trainer.fit(data.images, data.labels).images_.shape
+    torch.Size([20, 1, 8, 8])
+    """
+
+    _parameter_constraints = {
+        "method": [str],
+        "ipc": [Interval(numbers.Integral, 1, None, closed="left")],
+        "mask_ratio": [Interval(numbers.Real, 0.0, 1.0, closed="left")],
+        "mask_apply_to": [Options("both", "synthetic", "real")],
+        "mask_kind": [Options("zero", "mean")],
+        "network": [str],
+        "width": [Interval(numbers.Integral, 1, None, closed="left")],
+        "depth": [Interval(numbers.Integral, 1, None, closed="left")],
+        "norm": [Options("instancenorm", "batchnorm", "layernorm", "none")],
+        "iterations": [Interval(numbers.Integral, 0, None, closed="left")],
+        "lr_img": [None, Interval(numbers.Real, 0, None, closed="neither")],
+        "momentum_img": [Interval(numbers.Real, 0, 1, closed="left")],
+        "init": [Options("real", "noise")],
+        "augment": [Options("auto", "dsa", "none")],
+        "normalize": ["boolean"],
+        "method_params": [None, dict],
+        "checkpoint": [None, str, Path],
+        "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
+        "device": [None, "device"],
+        "random_state": ["random_state"],
+        "callbacks": [None, list],
+        "verbose": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        method="dm",
+        *,
+        ipc=10,
+        mask_ratio=0.0,
+        mask_apply_to="both",
+        mask_kind="zero",
+        network="convnet",
+        width=128,
+        depth=3,
+        norm="instancenorm",
+        iterations=1000,
+        lr_img=None,
+        momentum_img=0.5,
+        init="real",
+        augment="auto",
+        normalize=True,
+        method_params=None,
+        checkpoint=None,
+        checkpoint_every=100,
+        device=None,
+        random_state=None,
+        callbacks=None,
+        verbose=False,
+    ):
+        self.method = method
+        self.ipc = ipc
+        self.mask_ratio = mask_ratio
+        self.mask_apply_to = mask_apply_to
+        self.mask_kind = mask_kind
+        self.network = network
+        self.width = width
+        self.depth = depth
+        self.norm = norm
+        self.iterations = iterations
+        self.lr_img = lr_img
+        self.momentum_img = momentum_img
+        self.init = init
+        self.augment = augment
+        self.normalize = normalize
+        self.method_params = method_params
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.device = device
+        self.random_state = random_state
+        self.callbacks = callbacks
+        self.verbose = verbose
+
+    # ----------------------------------------------------------------------------- validation
+    def _validate(self):
+        validate_params(self)
+        if self.method not in METHODS:
+            raise InvalidParameterError(
+                f"Unknown method {self.method!r}; valid names are {sorted(METHODS)}."
+            )
+        if self.network not in NETWORKS:
+            raise InvalidParameterError(
+                f"Unknown network {self.network!r}; valid names are {sorted(NETWORKS)}."
+            )
+        method_cls = METHODS[self.method]
+        given = dict(self.method_params or {})
+        unknown = set(given) - set(method_cls.defaults)
+        if unknown:
+            raise InvalidParameterError(
+                f"method_params has keys {sorted(unknown)} that method {self.method!r} does not "
+                f"take; valid keys are {sorted(method_cls.defaults)}."
+            )
+        for callback in self.callbacks or []:
+            if not isinstance(callback, Callback):
+                raise InvalidParameterError(
+                    f"callbacks must hold distcal.distill.Callback instances; got "
+                    f"{type(callback).__name__}."
+                )
+        return method_cls, {**method_cls.defaults, **given}
+
+    def _network_spec(self, input_shape, n_classes) -> dict:
+        spec = {
+            "name": self.network,
+            "input_shape": list(input_shape),
+            "n_classes": n_classes,
+            "width": self.width,
+            "depth": self.depth,
+        }
+        if self.network == "convnet":
+            spec["norm"] = self.norm
+        return spec
+
+    def _build_network(self, seed: int) -> torch.nn.Module:
+        """Build a freshly initialised matching network on ``device_`` (used by the methods)."""
+        spec = dict(self.network_spec_)
+        name = spec.pop("name")
+        spec["input_shape"] = tuple(spec["input_shape"])
+        return build_network(name, random_state=seed, device=self.device_, **spec)
+
+    def _config(self) -> dict:
+        """Return the configuration saved with results and checked when resuming (JSON-safe)."""
+        params = self.get_params(deep=False)
+        params.pop("callbacks")
+        params["random_state"] = self.seed_
+        params["device"] = None if params["device"] is None else str(params["device"])
+        params["checkpoint"] = None if params["checkpoint"] is None else str(params["checkpoint"])
+        params["n_classes"] = self.n_classes_
+        params["input_shape"] = list(self.network_spec_["input_shape"])
+        return params
+
+    # ----------------------------------------------------------------------------- fitting
+    def fit(self, X, y):
+        """Distil ``X`` into ``ipc`` synthetic images per class.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, channels, height, width)
+            Real training images (values in [0, 1] when ``normalize=True``).
+        y : array-like or Tensor of shape (n_samples,)
+            Class indices; every class in ``[0, max(y)]`` must have at least ``ipc`` images.
+
+        Returns
+        -------
+        self : MDTTrainer
+        """
+        method_cls, options = self._validate()
+        images, labels = check_images(X, y)
+        self.n_classes_ = int(labels.max()) + 1
+        counts = torch.bincount(labels, minlength=self.n_classes_)
+        if int(counts.min()) < max(1, self.ipc if self.init == "real" else 1):
+            c = int(counts.argmin())
+            raise ValueError(
+                f"ipc={self.ipc} is larger than class {c}, which has {int(counts[c])} images in "
+                f"X; every class in [0, {self.n_classes_ - 1}] needs at least ipc images (use "
+                "init='noise' to distil classes with fewer)."
+                if int(counts[c]) > 0
+                else f"class {c} has no images in X: labels must cover [0, {self.n_classes_ - 1}]."
+            )
+        self.device_ = resolve_device(self.device, X)
+        self.seed_ = draw_seed(self.random_state)
+        self.network_spec_ = self._network_spec(images.shape[1:], self.n_classes_)
+        if self.normalize:
+            self.mean_, self.std_ = (s.to(torch.float32) for s in channel_statistics(images))
+        else:
+            channels = images.shape[1]
+            self.mean_, self.std_ = torch.zeros(channels), torch.ones(channels)
+        real_images = normalize(images.to(torch.float32), self.mean_, self.std_)
+        real = RealData(real_images.to(self.device_), labels.to(self.device_), self.n_classes_)
+        fingerprint = _fingerprint(images, labels)
+
+        method = method_cls(options)
+        method.setup(real, self)
+        synthetic, synthetic_labels = self._initial_images(real)
+        lr_img = self.lr_img if self.lr_img is not None else method_cls.default_lr_img
+        groups = [{"params": [synthetic], "lr": lr_img, "momentum": self.momentum_img}]
+        groups += method.parameter_groups()
+        optimizer = torch.optim.SGD(groups)
+        augment, sample_augment = self._augmentation(method_cls)
+        mask = MDTMask(self.mask_ratio, self.mask_apply_to, self.mask_kind)
+
+        history, start = [], 0
+        if self.checkpoint is not None and Path(self.checkpoint).exists():
+            start, history = self._restore(synthetic, optimizer, method, fingerprint)
+        callbacks = list(self.callbacks or [])
+        if self.verbose:
+            callbacks.append(ProgressBar())
+        for callback in callbacks:
+            callback.on_fit_begin(self, start_iteration=start)
+        last_saved = start
+        for iteration in range(start, self.iterations):
+            generator = torch.Generator(device=self.device_)
+            generator.manual_seed(_seed_for(self.seed_, 1, iteration))
+            ctx = StepContext(
+                images=synthetic,
+                labels=synthetic_labels,
+                optimizer=optimizer,
+                real=real,
+                generator=generator,
+                augment=augment,
+                sample_augment=sample_augment,
+                mask=mask,
+                iteration=iteration,
+                build_network=self._build_network,
+                options=options,
+            )
+            began = time.perf_counter()
+            try:
+                info = method.step(ctx)
+                if not bool(torch.isfinite(synthetic).all()):
+                    raise FloatingPointError(
+                        f"the synthetic images became NaN or infinite at iteration {iteration}"
+                    )
+            except FloatingPointError as exc:
+                kept = (
+                    f" The last good checkpoint, {self.checkpoint} (iteration {last_saved}), is "
+                    "kept."
+                    if self.checkpoint is not None and last_saved > 0
+                    else ""
+                )
+                raise RuntimeError(
+                    f"Distillation diverged at iteration {iteration}: {exc}. Lower lr_img (now "
+                    f"{lr_img}) or the method's learning rates.{kept}"
+                ) from exc
+            record = {
+                "iteration": iteration,
+                "loss": float(info["loss"]),
+                "seconds": time.perf_counter() - began,
+            }
+            record.update({k: float(v) for k, v in info.items() if k != "loss"})
+            history.append(record)
+            stop = False
+            for callback in callbacks:
+                stop = bool(callback.on_iteration_end(self, **record)) or stop
+            done = iteration + 1
+            if self.checkpoint is not None and (done % self.checkpoint_every == 0 or stop):
+                self._save_checkpoint(done, synthetic, optimizer, method, history, fingerprint)
+                last_saved = done
+            if stop:
+                break
+        self.n_iter_ = len(history)
+        self.images_ = synthetic.detach().cpu()
+        self.labels_ = synthetic_labels.cpu()
+        self.learning_rate_ = method.learned_learning_rate()
+        self.history_ = history
+        if self.checkpoint is not None and last_saved != len(history):
+            self._save_checkpoint(len(history), synthetic, optimizer, method, history, fingerprint)
+        for callback in callbacks:
+            callback.on_fit_end(self)
+        return self
+
+    def _initial_images(self, real: RealData):
+        generator = torch.Generator(device=self.device_)
+        generator.manual_seed(_seed_for(self.seed_, 0))
+        labels = torch.arange(self.n_classes_, device=self.device_).repeat_interleave(self.ipc)
+        if self.init == "real":
+            images, _ = real.sample(self.ipc, generator)
+            images = images.clone()
+        else:
+            shape = (self.n_classes_ * self.ipc, *real.images.shape[1:])
+            images = torch.randn(shape, generator=generator, device=self.device_)
+        return images.requires_grad_(True), labels
+
+    def _augmentation(self, method_cls):
+        use = self.augment == "dsa" or (self.augment == "auto" and method_cls.default_augment)
+        if not use:
+            return None, None
+        from ._augment import SiameseAugment
+
+        augmenter = SiameseAugment()
+        return augmenter.apply, augmenter.sample
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def _save_checkpoint(self, done, synthetic, optimizer, method, history, fingerprint):
+        tensors = {"images": synthetic}
+        for key, value in method.state_dict().items():
+            tensors[f"method.{key}"] = value
+        optimizer_state = optimizer.state_dict()
+        for index, state in optimizer_state["state"].items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optimizer.{index}.{key}"] = value
+        metadata = {
+            "kind": "checkpoint",
+            "format_version": FORMAT_VERSION,
+            "iteration": done,
+            "seed": self.seed_,
+            "config": self._resume_config(),
+            "fingerprint": fingerprint,
+            "history": history,
+            "param_groups": [
+                {k: v for k, v in group.items() if k != "params"}
+                for group in optimizer_state["param_groups"]
+            ],
+        }
+        write_tensors(self.checkpoint, tensors, metadata)
+
+    def _resume_config(self) -> dict:
+        config = self._config()
+        config.pop("random_state")
+        for key in _RUNTIME_PARAMS:
+            config.pop(key, None)
+        return config
+
+    def _restore(self, synthetic, optimizer, method, fingerprint):
+        tensors, metadata = read_tensors(self.checkpoint, kind="checkpoint")
+        if self.random_state is None:
+            self.seed_ = int(metadata["seed"])  # random_state=None: continue the saved run
+        elif int(metadata["seed"]) != self.seed_:
+            raise ValueError(
+                f"The checkpoint {self.checkpoint} was written with random_state "
+                f"{metadata['seed']}, not {self.seed_}; delete it or use the same random_state."
+            )
+        current = self._resume_config()
+        saved = metadata["config"]
+        differing = sorted(k for k in set(current) | set(saved) if current.get(k) != saved.get(k))
+        if differing:
+            raise ValueError(
+                f"The checkpoint {self.checkpoint} was written with other settings "
+                f"({', '.join(f'{k}={saved.get(k)!r}' for k in differing)}); delete it or "
+                "restore those settings to resume."
+            )
+        if metadata["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"The checkpoint {self.checkpoint} was written for other training data; delete "
+                "it or pass the same X and y to resume."
+            )
+        with torch.no_grad():
+            synthetic.copy_(tensors["images"].to(synthetic.device))
+        method.load_state_dict(
+            {
+                key.removeprefix("method."): value.to(self.device_)
+                for key, value in tensors.items()
+                if key.startswith("method.")
+            }
+        )
+        state = optimizer.state_dict()
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                state["state"].setdefault(int(index), {})[name] = value.to(self.device_)
+        for group, saved_group in zip(state["param_groups"], metadata["param_groups"], strict=True):
+            group.update(saved_group)
+        optimizer.load_state_dict(state)
+        return int(metadata["iteration"]), list(metadata["history"])
+
+    # ----------------------------------------------------------------------------- results
+    def to_distilled_set(self) -> DistilledSet:
+        """Return the distilled set with its normalisation, learned lr and configuration."""
+        check_is_fitted(self)
+        return DistilledSet(
+            images=self.images_,
+            labels=self.labels_,
+            mean=self.mean_,
+            std=self.std_,
+            learning_rate=self.learning_rate_,
+            config=self._config(),
+            history=self.history_,
+        )
+
+    def save(self, path) -> Path:
+        """Write the distilled set to a safetensors file (no pickle; atomic).
+
+        Load it with :func:`distcal.distill.load_distilled`.
+        """
+        return self.to_distilled_set().save(path)
+
+    def save_network(self, path, network: torch.nn.Module) -> Path:
+        """Save a network of this trainer's architecture (weights + spec; no pickle)."""
+        check_is_fitted(self)
+        return save_network(path, network, spec=dict(self.network_spec_))
+
+
+def _fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    digest.update(str(tuple(images.shape)).encode())
+    digest.update(np.ascontiguousarray(images.detach().cpu().numpy()).tobytes())
+    digest.update(np.ascontiguousarray(labels.detach().cpu().numpy()).tobytes())
+    return digest.hexdigest()
