@@ -4,6 +4,7 @@ Importing this package registers the distillation methods in :data:`METHODS`.
 """
 
 from . import _dm  # noqa: F401 - registers "dm"
+from ._analysis import masking_spread, max_logit_statistics
 from ._artifact import DistilledSet, load_distilled, load_network, save_network
 from ._base import METHODS, DistillationMethod, MDTMask, RealData, StepContext
 from ._callbacks import Callback, EarlyStopping, ProgressBar
@@ -43,6 +44,8 @@ __all__ = [
     "load_distilled",
     "load_fashion_mnist",
     "load_network",
+    "masking_spread",
+    "max_logit_statistics",
     "normalize",
     "save_network",
     "stratified_split",
