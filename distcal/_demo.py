@@ -24,6 +24,8 @@ from .metrics import (
     negative_log_likelihood,
 )
 
+# DSA's strategy for digits: flips would turn some digits into others.
+DIGITS_AUGMENT = "color_crop_cutout_scale_rotate"
 MASK_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -70,7 +72,12 @@ def calibration_demo(
     )
     X, y = data.images, data.labels.numpy()
     student = StudentClassifier(
-        width=32, depth=2, epochs=epochs, random_state=random_state, verbose=verbose
+        width=32,
+        depth=2,
+        epochs=epochs,
+        augment=DIGITS_AUGMENT,
+        random_state=random_state,
+        verbose=verbose,
     ).fit(X[train], y[train])
     net = student.network_
     logits = {

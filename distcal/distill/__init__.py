@@ -6,6 +6,7 @@ Importing this package registers the distillation methods in :data:`METHODS`.
 from . import _dm  # noqa: F401 - registers "dm"
 from ._analysis import masking_spread, max_logit_statistics
 from ._artifact import DistilledSet, load_distilled, load_network, save_network
+from ._augment import SiameseAugment
 from ._base import METHODS, DistillationMethod, MDTMask, RealData, StepContext
 from ._callbacks import Callback, EarlyStopping, ProgressBar
 from ._data import (
@@ -34,6 +35,7 @@ __all__ = [
     "MDTTrainer",
     "ProgressBar",
     "RealData",
+    "SiameseAugment",
     "StepContext",
     "StudentClassifier",
     "build_network",

@@ -13,6 +13,7 @@ from .._device import PortablePickleMixin, draw_seed, like, make_generator, reso
 from .._progress import progress
 from .._validation import Interval, Options, check_input_shape, validate_params
 from ..calibration._model import module_logits
+from ._augment import make_augment
 from ._data import check_samples
 from ._networks import NETWORKS, build_network
 
@@ -23,7 +24,8 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
     """Train a network from the registry on images, with the dataset-distillation recipe.
 
     The recipe of the distillation literature's evaluation: SGD with momentum 0.9 and weight
-    decay 5e-4, learning rate divided by 10 at half the epochs, mini-batches of ``batch_size``.
+    decay 5e-4, learning rate divided by 10 at half the epochs, mini-batches of ``batch_size``,
+    differentiable siamese augmentation of the images.
     ``mixup_alpha > 0`` trains with mixup (one mixing weight per batch, drawn from
     ``Beta(alpha, alpha)``, applied before augmentation), the calibration baseline of Zhu et al.
     The trained network's logits (``decision_function``) go straight into
@@ -54,6 +56,12 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         Mixup's Beta parameter; 0 trains without mixup.
     label_smoothing : float, default=0.0
         Label smoothing of the cross-entropy, in [0, 1).
+    augment : str, default="auto"
+        Differentiable siamese augmentation of every training batch (after mixup):
+        ``"auto"`` applies DSA's full strategy to images (4-D inputs) and nothing to other
+        inputs, ``"dsa"`` the full strategy, ``"none"`` nothing, and any other string is a
+        :class:`~distcal.distill.SiameseAugment` strategy (for digits, where flips change the
+        class, ``"color_crop_cutout_scale_rotate"``).
     n_classes : int or None, default=None
         Number of output logits; None uses ``max(y) + 1``.
     device : str, torch.device or None, default=None
@@ -97,6 +105,7 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "mixup_alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")],
+        "augment": [str],
         "n_classes": [None, Interval(numbers.Integral, 2, None, closed="left")],
         "device": [None, "device"],
         "random_state": ["random_state"],
@@ -117,6 +126,7 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         weight_decay=5e-4,
         mixup_alpha=0.0,
         label_smoothing=0.0,
+        augment="auto",
         n_classes=None,
         device=None,
         random_state=None,
@@ -133,6 +143,7 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.mixup_alpha = mixup_alpha
         self.label_smoothing = label_smoothing
+        self.augment = augment
         self.n_classes = n_classes
         self.device = device
         self.random_state = random_state
@@ -197,6 +208,13 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
             optimizer, milestones=[self.epochs // 2], gamma=0.1
         )
         order_generator = make_generator(int(rng.integers(2**31)))
+        augmenter = make_augment(self.augment, default=images.ndim == 4, per_sample=True)
+        if augmenter is not None and images.ndim != 4:
+            raise ValueError(
+                f"augment={self.augment!r} needs images of shape (n, channels, height, width); "
+                f"got samples of shape {tuple(images.shape[1:])}. Use augment='none'."
+            )
+        augment_generator = make_generator(int(rng.integers(2**31)), device)
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
         n_samples = images.shape[0]
         self.history_ = []
@@ -211,6 +229,9 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
                     lam = float(rng.beta(self.mixup_alpha, self.mixup_alpha))
                     partner = torch.randperm(len(batch), generator=order_generator).to(device)
                     x = lam * x + (1 - lam) * x[partner]
+                if augmenter is not None:
+                    x = augmenter(x, generator=augment_generator)
+                if self.mixup_alpha > 0:
                     logits = network(x)
                     loss = lam * loss_fn(logits, target) + (1 - lam) * loss_fn(
                         logits, target[partner]

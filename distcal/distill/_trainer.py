@@ -16,6 +16,7 @@ from .._device import draw_seed, resolve_device
 from .._validation import Interval, Options, validate_params
 from ..exceptions import InvalidParameterError
 from ._artifact import FORMAT_VERSION, DistilledSet, read_tensors, save_network, write_tensors
+from ._augment import make_augment
 from ._base import METHODS, MDTMask, RealData, StepContext
 from ._callbacks import Callback, ProgressBar
 from ._data import channel_statistics, check_images, normalize
@@ -75,9 +76,12 @@ class MDTTrainer(BaseEstimator):
         SGD momentum of the synthetic images.
     init : {"real", "noise"}, default="real"
         Start from random real images of each class, or from Gaussian noise.
-    augment : {"auto", "dsa", "none"}, default="auto"
-        Differentiable siamese augmentation; ``"auto"`` uses each method's published choice
-        (on for DM, DSA and MTT, off for DC).
+    augment : str, default="auto"
+        Differentiable siamese augmentation: ``"auto"`` uses each method's published choice
+        (on for DM, DSA and MTT, off for DC) with DSA's full strategy; ``"dsa"`` turns it on;
+        ``"none"`` off; any other value is a :class:`SiameseAugment` strategy such as
+        ``"color_crop_cutout_scale_rotate"`` (DSA's choice for digits, where flips change the
+        class).
     normalize : bool, default=True
         Standardise every channel of the real images with their mean and standard deviation;
         the synthetic images live in that space and the statistics are saved with them.
@@ -140,7 +144,7 @@ class MDTTrainer(BaseEstimator):
         "lr_img": [None, Interval(numbers.Real, 0, None, closed="neither")],
         "momentum_img": [Interval(numbers.Real, 0, 1, closed="left")],
         "init": [Options("real", "noise")],
-        "augment": [Options("auto", "dsa", "none")],
+        "augment": [str],
         "normalize": ["boolean"],
         "method_params": [None, dict],
         "checkpoint": [None, str, Path],
@@ -212,6 +216,7 @@ class MDTTrainer(BaseEstimator):
                 f"Unknown network {self.network!r}; valid names are {sorted(NETWORKS)}."
             )
         method_cls = METHODS[self.method]
+        make_augment(self.augment, default=False)  # validates a strategy string early
         given = dict(self.method_params or {})
         unknown = set(given) - set(method_cls.defaults)
         if unknown:
@@ -390,12 +395,9 @@ class MDTTrainer(BaseEstimator):
         return images.requires_grad_(True), labels
 
     def _augmentation(self, method_cls):
-        use = self.augment == "dsa" or (self.augment == "auto" and method_cls.default_augment)
-        if not use:
+        augmenter = make_augment(self.augment, default=method_cls.default_augment)
+        if augmenter is None:
             return None, None
-        from ._augment import SiameseAugment
-
-        augmenter = SiameseAugment()
         return augmenter.apply, augmenter.sample
 
     # ----------------------------------------------------------------------------- checkpoints
