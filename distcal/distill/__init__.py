@@ -18,6 +18,7 @@ from ._data import (
     normalize,
     stratified_split,
 )
+from ._gradient_matching import GradientMatching, GradientMatchingDSA
 from ._networks import MLP, NETWORKS, ConvNet, build_network
 from ._student import StudentClassifier
 from ._trainer import MDTTrainer
@@ -31,6 +32,8 @@ __all__ = [
     "DistillationMethod",
     "DistilledSet",
     "EarlyStopping",
+    "GradientMatching",
+    "GradientMatchingDSA",
     "MDTMask",
     "MDTTrainer",
     "ProgressBar",
