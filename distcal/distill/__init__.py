@@ -18,7 +18,9 @@ from ._data import (
     normalize,
     stratified_split,
 )
+from ._experts import ExpertTrajectories, train_expert_trajectories
 from ._gradient_matching import GradientMatching, GradientMatchingDSA
+from ._mtt import MTT
 from ._networks import MLP, NETWORKS, ConvNet, build_network
 from ._student import StudentClassifier
 from ._trainer import MDTTrainer
@@ -26,12 +28,14 @@ from ._trainer import MDTTrainer
 __all__ = [
     "METHODS",
     "MLP",
+    "MTT",
     "NETWORKS",
     "Callback",
     "ConvNet",
     "DistillationMethod",
     "DistilledSet",
     "EarlyStopping",
+    "ExpertTrajectories",
     "GradientMatching",
     "GradientMatchingDSA",
     "MDTMask",
@@ -54,4 +58,5 @@ __all__ = [
     "normalize",
     "save_network",
     "stratified_split",
+    "train_expert_trajectories",
 ]
