@@ -21,15 +21,28 @@ outside [0, 1] (which validated probabilities never are) would fall in the first
 Everything is compared and accumulated in float64, whatever the input dtype: the float64 value of
 a float16 or float32 confidence is exact, so the bin a value lands in does not depend on its
 dtype, only on its value.
+
+Speed
+-----
+Uniform edges on the CPU are not searched. ``floor(c * n_bins)`` is the bin of ``c`` or a
+neighbour of it, and comparing ``c`` with the exact edges beside it settles which, so the result
+is the bucketized index, bit for bit, without a binary search. For float32 (and narrower)
+confidences the product is exact in float64 and no float64 edge is a float32 value off its
+fraction, so ``floor(c * n_bins)`` is the bin itself (:func:`_indices` has the proof). Samples
+are reduced in row chunks, so the float64 temporaries stay small (in cache on a CPU) whatever
+the number of samples.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .._device import row_chunks
+
 __all__ = ["bin_edges", "bin_indices", "bin_statistics"]
 
 _STRATEGIES = ("uniform", "quantile")
+_NARROW_FLOATS = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def bin_edges(
@@ -88,8 +101,10 @@ def bin_edges(
     device = confidences.device
     if strategy == "uniform" or n_bins == 1:
         # i / n_bins is correctly rounded; linspace's start + i * step is not always, and an edge
-        # one ulp off the fraction would move confidences that lie exactly on it.
-        edges = torch.arange(n_bins + 1, dtype=torch.float64, device=device) / n_bins
+        # one ulp off the fraction would move confidences that lie exactly on it. The division
+        # runs on the CPU: CUDA divides by a Python number as a multiplication by its reciprocal,
+        # which is not correctly rounded (3 * (1 / 10) is 0.30000000000000004, not 0.3).
+        edges = (torch.arange(n_bins + 1, dtype=torch.float64) / n_bins).to(device)
         if strategy == "uniform" or confidences.ndim == 1:
             return edges
         return edges.expand(confidences.shape[1], n_bins + 1).clone()
@@ -121,6 +136,73 @@ def bin_edges(
     return edges[0] if confidences.ndim == 1 else edges
 
 
+def _uniform_n_bins(edges: torch.Tensor) -> int | None:
+    """Return ``n_bins`` if ``edges`` are the uniform edges of :func:`bin_edges`, else None.
+
+    Only CPU edges are inspected: on an accelerator the comparison would synchronise with the
+    host, and a binary search there is cheap anyway.
+    """
+    if edges.ndim != 1 or edges.dtype != torch.float64 or edges.device.type != "cpu":
+        return None
+    n_bins = edges.shape[0] - 1
+    if n_bins < 1:
+        return None
+    uniform = torch.arange(n_bins + 1, dtype=torch.float64) / n_bins
+    return n_bins if torch.equal(edges, uniform) else None
+
+
+def _exact_product(confidences: torch.Tensor, n_bins: int) -> bool:
+    """Whether ``confidences`` have at most 24 significant bits and ``n_bins < 2**29``.
+
+    Then ``c * n_bins`` fits in the 53 bits of float64 (float16, bfloat16 and float32 values;
+    an integer below 2**29), and :func:`_indices` needs no comparison with the edges.
+    """
+    return confidences.dtype in _NARROW_FLOATS and n_bins < 2**29
+
+
+def _indices(
+    values: torch.Tensor, edges: torch.Tensor, uniform_n_bins: int | None, exact_product: bool
+) -> torch.Tensor:
+    """Bin indices of float64 ``values``.
+
+    ``uniform_n_bins`` comes from :func:`_uniform_n_bins` and ``exact_product`` from
+    :func:`_exact_product`; without uniform edges this is a binary search.
+    """
+    if uniform_n_bins is not None:
+        # With e_k = fl(k / n), the edges, the answer is the number b of edges e_1 .. e_n that c
+        # reaches, clamped to [0, n - 1] (which closes the last bin). No float64 lies strictly
+        # between k / n and e_k, so for float64 c: c >= k / n implies c >= e_k, and c < k / n
+        # implies c <= e_k < e_{k+1}. Hence b is floor(c * n) or its upper neighbour; rounding
+        # the product can add its lower neighbour. The comparisons below are exact: g / n is the
+        # same correctly rounded division as the edges (which _uniform_n_bins checked).
+        n = uniform_n_bins
+        guess = torch.mul(values, n).floor_().clamp_(0, n - 1)
+        if exact_product:
+            # b = g + 1 would need c = e_k < k / n for k = g + 1: an edge rounded down that is
+            # also a float32 value J * 2**(E-23), E <= 0 being the binade of e_k. Then
+            # |k / n - e_k| <= 2**(E-53) gives |k * 2**(23-E) - J * n| <= n * 2**-30 < 1/2, a
+            # difference of integers, so k / n = e_k was not rounded. Hence b = g.
+            # (The second clamp keeps NaN, which validated confidences never are, in range.)
+            return guess.to(torch.long).clamp_(0, n - 1)
+        # fl(c * n) is within one part in 2**53 of c * n: b is g - 1, g or g + 1, that is g - 1
+        # plus the number of the edges e_g, e_{g+1} that c reaches.
+        index = guess - 1
+        index += values >= guess / n
+        index += values >= guess.add_(1).div_(n)
+        return index.to(torch.long).clamp_(0, n - 1)
+    if edges.ndim == 1:
+        # The number of inner edges <= c: bins are closed on the left, and 1.0 (never below an
+        # inner edge) falls in the last bin instead of an extra one.
+        return torch.bucketize(values, edges[1:-1].contiguous(), right=True)
+    if values.ndim != 2 or values.shape[1] != edges.shape[0]:
+        raise ValueError(
+            f"2-D edges of shape {tuple(edges.shape)} need confidences of shape "
+            f"(n_samples, {edges.shape[0]}); got {tuple(values.shape)}."
+        )
+    index = torch.searchsorted(edges[:, 1:-1].contiguous(), values.T.contiguous(), right=True)
+    return index.T
+
+
 def bin_indices(confidences: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     """Return the bin of each confidence under the rule of this module.
 
@@ -136,18 +218,9 @@ def bin_indices(confidences: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     indices : Tensor of shape of ``confidences``
         Bin indices in ``[0, n_bins)`` (``torch.long``).
     """
-    values = confidences.to(torch.float64)
-    if edges.ndim == 1:
-        # The number of inner edges <= c: bins are closed on the left, and 1.0 (never below an
-        # inner edge) falls in the last bin instead of an extra one.
-        return torch.bucketize(values, edges[1:-1].contiguous(), right=True)
-    if values.ndim != 2 or values.shape[1] != edges.shape[0]:
-        raise ValueError(
-            f"2-D edges of shape {tuple(edges.shape)} need confidences of shape "
-            f"(n_samples, {edges.shape[0]}); got {tuple(values.shape)}."
-        )
-    index = torch.searchsorted(edges[:, 1:-1].contiguous(), values.T.contiguous(), right=True)
-    return index.T
+    n_bins = edges.shape[-1] - 1
+    exact_product = _exact_product(confidences, n_bins)
+    return _indices(confidences.to(torch.float64), edges, _uniform_n_bins(edges), exact_product)
 
 
 def bin_statistics(
@@ -201,28 +274,41 @@ def bin_statistics(
     """
     n_bins = edges.shape[-1] - 1
     device = confidences.device
-    index = bin_indices(confidences, edges)
+    uniform_n_bins = _uniform_n_bins(edges)
+    exact_product = _exact_product(confidences, n_bins)
     if confidences.ndim == 2:
         if groups is not None:
             raise ValueError("groups must be None when confidences is 2-D (columns are groups).")
         n_groups = confidences.shape[1]
-        index = index + torch.arange(n_groups, device=device) * n_bins
+        offsets = torch.arange(n_groups, device=device) * n_bins
     elif groups is not None:
-        index = index + groups.to(device=device, dtype=torch.long) * n_bins
-    index = index.reshape(-1)
-    values = confidences.to(torch.float64).reshape(-1)
-    hits = outcomes.to(torch.float64).reshape(-1)
-    if weights is None:
-        mass = torch.ones_like(values)
-    else:
-        mass = weights.to(device=device, dtype=torch.float64)
-        if confidences.ndim == 2:
-            mass = mass[:, None].expand(confidences.shape).reshape(-1)
-        values = values * mass
-        hits = hits * mass
+        groups = groups.to(device=device, dtype=torch.long)
+    if weights is not None:
+        weights = weights.to(device=device, dtype=torch.float64)
+    n_samples = confidences.shape[0]
+    n_columns = 1 if confidences.ndim == 1 else confidences.shape[1]
     # Three 1-D scatters into one flat (n_groups * n_bins) buffer per statistic: no loop over
     # groups, and no (n, 3) stacked copy of the inputs (1-D scatters are the fastest form).
     statistics = torch.zeros((3, n_groups * n_bins), dtype=torch.float64, device=device)
-    for row, source in enumerate((mass, values, hits)):
-        statistics[row].scatter_add_(0, index, source)
+    for rows in row_chunks(n_samples, n_columns, device):
+        values = confidences[rows].to(torch.float64)
+        index = _indices(values, edges, uniform_n_bins, exact_product)
+        if confidences.ndim == 2:
+            index = index + offsets
+        elif groups is not None:
+            index = index + groups[rows] * n_bins
+        index = index.reshape(-1)
+        values = values.reshape(-1)
+        hits = outcomes[rows].reshape(-1).to(torch.float64)
+        if weights is None:
+            # A stride-0 view of a single 1.0: counting allocates nothing per sample.
+            mass = values.new_ones(()).expand(values.shape[0])
+        else:
+            mass = weights[rows]
+            if confidences.ndim == 2:
+                mass = mass[:, None].expand(-1, n_columns).reshape(-1)
+            values = values * mass
+            hits = hits * mass
+        for row, source in enumerate((mass, values, hits)):
+            statistics[row].scatter_add_(0, index, source)
     return statistics.reshape(3, n_groups, n_bins)

@@ -1,11 +1,14 @@
-"""Bin edges: 0.0, 1.0, values on inner edges, saturated softmax, dtypes, large inputs."""
+"""Bin edges: 0.0, 1.0, values on inner edges, saturated softmax, dtypes, large inputs, and the
+search-free binning of uniform edges against the search."""
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from distcal.metrics import functional as F
-from distcal.metrics._binning import bin_edges, bin_indices, bin_statistics
+from distcal.metrics._binning import _uniform_n_bins, bin_edges, bin_indices, bin_statistics
 
 from . import _oracle
 
@@ -169,3 +172,111 @@ def test_explicit_groups_equal_the_column_layout():
         probs.reshape(-1), hits.reshape(-1), edges, weights.repeat_interleave(3), groups, 3
     )
     torch.testing.assert_close(by_groups, by_columns, rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Uniform edges are found arithmetically, not searched: that must be the search, bit for bit.
+# --------------------------------------------------------------------------------------------
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+INF = float("inf")
+
+
+def _searched(values, edges):
+    return torch.bucketize(values.to(torch.float64), edges[1:-1].contiguous(), right=True)
+
+
+def _near_edges(edges, dtype, rng):
+    """Every edge as ``dtype`` and its neighbours in ``dtype``, plus special and random values."""
+    special = torch.tensor(
+        [0.0, -0.0, 1.0, 5e-324, 1e-45, 0.5, 1 - 2**-53, -1e-300, -1.0, 2.0, 1 + 2**-52, INF, -INF],
+        dtype=torch.float64,
+    )
+    base = torch.cat([edges, special, torch.from_numpy(rng.random(200))]).to(dtype)
+    up = torch.nextafter(base, torch.full_like(base, INF))
+    down = torch.nextafter(base, torch.full_like(base, -INF))
+    return torch.cat([base, up, down, torch.nextafter(up, torch.full_like(up, INF))])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=25, deadline=None)
+@given(
+    n_bins=st.one_of(st.integers(1, 40), st.sampled_from([100, 255, 1000, 4097, 20_000])),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_uniform_indices_equal_bucketize_on_and_beside_every_edge(n_bins, seed, dtype):
+    edges = bin_edges(torch.zeros(1), n_bins)
+    assert _uniform_n_bins(edges) == n_bins  # the arithmetic path is the one under test
+    values = _near_edges(edges, dtype, np.random.default_rng(seed))
+    expected = _searched(values, edges)
+    assert torch.equal(bin_indices(values, edges), expected)
+    # Column layout (classwise) and the chunked statistics take the same path.
+    assert torch.equal(bin_indices(values.reshape(-1, 1), edges), expected.reshape(-1, 1))
+    hits = torch.from_numpy(np.random.default_rng(seed).random(values.shape[0]) < 0.5)
+    inside = values.isfinite() & (values >= 0) & (values <= 1)
+    values, hits, expected = values[inside], hits[inside], expected[inside]
+    counts = torch.bincount(expected, minlength=n_bins).to(torch.float64)
+    sums = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, expected, values.double())
+    outcome = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, expected, hits.double())
+    statistics = bin_statistics(values, hits, edges)[:, 0]
+    assert torch.equal(statistics[0], counts)
+    torch.testing.assert_close(statistics[1], sums, rtol=0, atol=1e-9)
+    assert torch.equal(statistics[2], outcome)
+
+
+def test_uniform_indices_of_float32_values_beside_decimal_edges():
+    # float32(0.1) is above the float64 edge 0.1 and float32(0.3) below 0.3: each must land
+    # where the float64 comparison puts it, whatever floor(c * n_bins) guesses.
+    edges = bin_edges(torch.zeros(1), 10)
+    values = torch.tensor([k / 10 for k in range(11)], dtype=torch.float32)
+    expected = _searched(values, edges)
+    assert torch.equal(bin_indices(values, edges), expected)
+    assert bin_indices(values, edges).tolist() == [
+        int(sum(float(v) >= k / 10 for k in range(1, 10))) for v in values
+    ]
+
+
+def test_only_exact_uniform_edges_skip_the_search():
+    assert _uniform_n_bins(bin_edges(torch.zeros(1), 15)) == 15
+    assert _uniform_n_bins(torch.linspace(0, 1, 16, dtype=torch.float64)) is None  # 1 ulp off
+    assert _uniform_n_bins(bin_edges(torch.zeros(1), 15).float()) is None
+    quantile = bin_edges(torch.tensor([0.1, 0.2, 0.6, 0.9]), 2, "quantile")
+    assert _uniform_n_bins(quantile) is None
+    values = torch.tensor([0.05, 0.55, 0.6, 0.95])
+    assert bin_indices(values, quantile).tolist() == [0, 0, 1, 1]
+
+
+def test_statistics_over_many_chunks_equal_one_search():
+    # More samples than one chunk holds, many exactly on edges.
+    rng = np.random.default_rng(3)
+    values = torch.from_numpy(rng.integers(0, 61, 700_000) / 60)
+    hits = torch.from_numpy(rng.random(700_000) < values.numpy())
+    edges = bin_edges(values, 12)
+    index = _searched(values, edges)
+    statistics = bin_statistics(values, hits, edges)[:, 0]
+    assert torch.equal(statistics[0], torch.bincount(index, minlength=12).double())
+    assert torch.equal(statistics[2], torch.bincount(index, hits.double(), minlength=12))
+    torch.testing.assert_close(
+        statistics[1], torch.bincount(index, values, minlength=12), rtol=1e-15, atol=0
+    )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_uniform_edges_on_cuda_are_the_exact_fractions():
+    # CUDA divides by a Python number through its reciprocal; the edges must not.
+    for n_bins in (10, 15, 49, 100):
+        edges = bin_edges(torch.zeros(1, device="cuda"), n_bins)
+        assert edges.device.type == "cuda"
+        assert edges.cpu().tolist() == [k / n_bins for k in range(n_bins + 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_bins", [10, 15])
+def test_every_float32_in_the_unit_interval_lands_in_its_searched_bin(n_bins):
+    # All 1_065_353_217 float32 values in [0, 1], by their bit patterns.
+    edges = bin_edges(torch.zeros(1), n_bins)
+    one = int(torch.tensor(1.0).view(torch.int32))
+    for start in range(0, one + 1, 1 << 24):
+        bits = torch.arange(start, min(start + (1 << 24), one + 1), dtype=torch.int32)
+        values = bits.view(torch.float32)
+        assert torch.equal(bin_indices(values, edges), _searched(values, edges))

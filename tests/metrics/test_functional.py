@@ -250,3 +250,38 @@ def test_top_label_ties_go_to_the_first_maximum():
     wrong = F.calibration_error(probs, torch.tensor([1, 2]), n_bins=1).item()
     assert right == pytest.approx(1 - (0.4 + 0.375) / 2)
     assert wrong == pytest.approx((0.4 + 0.375) / 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@PROPERTY_SETTINGS
+@given(
+    n_samples=st.integers(1, 3000),
+    n_classes=st.integers(1, 400),
+    levels=st.sampled_from([0, 1, 2, 3, 64]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_top_label_keys_agree_with_max(dtype, n_samples, n_classes, levels, seed):
+    # Confidences and correctness must be exactly those of max(dim=1): its values, and its
+    # index (the first maximum) compared with the label. Coarse levels give many ties; rows
+    # of zeros and -0.0, and maxima one ulp apart, probe the tie-break and the ordering.
+    rng = np.random.default_rng(seed)
+    shape = (n_samples, n_classes)
+    raw = rng.random(shape) if levels == 0 else rng.integers(0, levels + 1, shape) / max(levels, 1)
+    probs = torch.from_numpy(raw).to(dtype)
+    rows = torch.from_numpy(rng.random(n_samples) < 0.1)
+    probs[rows] = torch.nextafter(probs[rows], torch.ones_like(probs[rows]))
+    probs[torch.from_numpy(rng.random(n_samples) < 0.05)] = 0.0
+    probs[torch.from_numpy(rng.random(shape) < 0.02)] = -0.0
+    values, index = probs.max(dim=1)
+    labels = torch.where(
+        torch.from_numpy(rng.random(n_samples) < 0.5),
+        index,
+        torch.from_numpy(rng.integers(0, n_classes, n_samples)),
+    )
+    ties = probs == values[:, None]
+    last_tie = n_classes - 1 - ties.flip(1).to(torch.uint8).argmax(dim=1)
+    labels = torch.where(torch.from_numpy(rng.random(n_samples) < 0.3), last_tie, labels)
+    confidence, correct = F._top_label(probs, labels)
+    assert confidence.dtype == dtype
+    assert torch.equal(confidence, values)
+    assert torch.equal(correct, index == labels)
