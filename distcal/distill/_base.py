@@ -27,8 +27,8 @@ class RealData:
 
     Parameters
     ----------
-    images : Tensor of shape (n, C, H, W)
-        Normalised real images, on the device the distillation runs on.
+    images : Tensor of shape (n, C, H, W) or (n, ...)
+        Normalised real samples, on the device the distillation runs on.
     labels : Tensor of shape (n,)
         Class indices in ``[0, n_classes)``.
     n_classes : int
@@ -92,7 +92,7 @@ class MDTMask:
         if self.kind == "zero":
             return mask_inputs(images, self.ratio, generator=generator)
         keep = torch.rand(images.shape, generator=generator, device=images.device) >= self.ratio
-        channel_mean = images.mean(dim=(0, 2, 3), keepdim=True)
+        channel_mean = images.mean(dim=(0, *range(2, images.ndim)), keepdim=True)
         return torch.where(keep, images, channel_mean)
 
 

@@ -273,17 +273,25 @@ def stratified_split(labels, sizes, *, random_state=None) -> list[torch.Tensor]:
 
 
 def channel_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and standard deviation of images (n, C, H, W), in float64."""
+    """Per-channel mean and standard deviation of samples (n, C, ...), in float64.
+
+    Axis 1 is the channel axis: for images (n, C, H, W) the statistics are per colour channel,
+    for feature vectors (n, F) per feature.
+    """
     flat = images.transpose(0, 1).reshape(images.shape[1], -1).to(torch.float64)
     return flat.mean(dim=1), flat.std(dim=1)
 
 
 def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
-    """Standardise each channel: ``(images - mean) / std``."""
-    mean = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    std = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    """Standardise each channel (axis 1): ``(images - mean) / std``."""
+    shape = (1, -1) + (1,) * (images.ndim - 2)
+    mean = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(shape)
+    std = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(shape)
     if bool((std <= 0).any()):
-        raise ValueError("std must be positive for every channel.")
+        raise ValueError(
+            "std must be positive for every channel; a constant channel cannot be standardised "
+            "(pass normalize=False, or drop the channel)."
+        )
     return (images - mean) / std
 
 

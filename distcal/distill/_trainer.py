@@ -19,7 +19,7 @@ from ._artifact import FORMAT_VERSION, DistilledSet, read_tensors, save_network,
 from ._augment import make_augment
 from ._base import METHODS, MDTMask, RealData, StepContext
 from ._callbacks import Callback, ProgressBar
-from ._data import channel_statistics, check_images, normalize
+from ._data import channel_statistics, check_samples, normalize
 from ._networks import NETWORKS, build_network
 
 __all__ = ["MDTTrainer"]
@@ -269,7 +269,8 @@ class MDTTrainer(BaseEstimator):
         Parameters
         ----------
         X : array-like or Tensor of shape (n_samples, channels, height, width)
-            Real training images (values in [0, 1] when ``normalize=True``).
+            Real training images (values in [0, 1] when ``normalize=True``); with
+            ``network="mlp"`` and ``augment="none"``, samples of any shape (n_samples, ...).
         y : array-like or Tensor of shape (n_samples,)
             Class indices; every class in ``[0, max(y)]`` must have at least ``ipc`` images.
 
@@ -278,7 +279,9 @@ class MDTTrainer(BaseEstimator):
         self : MDTTrainer
         """
         method_cls, options = self._validate()
-        images, labels = check_images(X, y)
+        if y is None:
+            raise ValueError("MDTTrainer requires y to be passed, but the target y is None.")
+        images, labels = check_samples(X, y)
         self.n_classes_ = int(labels.max()) + 1
         counts = torch.bincount(labels, minlength=self.n_classes_)
         if int(counts.min()) < max(1, self.ipc if self.init == "real" else 1):
@@ -290,9 +293,12 @@ class MDTTrainer(BaseEstimator):
                 if int(counts[c]) > 0
                 else f"class {c} has no images in X: labels must cover [0, {self.n_classes_ - 1}]."
             )
+        if images.ndim == 2:
+            self.n_features_in_ = images.shape[1]
         self.device_ = resolve_device(self.device, X)
         self.seed_ = draw_seed(self.random_state)
         self.network_spec_ = self._network_spec(images.shape[1:], self.n_classes_)
+        self._build_network(0)  # the architecture must accept these samples; fail early if not
         if self.normalize:
             self.mean_, self.std_ = (s.to(torch.float32) for s in channel_statistics(images))
         else:
@@ -398,6 +404,12 @@ class MDTTrainer(BaseEstimator):
         augmenter = make_augment(self.augment, default=method_cls.default_augment)
         if augmenter is None:
             return None, None
+        if len(self.network_spec_["input_shape"]) != 3:
+            raise ValueError(
+                f"augment={self.augment!r} needs images of shape (n, channels, height, width); "
+                f"got samples of shape {tuple(self.network_spec_['input_shape'])}. Use "
+                "augment='none'."
+            )
         return augmenter.apply, augmenter.sample
 
     # ----------------------------------------------------------------------------- checkpoints

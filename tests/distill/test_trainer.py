@@ -309,7 +309,7 @@ def test_bad_parameters(params, error, match, digits):
 
 def test_bad_data(digits):
     X, y = digits
-    with pytest.raises(ValueError, match="channels, height, width"):
+    with pytest.raises(ValueError, match="network='mlp' for feature vectors"):
         tiny().fit(X.reshape(600, 64), y)
     y_gap = y.clone()
     y_gap[y_gap == 3] = 4
