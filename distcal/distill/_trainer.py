@@ -42,8 +42,8 @@ class MDTTrainer(BaseEstimator):
     objective: the images entering the matching network are masked (each element with
     probability ``mask_ratio``), so the distilled set must carry information that survives
     masking. ``mask_apply_to`` says which batches are masked and ``mask_kind`` what a masked
-    element becomes. ``mask_ratio=0`` is plain distillation. ``docs/mdt.md`` compares these
-    readings.
+    element becomes. ``mask_ratio=0`` is plain distillation. ``docs/distill.md`` documents
+    this reading and ``docs/benchmarks.md`` compares its variants.
 
     Parameters
     ----------
