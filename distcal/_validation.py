@@ -389,17 +389,21 @@ def check_targets(
     y,
     *,
     n_samples: int,
-    n_classes: int,
+    n_classes: int | None = None,
     device=None,
     name: str = "y",
+    x_name: str = "X",
     estimator=None,
     binary: bool = False,
+    min_classes: int = 2,
 ) -> torch.Tensor:
-    """Validate integer class labels that index the columns of the logits.
+    """Validate integer class labels that index the columns of ``x_name``.
 
-    Labels must be integers (or integral floats, or booleans) in ``[0, n_classes)``, one per sample,
-    with at least two distinct values. ``binary`` says the logits came as 1-D decision values
-    (it only changes the error message).
+    The one label check of distcal: calibrators, students, the trainer and the metrics all use
+    it. Labels must be integers (or integral floats, or booleans) in ``[0, n_classes)``, one per
+    sample, with at least ``min_classes`` distinct values. ``n_classes=None`` checks only that
+    labels are non-negative (the caller infers the number of classes). ``binary`` says the
+    logits came as 1-D decision values (it only changes the error message).
 
     Returns
     -------
@@ -407,8 +411,22 @@ def check_targets(
         The labels as ``torch.long`` on ``device``.
     """
     if y is None:
-        owner = type(estimator).__name__ if estimator is not None else "This estimator"
-        raise ValueError(f"{owner} requires y to be passed, but the target y is None.")
+        if estimator is None:
+            raise TypeError(f"{name} must be an array-like or tensor of class labels; got None.")
+        # scikit-learn's wording, which its common checks look for
+        raise ValueError(
+            f"{type(estimator).__name__} requires {name} to be passed, but the target {name} "
+            "is None."
+        )
+    if not is_tensor(y):
+        array = np.asarray(y)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(
+                f"Unknown label type: {name} must hold integer class labels (the column index of "
+                f"each sample's class in {x_name}); got an array of dtype {array.dtype}. Encode "
+                "labels with sklearn.preprocessing.LabelEncoder first."
+            )
+        y = array
     tensor = _to_numeric_tensor(y, name)
     if tensor.ndim == 2 and tensor.shape[1] == 1:
         warnings.warn(
@@ -424,37 +442,44 @@ def check_targets(
         )
     if tensor.shape[0] != n_samples:
         raise ValueError(
-            f"Found input variables with inconsistent numbers of samples: X has {n_samples} and "
-            f"{name} has {tensor.shape[0]}."
+            f"Found input variables with inconsistent numbers of samples: {x_name} has "
+            f"{n_samples} and {name} has {tensor.shape[0]}."
         )
     if tensor.is_floating_point():
         if not bool(torch.isfinite(tensor).all()):
             raise ValueError(f"Input {name} contains NaN or infinity; labels must be finite.")
-        if not bool((tensor == tensor.round()).all()):
+        fractional = tensor != tensor.round()
+        if bool(fractional.any()):
             raise ValueError(
                 f"{name} must hold integer class labels; got continuous values such as "
-                f"{float(tensor[tensor != tensor.round()][0])!r}. Regression targets cannot be "
-                "calibrated as classes."
+                f"{float(tensor[fractional][0])!r}. Regression targets cannot be calibrated as "
+                "classes."
             )
     labels = tensor.to(device=device, dtype=torch.long)
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or high >= n_classes:
-        bad = torch.unique(labels[(labels < 0) | (labels >= n_classes)])[:5].tolist()
-        columns = (
-            "X has 1 feature(s), read as the decision values of a binary problem, so labels must "
-            "be 0 or 1"
-            if binary
-            else f"X has {n_classes} class columns, so labels must be integers in "
-            f"[0, {n_classes - 1}]"
-        )
+    low, high = (int(v) for v in torch.aminmax(labels))
+    upper = n_classes if n_classes is not None else high + 1
+    if low < 0 or high >= upper:
+        bad = torch.unique(labels[(labels < 0) | (labels >= upper)])[:5].tolist()
+        if n_classes is None:
+            columns = "labels must be class indices >= 0"
+        elif binary:
+            columns = (
+                f"{x_name} has 1 feature(s), read as the decision values of a binary problem, "
+                "so labels must be 0 or 1"
+            )
+        else:
+            columns = (
+                f"{x_name} has {n_classes} class columns, so labels must be integers in "
+                f"[0, {n_classes - 1}]"
+            )
         raise ValueError(
-            f"{name} contains labels {bad} that are not among the columns of X: {columns}. Encode "
-            "labels as the column index of their class in the network's output."
+            f"{name} contains labels {bad} that are not among the columns of {x_name}: "
+            f"{columns}. Encode labels as the column index of their class in the network's "
+            "output."
         )
-    if low == high:
+    if min_classes > 1 and low == high:
         raise ValueError(
-            f"{name} contains only one class ({low}); calibration needs samples of at least 2 "
-            "classes."
+            f"{name} contains only one class ({low}); at least {min_classes} classes are needed."
         )
     return labels
 

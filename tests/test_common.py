@@ -202,5 +202,5 @@ def test_logit_data_contract(estimator):
     np.testing.assert_array_equal(restored.predict_proba(X), proba)
 
     # string labels say how to encode them
-    with pytest.raises(TypeError, match="y must hold real numbers"):
+    with pytest.raises(TypeError, match="Unknown label type: y must hold integer class labels"):
         clone(estimator).fit(X, np.array(["a", "b", "c"])[y])

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import gzip
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import Bunch
 
-from .._device import as_tensor
-from .._validation import check_inputs
+from .._validation import check_inputs, check_targets
 
 __all__ = [
     "FASHION_MNIST_ROOTS",
@@ -62,33 +59,7 @@ def check_samples(X, y=None, *, name: str = "X"):
     samples = check_inputs(X, name=name)
     if y is None:
         return samples, None
-    if isinstance(y, str | bytes):
-        raise TypeError(f"Unknown label type: y must hold integer class labels; got {y!r}.")
-    if not isinstance(y, torch.Tensor):
-        y = np.asarray(y)
-        if y.dtype.kind not in "biuf":
-            raise TypeError(
-                f"Unknown label type: y must hold integer class indices; got dtype {y.dtype}. "
-                "Encode labels as class indices (sklearn.preprocessing.LabelEncoder)."
-            )
-    labels = as_tensor(y)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        warnings.warn(
-            "A column-vector y was passed when a 1d array was expected; it is raveled.",
-            DataConversionWarning,
-            stacklevel=3,
-        )
-        labels = labels.reshape(-1)
-    if labels.ndim != 1 or labels.shape[0] != samples.shape[0]:
-        raise ValueError(
-            f"y must hold one label per sample, shape ({samples.shape[0]},); got shape "
-            f"{tuple(labels.shape)}."
-        )
-    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
-        raise ValueError("y must hold integer class labels; got continuous values.")
-    labels = labels.to(torch.long)
-    if int(labels.min()) < 0:
-        raise ValueError(f"y must hold class indices >= 0; got {int(labels.min())}.")
+    labels = check_targets(y, n_samples=samples.shape[0], name="y", x_name=name, min_classes=1)
     return samples, labels
 
 

@@ -14,15 +14,19 @@ floats) call the private functions of this module; there is one implementation.
 from __future__ import annotations
 
 import numbers
-import warnings
 
 import numpy as np
 import torch
-from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import Bunch
 
 from .._device import row_chunks
-from .._validation import Interval, Options, check_probabilities, check_sample_weight
+from .._validation import (
+    Interval,
+    Options,
+    check_probabilities,
+    check_sample_weight,
+    check_targets,
+)
 from ..exceptions import InvalidParameterError
 from ._binning import bin_edges, bin_statistics
 
@@ -79,74 +83,19 @@ def _check_preds(preds, name: str) -> torch.Tensor:
     return probs
 
 
-def _check_target(target, *, n_samples: int, n_classes: int, device, name: str, preds_name: str):
-    """Validate integer labels in ``[0, n_classes)``; unlike calibrators, one class is fine."""
-    if target is None:
-        raise TypeError(f"{name} must be an array-like or tensor of class labels; got None.")
-    if isinstance(target, torch.Tensor):
-        tensor = target.detach()
-    else:
-        array = np.asarray(target)
-        if array.dtype.kind not in "biuf":
-            raise TypeError(
-                f"{name} must hold integer class labels (the column index of each sample's class "
-                f"in {preds_name}); got an array of dtype {array.dtype}. Encode labels with "
-                "sklearn.preprocessing.LabelEncoder first."
-            )
-        tensor = torch.as_tensor(array)
-    if tensor.is_complex() or not (tensor.is_floating_point() or tensor.dtype in _INT_DTYPES):
-        raise TypeError(f"{name} must hold integer class labels; got dtype {tensor.dtype}.")
-    if tensor.ndim == 2 and tensor.shape[1] == 1:
-        warnings.warn(
-            f"A column-vector {name} was passed when a 1d array was expected; it is raveled.",
-            DataConversionWarning,
-            stacklevel=5,
-        )
-        tensor = tensor.reshape(-1)
-    if tensor.ndim != 1:
-        raise ValueError(
-            f"{name} must be 1-D class labels of shape (n_samples,); got an array of shape "
-            f"{tuple(tensor.shape)}."
-        )
-    if tensor.shape[0] != n_samples:
-        raise ValueError(
-            f"Found input variables with inconsistent numbers of samples: {preds_name} has "
-            f"{n_samples} and {name} has {tensor.shape[0]}."
-        )
-    if tensor.is_floating_point():
-        if not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"Input {name} contains NaN or infinity; labels must be finite.")
-        fractional = tensor != tensor.round()
-        if bool(fractional.any()):
-            raise ValueError(
-                f"{name} must hold integer class labels; got non-integral values such as "
-                f"{float(tensor[fractional][0])!r}."
-            )
-    labels = tensor.to(device=device, dtype=torch.long)
-    low, high = (int(v) for v in torch.aminmax(labels))
-    if low < 0 or high >= n_classes:
-        outside = (labels < 0) | (labels >= n_classes)
-        bad = torch.unique(labels[outside])[:5].tolist()
-        raise ValueError(
-            f"{name} contains labels {bad} that are not among the columns of {preds_name}: "
-            f"{preds_name} has {n_classes} class columns, so labels must be integers in "
-            f"[0, {n_classes - 1}]. Encode labels as the column index of their class (for "
-            "example with sklearn.preprocessing.LabelEncoder)."
-        )
-    return labels
-
-
 def _check_inputs(preds, target, sample_weight, *, preds_name="preds", target_name="target"):
     """Return validated ``(probs, labels, weights)`` on the device of ``preds``."""
     probs = _check_preds(preds, preds_name)
     n_samples, n_classes = probs.shape
-    labels = _check_target(
+    # Unlike a calibrator, a metric accepts labels of a single class.
+    labels = check_targets(
         target,
         n_samples=n_samples,
         n_classes=n_classes,
         device=probs.device,
         name=target_name,
-        preds_name=preds_name,
+        x_name=preds_name,
+        min_classes=1,
     )
     weights = check_sample_weight(sample_weight, n_samples=n_samples, device=probs.device)
     return probs, labels, weights

@@ -111,7 +111,7 @@ def test_user_images_are_checked():
     assert labels.dtype == torch.long
     with pytest.raises(ValueError, match=r"channels, height, width"):
         check_images(np.zeros((4, 8, 8)))
-    with pytest.raises(ValueError, match="one label per sample"):
+    with pytest.raises(ValueError, match="inconsistent numbers of samples: X has 4 and y has 2"):
         check_images(np.zeros((4, 1, 8, 8)), [0, 1])
     with pytest.raises(ValueError, match="NaN"):
         check_images(np.full((2, 1, 2, 2), np.nan))
