@@ -30,6 +30,7 @@ __all__ = [
     "check_probabilities",
     "check_sample_weight",
     "check_targets",
+    "record_input_shape",
     "validate_params",
 ]
 
@@ -532,6 +533,16 @@ def check_inputs(X, *, name: str = "X") -> torch.Tensor:
         )
     _check_finite(tensor, name)
     return tensor
+
+
+def record_input_shape(estimator, inputs: torch.Tensor) -> None:
+    """Set ``input_shape_`` (and ``n_features_in_`` for 2-D inputs) in ``fit``.
+
+    :func:`check_input_shape` checks later inputs against them.
+    """
+    estimator.input_shape_ = tuple(inputs.shape[1:])
+    if inputs.ndim == 2:
+        estimator.n_features_in_ = inputs.shape[1]
 
 
 def check_input_shape(X, estimator) -> torch.Tensor:

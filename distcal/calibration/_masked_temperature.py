@@ -14,6 +14,7 @@ from .._validation import (
     check_input_shape,
     check_inputs,
     check_logits,
+    record_input_shape,
     validate_params,
 )
 from ._masking import mask_inputs, mask_logits
@@ -184,8 +185,7 @@ class MaskedTemperatureScaling(TemperatureScaling):
                 n_repeats=n_draws,
             )
             self._record_input(Logits(values, False, values.shape[1]))
-            self.input_shape_ = tuple(inputs.shape[1:])
-            self.n_features_in_ = inputs.shape[1]
+            record_input_shape(self, inputs)
             labels, weights = self._validate_targets(y, sample_weight, values[: inputs.shape[0]])
         if n_draws > 1:
             labels = labels.repeat(n_draws)

@@ -12,7 +12,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import like, make_generator
-from .._validation import Interval, check_input_shape, check_inputs, validate_params
+from .._validation import (
+    Interval,
+    check_input_shape,
+    check_inputs,
+    record_input_shape,
+    validate_params,
+)
 
 __all__ = ["InputMasker", "mask_inputs", "mask_logits"]
 
@@ -144,10 +150,7 @@ class InputMasker(TransformerMixin, BaseEstimator):
         self : InputMasker
         """
         validate_params(self)
-        inputs = check_inputs(X)
-        self.input_shape_ = tuple(inputs.shape[1:])
-        if inputs.ndim == 2:
-            self.n_features_in_ = inputs.shape[1]
+        record_input_shape(self, check_inputs(X))
         return self
 
     def fit_transform(self, X, y=None):
@@ -165,8 +168,9 @@ class InputMasker(TransformerMixin, BaseEstimator):
         ndarray or Tensor of the shape of ``X``
             ``X`` with each element zeroed with probability ``mask_ratio``.
         """
-        self.fit(X, y)
+        validate_params(self)
         inputs = check_inputs(X)
+        record_input_shape(self, inputs)
         generator = make_generator(self.random_state, inputs.device)
         return like(mask_inputs(inputs, self.mask_ratio, generator=generator), X)
 

@@ -10,7 +10,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import PortablePickleMixin, like, module_device
-from .._validation import Interval, check_input_shape, check_inputs, validate_params
+from .._validation import (
+    Interval,
+    check_input_shape,
+    check_inputs,
+    record_input_shape,
+    validate_params,
+)
 
 __all__ = ["LogitTransformer", "module_logits"]
 
@@ -163,10 +169,7 @@ class LogitTransformer(PortablePickleMixin, TransformerMixin, BaseEstimator):
         self : LogitTransformer
         """
         validate_params(self)
-        inputs = check_inputs(X)
-        self.input_shape_ = tuple(inputs.shape[1:])
-        if inputs.ndim == 2:
-            self.n_features_in_ = inputs.shape[1]
+        record_input_shape(self, check_inputs(X))
         return self
 
     def transform(self, X):

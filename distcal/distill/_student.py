@@ -11,7 +11,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._device import PortablePickleMixin, draw_seed, like, make_generator, resolve_device
 from .._progress import progress
-from .._validation import Interval, Options, check_input_shape, validate_params
+from .._validation import (
+    Interval,
+    Options,
+    check_input_shape,
+    record_input_shape,
+    validate_params,
+)
 from ..calibration._model import module_logits
 from ._augment import make_augment
 from ._data import check_samples
@@ -246,9 +252,7 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
             self.history_.append({"epoch": epoch + 1, "loss": total / n_samples})
         self.network_ = network.eval()
         self.classes_ = np.arange(n_classes)
-        self.input_shape_ = tuple(images.shape[1:])
-        if images.ndim == 2:
-            self.n_features_in_ = images.shape[1]
+        record_input_shape(self, images)
         self.device_ = device
         return self
 

@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import draw_seed, resolve_device
-from .._validation import Interval, Options, validate_params
+from .._validation import Interval, Options, record_input_shape, validate_params
 from ..exceptions import InvalidParameterError
 from ._artifact import FORMAT_VERSION, DistilledSet, read_tensors, save_network, write_tensors
 from ._augment import make_augment
@@ -293,8 +293,7 @@ class MDTTrainer(BaseEstimator):
                 if int(counts[c]) > 0
                 else f"class {c} has no images in X: labels must cover [0, {self.n_classes_ - 1}]."
             )
-        if images.ndim == 2:
-            self.n_features_in_ = images.shape[1]
+        record_input_shape(self, images)
         self.device_ = resolve_device(self.device, X)
         self.seed_ = draw_seed(self.random_state)
         self.network_spec_ = self._network_spec(images.shape[1:], self.n_classes_)
