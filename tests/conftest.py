@@ -66,3 +66,13 @@ def digits_student():
         "X_test": X[test],
         "y_test": y[test],
     }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests use tiny tensors: a second OpenMP thread only adds synchronisation, which on a busy
+    2-core machine makes each small operation many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -205,8 +205,9 @@ def stratified_split(labels, sizes, *, random_state=None) -> list[torch.Tensor]:
     labels : array-like or Tensor of shape (n_samples,)
         Class labels.
     sizes : sequence of float or int
-        The size of each part: fractions summing to at most 1, or counts summing to at most
-        ``n_samples``. Samples left over are dropped.
+        The size of each part: fractions (rounded down) summing to at most 1, or counts
+        summing to at most ``n_samples``. Samples left over are dropped; fractions summing to
+        1 leave none over.
     random_state : int, RandomState instance or None, default=None
         Seeds the shuffle.
 
@@ -220,7 +221,9 @@ def stratified_split(labels, sizes, *, random_state=None) -> list[torch.Tensor]:
 
     y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     n = len(y)
-    counts = [round(s * n) if isinstance(s, float) else int(s) for s in sizes]
+    counts = [int(s * n) if isinstance(s, float) else int(s) for s in sizes]
+    if all(isinstance(s, float) for s in sizes) and abs(sum(sizes) - 1) < 1e-9:
+        counts[-1] = n - sum(counts[:-1])  # fractions summing to 1 leave no sample out
     if any(c <= 0 for c in counts) or sum(counts) > n:
         raise ValueError(
             f"sizes must be positive and sum to at most the {n} samples; got {list(sizes)} "
@@ -235,10 +238,14 @@ def stratified_split(labels, sizes, *, random_state=None) -> list[torch.Tensor]:
         )
         parts.append(part)
     last = counts[-1]
-    if last < len(remaining):
+    leftover = len(remaining) - last
+    if leftover >= len(np.unique(y[remaining])):
         remaining, _ = train_test_split(
             remaining, train_size=last, stratify=y[remaining], random_state=rng
         )
+    elif leftover > 0:
+        # Too few samples are left out to leave out one of every class: drop them at random.
+        remaining = rng.permutation(remaining)[:last]
     parts.append(remaining)
     return [torch.from_numpy(np.sort(p)) for p in parts]
 
