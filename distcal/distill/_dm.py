@@ -35,10 +35,13 @@ class DistributionMatching(DistillationMethod):
     and the throughput benchmark); with batch norm it would not, and the step falls back to the
     per-class loop.
 
-    Options (``method_params``)
-    ---------------------------
-    batch_real : int, default=256
-        Real images per class per iteration.
+    Parameters
+    ----------
+    options : dict
+        Method options (the trainer's ``method_params``), merged over :attr:`defaults`:
+
+        batch_real : int, default=256
+            Real images per class per iteration.
 
     References
     ----------

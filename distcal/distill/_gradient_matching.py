@@ -126,40 +126,43 @@ class GradientMatching(DistillationMethod):
     with one forward pass of ``16`` unaugmented real images per class, then freezes them (evaluation
     mode) for the matching, as DC does; the network trains in training mode.
 
-    Options (``method_params``)
-    ---------------------------
-    outer_loop : int or None, default=None
-        Image updates per iteration (each on a fresh draw of real batches). None takes the
-        value DC published for this ``ipc`` (see :meth:`published_schedule`).
-    inner_loop : int or None, default=None
-        Epochs over the synthetic set (``n_classes * ipc`` images) that train the network
-        between two image updates; an epoch is ``ceil(n_classes * ipc / batch_train)``
-        optimizer steps on shuffled minibatches, so with ``n_classes * ipc <= batch_train``
-        it is one step. None takes the published value for this ``ipc``.
-    lr_net : float, default=0.01
-        Learning rate of the network's SGD optimizer in the inner loop.
-    momentum_net : float, default=0.0
-        Momentum of that optimizer. DC's code uses plain SGD for the network (momentum 0.5 is
-        the image optimizer's, set by the trainer's ``momentum_img``).
-    batch_real : int, default=256
-        Real images per class (images, not batches) in each outer step; a class with fewer
-        images contributes all of them.
-    batch_train : int, default=256
-        Synthetic images per minibatch of the inner loop.
-    distance : {"layerwise_cosine", "mse", "cosine"}, default="layerwise_cosine"
-        How two gradients are compared, for each class:
+    Parameters
+    ----------
+    options : dict
+        Method options (the trainer's ``method_params``), merged over :attr:`defaults`:
 
-        - ``"layerwise_cosine"``: DC's distance ("ours" in its code). For every parameter with
-          two or more dimensions, the gradient is reshaped to ``(output units, rest)`` and
-          ``1 - cosine`` of each row is summed; one-dimensional parameters (biases, the scales
-          and shifts of normalisation layers) are ignored, as in DC.
-        - ``"mse"``: the sum (not the mean) of squared differences over all parameters.
-        - ``"cosine"``: ``1 - cosine`` between the two gradients flattened into one vector.
+        outer_loop : int or None, default=None
+            Image updates per iteration (each on a fresh draw of real batches). None takes the
+            value DC published for this ``ipc`` (see :meth:`published_schedule`).
+        inner_loop : int or None, default=None
+            Epochs over the synthetic set (``n_classes * ipc`` images) that train the network
+            between two image updates; an epoch is ``ceil(n_classes * ipc / batch_train)``
+            optimizer steps on shuffled minibatches, so with ``n_classes * ipc <= batch_train``
+            it is one step. None takes the published value for this ``ipc``.
+        lr_net : float, default=0.01
+            Learning rate of the network's SGD optimizer in the inner loop.
+        momentum_net : float, default=0.0
+            Momentum of that optimizer. DC's code uses plain SGD for the network (momentum 0.5 is
+            the image optimizer's, set by the trainer's ``momentum_img``).
+        batch_real : int, default=256
+            Real images per class (images, not batches) in each outer step; a class with fewer
+            images contributes all of them.
+        batch_train : int, default=256
+            Synthetic images per minibatch of the inner loop.
+        distance : {"layerwise_cosine", "mse", "cosine"}, default="layerwise_cosine"
+            How two gradients are compared, for each class:
 
-        Every cosine adds ``1e-6`` to the product of norms in its denominator.
-    vectorize : bool, default=True
-        Compute the synthetic gradients of all classes in one vectorised call (see Notes);
-        False runs :meth:`reference_step`, the per-class loop of the original code.
+            - ``"layerwise_cosine"``: DC's distance ("ours" in its code). For every parameter with
+              two or more dimensions, the gradient is reshaped to ``(output units, rest)`` and
+              ``1 - cosine`` of each row is summed; one-dimensional parameters (biases, the scales
+              and shifts of normalisation layers) are ignored, as in DC.
+            - ``"mse"``: the sum (not the mean) of squared differences over all parameters.
+            - ``"cosine"``: ``1 - cosine`` between the two gradients flattened into one vector.
+
+            Every cosine adds ``1e-6`` to the product of norms in its denominator.
+        vectorize : bool, default=True
+            Compute the synthetic gradients of all classes in one vectorised call (see Notes);
+            False runs :meth:`reference_step`, the per-class loop of the original code.
 
     See Also
     --------
