@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from functools import partial
 
+import torch
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import make_generator, module_device
 from .._validation import (
     Interval,
     Logits,
+    Options,
     check_input_shape,
     check_inputs,
     check_logits,
     record_input_shape,
     validate_params,
 )
+from ..exceptions import DistcalWarning
 from ._masking import mask_inputs, mask_logits
 from ._model import module_logits
 from ._temperature import TemperatureScaling
+
+# Ratios tried, in this order, by mask_ratio="auto".
+AUTO_RATIOS = tuple(round(0.05 * k, 2) for k in range(1, 20))
+
+
+def _half_accuracy(n_classes: int) -> float:
+    """Halfway between perfect accuracy and chance: the target of mask_ratio='auto'."""
+    return (1 + 1 / n_classes) / 2
 
 
 class MaskedTemperatureScaling(TemperatureScaling):
@@ -117,7 +129,7 @@ class MaskedTemperatureScaling(TemperatureScaling):
 
     _parameter_constraints = {
         **TemperatureScaling._parameter_constraints,
-        "mask_ratio": [Interval(numbers.Real, 0.0, 1.0, closed="left")],
+        "mask_ratio": [Interval(numbers.Real, 0.0, 1.0, closed="left"), Options("auto")],
         "n_masks": [Interval(numbers.Integral, 1, None, closed="left")],
         "model": [None, "module"],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -162,35 +174,70 @@ class MaskedTemperatureScaling(TemperatureScaling):
             The fitted calibrator.
         """
         validate_params(self)
-        n_draws = self.n_masks if self.mask_ratio > 0 else 1
         if self.model is None:
             logits = check_logits(X, input_type=self.input_type)
             self._record_input(logits)
             labels, weights = self._validate_targets(y, sample_weight, logits.values)
-            values = logits.values
-            if self.mask_ratio > 0:
-                generator = make_generator(self.random_state, values.device)
-                values = mask_logits(values, self.mask_ratio, n_masks=n_draws, generator=generator)
+            clean = logits.values
+            device = clean.device
+
+            def draw(ratio, generator):
+                if ratio == 0:
+                    return clean
+                return mask_logits(clean, ratio, n_masks=self.n_masks, generator=generator)
+
         else:
             inputs = check_inputs(X)
-            transform = None
-            if self.mask_ratio > 0:
-                generator = make_generator(self.random_state, module_device(self.model))
-                transform = partial(mask_inputs, mask_ratio=self.mask_ratio, generator=generator)
-            values = module_logits(
-                self.model,
-                inputs,
-                batch_size=self.batch_size,
-                transform=transform,
-                n_repeats=n_draws,
+            device = module_device(self.model)
+            labels = weights = None
+
+            def draw(ratio, generator):
+                transform = (
+                    None
+                    if ratio == 0
+                    else partial(mask_inputs, mask_ratio=ratio, generator=generator)
+                )
+                return module_logits(
+                    self.model,
+                    inputs,
+                    batch_size=self.batch_size,
+                    transform=transform,
+                    n_repeats=1 if ratio == 0 else self.n_masks,
+                )
+
+        generator = make_generator(self.random_state, device)
+        auto = self.mask_ratio == "auto"
+        for ratio in AUTO_RATIOS if auto else (self.mask_ratio,):
+            values = draw(ratio, generator)
+            if labels is None:  # with a model, the number of classes comes from its output
+                self._record_input(Logits(values, False, values.shape[1]))
+                record_input_shape(self, inputs)
+                labels, weights = self._validate_targets(
+                    y, sample_weight, values[: inputs.shape[0]]
+                )
+            n_draws = values.shape[0] // labels.shape[0]
+            all_labels = labels.repeat(n_draws)
+            all_weights = None if weights is None else weights.repeat(n_draws)
+            correct = (values.argmax(dim=1) == all_labels).to(torch.float64)
+            self.masked_accuracy_ = float(
+                correct.mean()
+                if all_weights is None
+                else (correct @ all_weights) / all_weights.sum()
             )
-            self._record_input(Logits(values, False, values.shape[1]))
-            record_input_shape(self, inputs)
-            labels, weights = self._validate_targets(y, sample_weight, values[: inputs.shape[0]])
-        if n_draws > 1:
-            labels = labels.repeat(n_draws)
-            weights = None if weights is None else weights.repeat(n_draws)
-        return self._fit_logits(values, labels, weights)
+            if auto and self.masked_accuracy_ <= _half_accuracy(len(self.classes_)):
+                break
+        else:
+            if auto:
+                warnings.warn(
+                    f"MaskedTemperatureScaling(mask_ratio='auto'): the accuracy on masked "
+                    f"calibration data stayed at {self.masked_accuracy_:.3f}, above "
+                    f"{_half_accuracy(len(self.classes_)):.3f}, up to the largest ratio "
+                    f"{ratio}; that ratio is used. The model is unusually robust to masking.",
+                    DistcalWarning,
+                    stacklevel=2,
+                )
+        self.mask_ratio_ = float(ratio)
+        return self._fit_logits(values, all_labels, all_weights)
 
     def _prediction_logits(self, X) -> Logits:
         if self.model is None:

@@ -6,7 +6,7 @@ import torch
 
 from distcal import MaskedTemperatureScaling, TemperatureScaling
 from distcal.calibration import mask_inputs, mask_logits, module_logits
-from distcal.exceptions import InvalidParameterError, UncalibratableDataWarning
+from distcal.exceptions import DistcalWarning, InvalidParameterError, UncalibratableDataWarning
 from distcal.metrics import expected_calibration_error
 
 from ..conftest import CUDA, make_logits
@@ -176,9 +176,10 @@ def test_model_mode_checks_inputs(digits_student):
         (
             {"mask_ratio": 1.0},
             r"'mask_ratio' parameter of MaskedTemperatureScaling must be a float "
-            r"in the range \[0.0, 1.0\)\. Got 1.0 instead",
+            r"in the range \[0.0, 1.0\) or one of \{'auto'\}\. Got 1.0 instead",
         ),
         ({"mask_ratio": -0.1}, r"Got -0.1 instead"),
+        ({"mask_ratio": "half"}, r"Got 'half' instead"),
         ({"n_masks": 0}, r"'n_masks' parameter"),
         ({"model": "resnet"}, r"'model' parameter .* None or an instance of torch.nn.Module"),
         ({"random_state": "seed"}, r"'random_state' parameter"),
@@ -238,3 +239,59 @@ def test_cuda_model_fits_on_its_device_and_loads_on_a_cpu_only_machine(digits_st
         check=True,
         env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""},
     )
+
+
+# ------------------------------------------------------------------------------- auto ratio
+def test_auto_ratio_is_the_first_whose_masked_accuracy_halves(digits_student):
+    from distcal.calibration._masked_temperature import AUTO_RATIOS
+
+    d = digits_student
+    net = d["net"]
+    mts = MaskedTemperatureScaling("auto", n_masks=3, model=net, random_state=0)
+    mts.fit(d["X_train"], d["y_train"])
+    target = (1 + 1 / 10) / 2
+    assert mts.mask_ratio_ in AUTO_RATIOS
+    assert mts.masked_accuracy_ <= target
+    assert mts.converged_
+    # replay the search with the same generator: every earlier ratio stayed above the target
+    generator = torch.Generator().manual_seed(0)
+    y = torch.from_numpy(d["y_train"]).repeat(3)
+    for ratio in AUTO_RATIOS:
+        logits = module_logits(
+            net,
+            d["X_train"],
+            batch_size=256,
+            transform=lambda b, r=ratio: mask_inputs(b, r, generator=generator),
+            n_repeats=3,
+        )
+        accuracy = (logits.argmax(1) == y).double().mean().item()
+        if ratio < mts.mask_ratio_:
+            assert accuracy > target
+        else:
+            assert accuracy == pytest.approx(mts.masked_accuracy_)
+            assert TemperatureScaling().fit(logits, y).temperature_ == mts.temperature_
+            break
+
+
+def test_auto_ratio_in_logit_space_and_in_a_grid_search():
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = make_logits(n_samples=300, random_state=6)
+    mts = MaskedTemperatureScaling("auto", random_state=0).fit(X, y)
+    assert 0 < mts.mask_ratio_ < 1
+    search = GridSearchCV(
+        MaskedTemperatureScaling(random_state=0), {"mask_ratio": ["auto", 0.2]}, cv=3
+    ).fit(X, y)
+    assert search.best_params_["mask_ratio"] in ("auto", 0.2)
+
+
+def test_auto_ratio_warns_when_masking_never_halves_the_accuracy():
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return torch.tensor([[2.0, 0.0]]).expand(len(x), 2)
+
+    X = np.ones((6, 3), dtype=np.float32)
+    y = np.array([0, 0, 0, 0, 0, 1])
+    with pytest.warns(DistcalWarning, match="stayed at 0.833"):
+        mts = MaskedTemperatureScaling("auto", model=Constant(), random_state=0).fit(X, y)
+    assert mts.mask_ratio_ == 0.95
