@@ -76,7 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> None:
-    from .experiment import format_summary, run_experiment
+    from .experiment import format_diagnostics, format_summary, run_experiment
 
     result = run_experiment(
         args.dataset,
@@ -93,6 +93,11 @@ def _run(args) -> None:
         "(mean±std over seeds); 'strict' calibrates on the student's training images only"
     )
     print(format_summary(result["summary"]))
+    print(
+        "\nmaximum logits of the plain students (coefficient of variation: the smaller, the "
+        "more concentrated; IQR masked/clean above 1: masking spreads them)"
+    )
+    print(format_diagnostics(result["diagnostics_summary"]))
     print(f"\nresults, summary, figures: {args.output}/")
 
 

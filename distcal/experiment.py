@@ -49,7 +49,15 @@ from .metrics import (
     negative_log_likelihood,
 )
 
-__all__ = ["PROFILES", "Profile", "format_summary", "run_experiment", "summarise"]
+__all__ = [
+    "PROFILES",
+    "Profile",
+    "format_diagnostics",
+    "format_summary",
+    "run_experiment",
+    "summarise",
+    "summarise_diagnostics",
+]
 
 METRICS = ("accuracy", "ece10", "ece15", "nll", "brier", "confidence")
 
@@ -367,6 +375,65 @@ def format_summary(summary: list[dict]) -> str:
     )
 
 
+def summarise_diagnostics(diagnostics: dict) -> list[dict]:
+    """Mean and std over seeds of the maximum-logit diagnostics, per training set.
+
+    ``diagnostics`` maps each seed to ``{training set: {"train_clean", "train_masked",
+    "spread_ratio", "test"}}`` as :func:`run_experiment` returns it. The rows hold the
+    coefficient of variation (std / |mean|, scale-free: the smaller, the more concentrated) of
+    the plain student's maximum logits on its clean and masked training images and on the test
+    split, and the interquartile-range ratio masked / clean (above 1: masking spreads them).
+    """
+    per_set: dict[str, dict[str, list[float]]] = {}
+    for by_set in diagnostics.values():
+        for set_name, d in by_set.items():
+            values = per_set.setdefault(set_name, {})
+            for key, value in (
+                ("cv_train", d["train_clean"]["cv"]),
+                ("cv_train_masked", d["train_masked"]["cv"]),
+                ("spread_ratio", d["spread_ratio"]),
+                ("cv_test", d["test"]["cv"]),
+            ):
+                values.setdefault(key, []).append(float(value))
+    rows = []
+    for set_name, values in per_set.items():
+        row = {"training_set": set_name, "n_seeds": len(values["cv_train"])}
+        for key, series in values.items():
+            row[key], row[f"{key}_std"] = float(np.mean(series)), float(np.std(series))
+        rows.append(row)
+    return rows
+
+
+def format_diagnostics(rows: list[dict]) -> str:
+    """Render :func:`summarise_diagnostics` as a fixed-width table."""
+    header = [
+        "set",
+        "max-logit CV, train",
+        "CV, masked train (0.3)",
+        "IQR masked/clean",
+        "CV, test",
+    ]
+    lines = [header]
+    for row in rows:
+        lines.append(
+            [
+                row["training_set"],
+                *(
+                    f"{row[key]:.3f}±{row[f'{key}_std']:.3f}"
+                    for key in ("cv_train", "cv_train_masked", "spread_ratio", "cv_test")
+                ),
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in lines
+    )
+
+
 def run_experiment(
     dataset: str = "digits",
     *,
@@ -391,8 +458,8 @@ def run_experiment(
     device : str or torch.device, default=None
         Where to train (None: the CPU).
     output : str or path, default=None
-        Folder for ``results.csv``, ``summary.csv``, ``results.json``, the figures and the
-        per-seed files that let an interrupted run resume; None writes nothing.
+        Folder for ``results.csv``, ``summary.csv``, ``max_logits.csv``, ``results.json``, the
+        figures and the per-seed files that let an interrupted run resume; None writes nothing.
     root : str or path, default=None
         Folder of the Fashion-MNIST files.
     verbose : bool, default=True
@@ -402,7 +469,8 @@ def run_experiment(
     -------
     dict
         ``config``, ``rows`` (one per seed, training set, student and calibrator), ``summary``
-        (mean and std over seeds) and ``diagnostics`` (maximum-logit statistics per seed).
+        (mean and std over seeds), ``diagnostics`` (maximum-logit statistics per seed) and
+        ``diagnostics_summary`` (their mean and std over seeds, :func:`summarise_diagnostics`).
     """
     if dataset not in _DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}; valid names are {sorted(_DATASETS)}.")
@@ -446,6 +514,9 @@ def run_experiment(
         "rows": rows,
         "summary": summary,
         "diagnostics": {r["seed"]: r["diagnostics"] for r in per_seed},
+        "diagnostics_summary": summarise_diagnostics(
+            {r["seed"]: r["diagnostics"] for r in per_seed}
+        ),
         "seconds": {r["seed"]: r.get("seconds") for r in per_seed},
     }
     if out is not None:
@@ -483,7 +554,11 @@ def _save_seed(out, config, result):
 
 
 def _write_tables(out: Path, result) -> None:
-    for name, table in (("results.csv", result["rows"]), ("summary.csv", result["summary"])):
+    for name, table in (
+        ("results.csv", result["rows"]),
+        ("summary.csv", result["summary"]),
+        ("max_logits.csv", result["diagnostics_summary"]),
+    ):
         temporary = out / f".{name}.tmp"
         with temporary.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(table[0]))

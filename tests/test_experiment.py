@@ -5,7 +5,12 @@ import pytest
 
 import distcal.experiment as experiment
 from distcal.cli import main
-from distcal.experiment import format_summary, run_experiment
+from distcal.experiment import (
+    format_diagnostics,
+    format_summary,
+    run_experiment,
+    summarise_diagnostics,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +38,47 @@ def test_every_set_student_and_calibrator_is_scored(smoke_run):
     assert "held-out" in table
 
 
+def test_max_logit_diagnostics_are_summarised_over_seeds(smoke_run):
+    result, _ = smoke_run
+    rows = {row["training_set"]: row for row in result["diagnostics_summary"]}
+    assert set(rows) == {"DM", "MDT", "real"}
+    for set_name, row in rows.items():
+        assert row["n_seeds"] == 2
+        per_seed = [result["diagnostics"][seed][set_name]["spread_ratio"] for seed in (0, 1)]
+        assert row["spread_ratio"] == pytest.approx(np.mean(per_seed))
+        assert row["spread_ratio_std"] == pytest.approx(np.std(per_seed))
+        assert row["cv_train"] > 0
+    table = format_diagnostics(result["diagnostics_summary"])
+    assert table.splitlines()[0].startswith("set")
+    assert len(table.splitlines()) == 4
+
+
+def test_diagnostics_summary_of_known_values():
+    def entry(cv, spread):
+        stats = {"cv": cv}
+        return {"train_clean": stats, "train_masked": stats, "spread_ratio": spread, "test": stats}
+
+    rows = summarise_diagnostics({0: {"DM": entry(0.1, 1.0)}, 1: {"DM": entry(0.3, 3.0)}})
+    assert rows == [
+        {
+            "training_set": "DM",
+            "n_seeds": 2,
+            "cv_train": pytest.approx(0.2),
+            "cv_train_std": pytest.approx(0.1),
+            "cv_train_masked": pytest.approx(0.2),
+            "cv_train_masked_std": pytest.approx(0.1),
+            "spread_ratio": pytest.approx(2.0),
+            "spread_ratio_std": pytest.approx(1.0),
+            "cv_test": pytest.approx(0.2),
+            "cv_test_std": pytest.approx(0.1),
+        }
+    ]
+
+
 def test_outputs_are_written(smoke_run):
     _, out = smoke_run
-    for name in ("results.csv", "summary.csv", "results.json", "seed-0.json", "seed-1.json"):
+    names = ("results.csv", "summary.csv", "max_logits.csv", "results.json", "seed-0.json")
+    for name in names:
         assert (out / name).is_file(), name
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["dataset"] == "digits"
@@ -76,6 +119,7 @@ def test_command_line_runs_and_reports(tmp_path, capsys):
     assert main(["--profile", "smoke", "--seeds", "1", "--output", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "mean±std over seeds" in out
+    assert "IQR masked/clean" in out
     assert (tmp_path / "summary.csv").is_file()
 
 
