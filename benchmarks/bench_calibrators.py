@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import queue
@@ -455,16 +456,16 @@ def run(args):
 
 
 def _versions() -> str:
-    import netcal
-    import sklearn
-    import torch
+    import importlib.metadata
 
-    import distcal
-
-    return (
-        f"distcal {distcal.__version__}, netcal {netcal.__version__}, scikit-learn "
-        f"{sklearn.__version__}, torch {torch.__version__}"
-    )
+    names = ("distcal", "netcal", "scikit-learn", "torch")
+    installed = []
+    for name in names:
+        try:
+            installed.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            installed.append(f"{name} not installed")
+    return ", ".join(installed)
 
 
 # ----------------------------------------------------------------------------- report
@@ -579,6 +580,11 @@ def main(argv=None):
     if args.netcal_worker:
         netcal_worker(args.netcal_worker[0], args.netcal_worker[1:])
         return
+    if args.netcal and importlib.util.find_spec("netcal") is None:
+        parser.error(
+            "--netcal: netcal is not installed; pip install 'distcal[netcal]', or pass "
+            "--netcal with no method names to leave it out"
+        )
     for name in args.netcal:
         if name not in NETCAL_METHODS:
             parser.error(f"--netcal: unknown method {name!r}; valid: {list(NETCAL_METHODS)}")

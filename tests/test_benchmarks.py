@@ -1,0 +1,86 @@
+"""Every benchmark script runs from a clean checkout, at its smallest size, and writes markdown.
+
+The numbers of these runs mean nothing (a few iterations, one seed); what is checked is that each
+script runs end to end with the installed package, prints its table and writes the markdown that
+docs/ includes, starting with the command that produced it. The full runs are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_NETCAL = importlib.util.find_spec("netcal") is not None
+
+SMALLEST = {
+    "bench_temperature.py": ["--quick", "--methods", "distcal", "sklearn", "torch-lbfgs"]
+    + (["netcal"] if HAS_NETCAL else []),
+    "bench_metrics.py": ["--quick"],
+    "bench_logit_masking.py": ["--seeds", "1", "--n-masks", "1", "--epochs", "5"],
+    "bench_distill_throughput.py": ["--ipc", "1", "--width", "8", "--repeat", "1"],
+    "bench_distill.py": [
+        "--dataset",
+        "digits",
+        "--iterations",
+        "5",
+        "--epochs",
+        "5",
+        "--students",
+        "1",
+        "--width",
+        "8",
+        "--validation",
+        "300",
+        "--quiet",
+    ],
+    "bench_strict_regime.py": ["--seeds", "1", "--iterations", "5", "--epochs", "5"],
+    "bench_calibrators.py": [
+        "--quick",
+        "--iterations",
+        "5",
+        "--epochs",
+        "5",
+        "--full-epochs",
+        "1",
+        # netcal's binning methods, as the full run does; ENIR and BBQ take minutes.
+        "--netcal",
+        *(["temperature", "histogram", "isotonic"] if HAS_NETCAL else []),
+    ],
+}
+
+
+def test_every_benchmark_script_is_covered():
+    scripts = {path.name for path in (ROOT / "benchmarks").glob("bench_*.py")}
+    assert scripts == set(SMALLEST)
+
+
+@pytest.mark.parametrize("script", sorted(SMALLEST))
+def test_benchmark_runs_and_writes_markdown(script, tmp_path):
+    markdown = tmp_path / "table.md"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / script),
+            *SMALLEST[script],
+            "--markdown",
+            str(markdown),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip(), "the script printed no table"
+    text = markdown.read_text()
+    assert text.startswith("Command: `python benchmarks/" + script)
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table) >= 3, text  # a header, the separator and at least one row
