@@ -22,16 +22,19 @@ def smoke_run(tmp_path_factory):
 def test_every_set_student_and_calibrator_is_scored(smoke_run):
     result, _ = smoke_run
     rows = result["rows"]
-    assert len(rows) == 2 * 3 * 2 * 5  # seeds x sets x students x calibrators
+    assert len(rows) == 2 * 3 * 2 * 6  # seeds x sets x students x calibrators
     keys = {(r["training_set"], r["student"], r["calibrator"], r["regime"]) for r in rows}
     assert ("DM", "plain", "TS", "strict") in keys
     assert ("real", "mixup", "MTS", "held-out") in keys
+    auto = [r for r in rows if r["calibrator"] == "MTS auto"]
+    assert {r["regime"] for r in auto} == {"strict"}
+    assert all(0 < r["mask_ratio"] < 1 for r in auto)
     for row in rows:
         assert 0 <= row["accuracy"] <= 1
         assert 0 <= row["ece15"] <= 1
     strict_ts = [r for r in rows if r["calibrator"] == "TS" and r["regime"] == "strict"]
     assert all("separate" in r["note"] for r in strict_ts if r["temperature"] == 1e-6)
-    assert len(result["summary"]) == 30
+    assert len(result["summary"]) == 36
     assert all(e["n_seeds"] == 2 for e in result["summary"])
     table = format_summary(result["summary"])
     assert "strict" in table
