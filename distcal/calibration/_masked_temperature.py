@@ -59,10 +59,16 @@ class MaskedTemperatureScaling(TemperatureScaling):
 
     Parameters
     ----------
-    mask_ratio : float, default=0.1
+    mask_ratio : float or "auto", default=0.1
         Probability in [0, 1) that an input element (or, with ``model=None``, a logit) is
-        masked. Choose it on held-out data, for instance with ``GridSearchCV`` and
-        :data:`~distcal.metrics.neg_ece_scorer`.
+        masked. With held-out data, choose it there, for instance with ``GridSearchCV`` and
+        :data:`~distcal.metrics.neg_ece_scorer`. ``"auto"`` is for the strict regime, where
+        the only calibration data is the data the model was trained on: the *half-accuracy
+        rule* takes the smallest ratio of 0.05, 0.10, ..., 0.95 at which the accuracy on the
+        masked calibration data falls to ``(1 + 1 / n_classes) / 2``, halfway between perfect
+        and chance, and fits the temperature on those masked logits (a warning says so when no
+        ratio gets there, and 0.95 is used). How it compares with fixed ratios and with
+        temperature scaling on held-out data is measured in the documentation's results page.
     n_masks : int, default=1
         Independent masked copies of each calibration sample; more copies lower the variance of
         the fitted temperature at the cost of more forward passes.
@@ -84,6 +90,10 @@ class MaskedTemperatureScaling(TemperatureScaling):
     ----------
     temperature_ : float
         The temperature fitted on masked calibration data.
+    mask_ratio_ : float
+        The mask ratio used: ``mask_ratio``, or the one ``"auto"`` chose.
+    masked_accuracy_ : float
+        Weighted accuracy of the model on the masked calibration data at ``mask_ratio_``.
     nll_ : float
         Weighted mean NLL of the masked calibration data at ``temperature_``.
     n_iter_ : int
