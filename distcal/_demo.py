@@ -140,8 +140,8 @@ def calibration_demo(
         "training images",
         mts_train.predict_proba(X[test]),
         mts_train.temperature_,
-        mts_train.mask_ratio,
-        "default ratio",
+        mts_train.mask_ratio_,
+        "ratio 'auto' (the default)",
     )
     return rows
 
@@ -177,7 +177,7 @@ def format_rows(rows: list[dict]) -> str:
                 f"{r['brier']:.3f}",
                 f"{100 * r['confidence']:.1f}",
                 "-" if r["temperature"] is None else f"{r['temperature']:.3g}",
-                "-" if r["mask_ratio"] is None else f"{r['mask_ratio']:.1f}",
+                "-" if r["mask_ratio"] is None else f"{r['mask_ratio']:.2f}",
                 r["note"],
             ]
         )

@@ -137,3 +137,14 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
         main(["run", "--seeds", "zero"])
     assert exit_info.value.code == 2
     assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_demo_prints_both_regimes(capsys):
+    assert main(["demo", "--epochs", "5", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == ["method", "calibrated"]
+    rows = {tuple(line.split()[:2]): line for line in lines[2:]}
+    assert {("none", "-"), ("TS", "held-out"), ("MTS", "held-out"), ("MTS", "training")} <= set(
+        rows
+    )
+    assert "ratio 'auto'" in rows["MTS", "training"]

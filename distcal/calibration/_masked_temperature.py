@@ -59,16 +59,19 @@ class MaskedTemperatureScaling(TemperatureScaling):
 
     Parameters
     ----------
-    mask_ratio : float or "auto", default=0.1
+    mask_ratio : float or "auto", default="auto"
         Probability in [0, 1) that an input element (or, with ``model=None``, a logit) is
         masked. With held-out data, choose it there, for instance with ``GridSearchCV`` and
-        :data:`~distcal.metrics.neg_ece_scorer`. ``"auto"`` is for the strict regime, where
-        the only calibration data is the data the model was trained on: the *half-accuracy
-        rule* takes the smallest ratio of 0.05, 0.10, ..., 0.95 at which the accuracy on the
-        masked calibration data falls to ``(1 + 1 / n_classes) / 2``, halfway between perfect
-        and chance, and fits the temperature on those masked logits (a warning says so when no
-        ratio gets there, and 0.95 is used). How it compares with fixed ratios and with
-        temperature scaling on held-out data is measured in the documentation's results page.
+        :data:`~distcal.metrics.neg_ece_scorer`. ``"auto"``, the default, is for the strict
+        regime, where the only calibration data is the data the model was trained on: the
+        *half-accuracy rule* takes the smallest ratio of 0.05, 0.10, ..., 0.95 at which the
+        accuracy on the masked calibration data falls to ``(1 + 1 / n_classes) / 2``, halfway
+        between perfect and chance, and fits the temperature on those masked logits (a warning
+        says so when no ratio gets there, and 0.95 is used). On students of distilled digits
+        and Fashion-MNIST it lowered the test ECE below the uncalibrated one in every case,
+        where the paper's fixed ratio 0.1 tripled it on Fashion-MNIST; on digits 0.1 did
+        better. It was evaluated with a ``model`` (input masking); in logit space the same
+        rule runs unevaluated. The documentation's results page has the numbers.
     n_masks : int, default=1
         Independent masked copies of each calibration sample; more copies lower the variance of
         the fitted temperature at the cost of more forward passes.
@@ -148,7 +151,7 @@ class MaskedTemperatureScaling(TemperatureScaling):
 
     def __init__(
         self,
-        mask_ratio=0.1,
+        mask_ratio="auto",
         *,
         n_masks=1,
         model=None,

@@ -273,6 +273,20 @@ def test_auto_ratio_is_the_first_whose_masked_accuracy_halves(digits_student):
             break
 
 
+def test_the_default_ratio_is_the_half_accuracy_rule(digits_student):
+    d = digits_student
+    default = MaskedTemperatureScaling(n_masks=3, model=d["net"], random_state=0)
+    assert default.get_params()["mask_ratio"] == "auto"
+    default.fit(d["X_train"], d["y_train"])
+    auto = MaskedTemperatureScaling("auto", n_masks=3, model=d["net"], random_state=0)
+    auto.fit(d["X_train"], d["y_train"])
+    assert default.mask_ratio_ == auto.mask_ratio_
+    assert default.temperature_ == auto.temperature_
+    # the strict regime: plain TS on the training images has no optimum, the default has one
+    assert default.converged_
+    assert default.temperature_ > 1e-3
+
+
 def test_auto_ratio_in_logit_space_and_in_a_grid_search():
     from sklearn.model_selection import GridSearchCV
 
