@@ -338,6 +338,13 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
+def _number(value: float, digits: int) -> str:
+    """Fixed-point, unless the value would print as zero (a temperature of 1e-06 stays visible)."""
+    if value != 0 and abs(value) < 0.5 * 10.0**-digits:
+        return f"{value:.0e}"
+    return f"{value:.{digits}f}"
+
+
 def format_summary(summary: list[dict]) -> str:
     """Render the summary as a fixed-width table (accuracy, ECE and confidence in percent)."""
 
@@ -347,7 +354,7 @@ def format_summary(summary: list[dict]) -> str:
             return "-"
         if not math.isfinite(mean):
             return str(mean)
-        return f"{scale * mean:.{digits}f}±{scale * std:.{digits}f}"
+        return f"{_number(scale * mean, digits)}±{_number(scale * std, digits)}"
 
     header = [
         "set",

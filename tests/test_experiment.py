@@ -148,3 +148,10 @@ def test_demo_prints_both_regimes(capsys):
         rows
     )
     assert "ratio 'auto'" in rows["MTS", "training"]
+
+
+def test_tiny_temperatures_do_not_print_as_zero():
+    assert experiment._number(1e-6, 3) == "1e-06"
+    assert experiment._number(0.0, 3) == "0.000"
+    assert experiment._number(0.0004, 3) == "4e-04"
+    assert experiment._number(0.0005, 3) == "0.001"
