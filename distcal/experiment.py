@@ -639,7 +639,8 @@ def _figures(out: Path, figures: dict, splits, data, profile: Profile) -> None:
             spread.clean_logits,
             masked_logits=spread.masked_logits,
             ax=ax,
-            labels=("clean", "masked (0.3)"),
+            labels=("clean", "masked (ratio 0.3, 4 copies)"),
+            density=True,
         )
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

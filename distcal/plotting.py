@@ -245,6 +245,7 @@ def max_logit_histogram(
     bins=30,
     ax=None,
     labels: Sequence[str] = ("clean", "masked"),
+    density: bool = False,
 ):
     """Draw histograms of each sample's maximum logit, optionally before and after masking.
 
@@ -265,6 +266,9 @@ def max_logit_histogram(
         Where to draw; None creates a new figure.
     labels : pair of str, default=("clean", "masked")
         Legend labels of ``logits`` and ``masked_logits``.
+    density : bool, default=False
+        Draw densities instead of counts, so that histograms of different sizes (several masked
+        copies per clean sample) compare by shape.
 
     Returns
     -------
@@ -325,8 +329,9 @@ def max_logit_histogram(
             edgecolor="black",
             linewidth=0.5,
             label=name,
+            density=bool(density),
         )
     ax.set_xlabel("Maximum logit")
-    ax.set_ylabel("Count")
+    ax.set_ylabel("Density" if density else "Count")
     ax.legend()
     return ax

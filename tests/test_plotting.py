@@ -159,3 +159,14 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
         reliability_diagram(y, probs)
     with pytest.raises(ImportError, match=r'pip install "distcal\[plot\]"'):
         max_logit_histogram(np.log(probs))
+
+
+def test_max_logit_histogram_densities_integrate_to_one():
+    rng = np.random.default_rng(3)
+    clean, masked = rng.normal(size=(50, 4)), rng.normal(size=(200, 4))
+    ax = max_logit_histogram(clean, masked_logits=masked, bins=8, density=True)
+    assert ax.get_ylabel() == "Density"
+    for container in ax.containers:
+        areas = [patch.get_height() * patch.get_width() for patch in container]
+        assert sum(areas) == pytest.approx(1.0)
+    plt.close("all")
