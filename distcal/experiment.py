@@ -345,8 +345,11 @@ def _number(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def format_summary(summary: list[dict]) -> str:
-    """Render the summary as a fixed-width table (accuracy, ECE and confidence in percent)."""
+def format_summary(summary: list[dict], *, markdown: bool = False) -> str:
+    """Render the summary as a table (accuracy, ECE and confidence in percent).
+
+    Fixed-width text, or a markdown table with ``markdown=True``.
+    """
 
     def cell(entry, key, scale=1.0, digits=2):
         mean, std = entry[key], entry[f"{key}_std"]
@@ -388,14 +391,7 @@ def format_summary(summary: list[dict]) -> str:
                 cell(e, "mask_ratio", 1, 2),
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(
-            c.ljust(w) if i < 4 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in lines
-    )
+    return _render(lines, n_left=4, markdown=markdown)
 
 
 def summarise_diagnostics(diagnostics: dict) -> list[dict]:
@@ -427,8 +423,8 @@ def summarise_diagnostics(diagnostics: dict) -> list[dict]:
     return rows
 
 
-def format_diagnostics(rows: list[dict]) -> str:
-    """Render :func:`summarise_diagnostics` as a fixed-width table."""
+def format_diagnostics(rows: list[dict], *, markdown: bool = False) -> str:
+    """Render :func:`summarise_diagnostics` as a table (fixed-width text or markdown)."""
     header = [
         "set",
         "max-logit CV, train",
@@ -447,10 +443,19 @@ def format_diagnostics(rows: list[dict]) -> str:
                 ),
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return _render(lines, n_left=1, markdown=markdown)
+
+
+def _render(lines: list[list[str]], *, n_left: int, markdown: bool) -> str:
+    """Render a header and rows as markdown or fixed-width text (``n_left`` columns left)."""
+    if markdown:
+        header, *rows = lines
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(out + ["| " + " | ".join(row) + " |" for row in rows])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join(
         "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
+            c.ljust(w) if i < n_left else c.rjust(w)
             for i, (c, w) in enumerate(zip(line, widths, strict=True))
         )
         for line in lines
@@ -481,8 +486,9 @@ def run_experiment(
     device : str or torch.device, default=None
         Where to train (None: the CPU).
     output : str or path, default=None
-        Folder for ``results.csv``, ``summary.csv``, ``max_logits.csv``, ``results.json``, the
-        figures and the per-seed files that let an interrupted run resume; None writes nothing.
+        Folder for ``results.csv``, ``summary.csv``, ``max_logits.csv``, ``summary.md`` (both
+        tables in markdown), ``results.json``, the figures and the per-seed files that let an
+        interrupted run resume; None writes nothing.
     root : str or path, default=None
         Folder of the Fashion-MNIST files.
     verbose : bool, default=True
@@ -588,6 +594,14 @@ def _write_tables(out: Path, result) -> None:
             writer.writeheader()
             writer.writerows(table)
         temporary.replace(out / name)
+    temporary = out / ".summary.md.tmp"
+    temporary.write_text(
+        format_summary(result["summary"], markdown=True)
+        + "\n\n"
+        + format_diagnostics(result["diagnostics_summary"], markdown=True)
+        + "\n"
+    )
+    temporary.replace(out / "summary.md")
     temporary = out / ".results.json.tmp"
     temporary.write_text(json.dumps(result, indent=1, default=str))
     temporary.replace(out / "results.json")

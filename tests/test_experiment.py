@@ -80,9 +80,13 @@ def test_diagnostics_summary_of_known_values():
 
 def test_outputs_are_written(smoke_run):
     _, out = smoke_run
-    names = ("results.csv", "summary.csv", "max_logits.csv", "results.json", "seed-0.json")
+    names = ("results.csv", "summary.csv", "max_logits.csv", "summary.md", "results.json")
     for name in names:
         assert (out / name).is_file(), name
+    markdown = (out / "summary.md").read_text().splitlines()
+    assert markdown[0].startswith("| set | student | calibrator | regime | acc %")
+    assert markdown[1] == "|" + "---|" * 12
+    assert len(markdown) == 2 + 36 + 1 + 2 + 3  # summary, a blank line, diagnostics
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["dataset"] == "digits"
     pytest.importorskip("matplotlib")
