@@ -338,11 +338,9 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def _number(value: float, digits: int) -> str:
-    """Fixed-point, unless the value would print as zero (a temperature of 1e-06 stays visible)."""
-    if value != 0 and abs(value) < 0.5 * 10.0**-digits:
-        return f"{value:.0e}"
-    return f"{value:.{digits}f}"
+def _prints_as_zero(value: float, digits: int) -> bool:
+    """Whether a nonzero value would print as zero with ``digits`` decimals."""
+    return value != 0 and abs(value) < 0.5 * 10.0**-digits
 
 
 def format_summary(summary: list[dict], *, markdown: bool = False) -> str:
@@ -357,7 +355,9 @@ def format_summary(summary: list[dict], *, markdown: bool = False) -> str:
             return "-"
         if not math.isfinite(mean):
             return str(mean)
-        return f"{_number(scale * mean, digits)}±{_number(scale * std, digits)}"
+        if _prints_as_zero(scale * mean, digits):  # a temperature of 1e-06 stays visible
+            return f"{scale * mean:.0e}±{scale * std:.0e}"
+        return f"{scale * mean:.{digits}f}±{scale * std:.{digits}f}"
 
     header = [
         "set",

@@ -155,7 +155,19 @@ def test_demo_prints_both_regimes(capsys):
 
 
 def test_tiny_temperatures_do_not_print_as_zero():
-    assert experiment._number(1e-6, 3) == "1e-06"
-    assert experiment._number(0.0, 3) == "0.000"
-    assert experiment._number(0.0004, 3) == "4e-04"
-    assert experiment._number(0.0005, 3) == "0.001"
+    entry = {
+        "training_set": "DM",
+        "student": "plain",
+        "calibrator": "TS",
+        "regime": "strict",
+        **{key: 0.5 for key in experiment.METRICS},
+        **{f"{key}_std": 1e-17 for key in experiment.METRICS},
+        "temperature": 1e-6,
+        "temperature_std": 0.0,
+        "mask_ratio": 0.1,
+        "mask_ratio_std": 1e-17,
+    }
+    row = format_summary([entry]).splitlines()[1].split()
+    assert row[-2] == "1e-06±0e+00"
+    assert row[-1] == "0.10±0.00"
+    assert row[4] == "50.0±0.0"
