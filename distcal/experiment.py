@@ -399,7 +399,7 @@ def summarise_diagnostics(diagnostics: dict) -> list[dict]:
 
     ``diagnostics`` maps each seed to ``{training set: {"train_clean", "train_masked",
     "spread_ratio", "test"}}`` as :func:`run_experiment` returns it. The rows hold the
-    coefficient of variation (std / |mean|, scale-free: the smaller, the more concentrated) of
+    coefficient of variation (``std / |mean|``, scale-free: the smaller, the more concentrated) of
     the plain student's maximum logits on its clean and masked training images and on the test
     split, and the interquartile-range ratio masked / clean (above 1: masking spreads them).
     """

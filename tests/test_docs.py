@@ -23,6 +23,7 @@ PUBLIC_MODULES = [
     "distcal.metrics.functional",
     "distcal.plotting",
     "distcal.distill",
+    "distcal.experiment",
     "distcal.exceptions",
 ]
 DOCS_REQUIREMENTS = ["sphinx", "myst_parser", "numpydoc", "sphinx_gallery", "matplotlib"]
@@ -80,7 +81,16 @@ def test_docs_build_without_warnings(build):
         f"sphinx-build -W failed (exit {result.returncode}):\n"
         f"{result.stderr[-20000:]}\n{result.stdout[-5000:]}"
     )
-    for page in ("index", "user_guide", "api", "benchmarks", "distill", "design", "gallery/index"):
+    for page in (
+        "index",
+        "user_guide",
+        "api",
+        "results",
+        "benchmarks",
+        "distill",
+        "design",
+        "gallery/index",
+    ):
         assert (html / f"{page}.html").is_file(), page
 
 

@@ -14,7 +14,7 @@ def _readme_commands():
 def test_readme_opens_with_two_commands():
     commands = _readme_commands()
     assert len(commands) == 2
-    assert commands[0].endswith("distcal demo")
+    assert commands[0].endswith("&& distcal")
     assert commands[1].endswith("pytest")
     for command in commands:
         # torch first: a torch resolved by pip as a dependency is a multi-gigabyte CUDA build
