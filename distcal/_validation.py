@@ -485,10 +485,13 @@ def check_targets(
     return labels
 
 
-def check_sample_weight(sample_weight, *, n_samples: int, device=None) -> torch.Tensor | None:
+def check_sample_weight(
+    sample_weight, *, n_samples: int, device=None, allow_zero_sum: bool = False
+) -> torch.Tensor | None:
     """Validate sample weights: finite, non-negative, one per sample, not all zero.
 
     Returns None for ``sample_weight=None`` and otherwise a float64 tensor on ``device``.
+    ``allow_zero_sum`` accepts all-zero weights (one batch of a stream may hold only those).
     """
     if sample_weight is None:
         return None
@@ -508,7 +511,7 @@ def check_sample_weight(sample_weight, *, n_samples: int, device=None) -> torch.
             f"sample_weight must be non-negative; got {int((tensor < 0).sum())} negative weights "
             f"(smallest {float(tensor.min()):.6g})."
         )
-    if not bool((tensor > 0).any()):
+    if not allow_zero_sum and not bool((tensor > 0).any()):
         raise ValueError("sample_weight must have a positive sum; all weights are zero.")
     return tensor
 

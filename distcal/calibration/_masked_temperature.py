@@ -252,6 +252,27 @@ class MaskedTemperatureScaling(TemperatureScaling):
         self.mask_ratio_ = float(ratio)
         return self._fit_logits(values, all_labels, all_weights)
 
+    def fit_batches(self, batches):
+        """Not available: masked temperature scaling does not fit from a stream of batches.
+
+        The temperature solver reads its data several times, and the masks of a stream would be
+        drawn anew on every pass (and in another order when the batches are shuffled), so the
+        passes would not see the same data. Fit in memory with :meth:`fit`, or mask the
+        calibration data once, store the logits of the masked inputs, and stream those into
+        :meth:`TemperatureScaling.fit_batches`.
+
+        Raises
+        ------
+        TypeError
+            Always.
+        """
+        raise TypeError(
+            "MaskedTemperatureScaling.fit_batches is not available: the solver reads the "
+            "batches several times and the masks would differ between passes. Use fit(X, y), "
+            "or compute the logits of masked inputs once and pass them to "
+            "TemperatureScaling().fit_batches."
+        )
+
     def _prediction_logits(self, X) -> Logits:
         if self.model is None:
             return super()._prediction_logits(X)

@@ -20,8 +20,16 @@ from dataclasses import dataclass
 
 import torch
 
+from .._batches import batch_passes, unpack_batch
 from .._device import row_chunks
-from .._validation import Interval, Options
+from .._validation import (
+    Interval,
+    Options,
+    check_logits,
+    check_sample_weight,
+    check_targets,
+    validate_params,
+)
 from ..exceptions import ConvergenceWarning, UncalibratableDataWarning
 from ._base import BaseLogitCalibrator
 
@@ -370,8 +378,121 @@ class TemperatureScaling(BaseLogitCalibrator):
         logits, labels, weights = self._validate_fit_inputs(X, y, sample_weight)
         return self._fit_logits(logits.values, labels, weights)
 
+    def fit_batches(self, batches):
+        """Fit the temperature on calibration logits that arrive in batches.
+
+        Only one batch is in memory at a time: each pass of the solver reads every batch and
+        adds up the batch's float64 statistics (:func:`temperature_statistics`), which sum
+        exactly across batches. The result is the temperature :meth:`fit` finds on all the
+        logits at once, up to floating-point summation order. Batches may sit on different
+        devices; each is processed where it is.
+
+        Parameters
+        ----------
+        batches : iterable or callable
+            Batches ``(logits, y)`` or ``(logits, y, sample_weight)``, each as :meth:`fit`
+            takes them: a ``DataLoader``, a list, or a function without arguments returning a
+            new iterator of batches (how to stream from a generator). The solver reads them a
+            few times (``n_iter_`` passes), so a one-shot generator is refused; the batches may
+            come in a different order on each pass (a shuffling ``DataLoader``), but must hold
+            the same samples.
+
+        Returns
+        -------
+        self : TemperatureScaling
+            The fitted calibrator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from distcal import TemperatureScaling
+        >>> rng = np.random.default_rng(0)
+        >>> logits = 3 * rng.normal(size=(1000, 5))
+        >>> y = (logits / 3 + rng.gumbel(size=(1000, 5))).argmax(axis=1)  # y ~ softmax(logits / 3)
+        >>> batches = [(logits[i : i + 100], y[i : i + 100]) for i in range(0, 1000, 100)]
+        >>> streamed = TemperatureScaling().fit_batches(batches)
+        >>> in_memory = TemperatureScaling().fit(logits, y)
+        >>> bool(np.isclose(streamed.temperature_, in_memory.temperature_, rtol=1e-12))
+        True
+        """
+        validate_params(self)
+        start = batch_passes(batches)
+        owner = type(self).__name__
+        seen: dict = {}
+
+        def statistics(beta, limits):
+            totals = None
+            n_samples = 0
+            for index, batch in enumerate(start()):
+                X, y, sample_weight = unpack_batch(batch, index)
+                logits = check_logits(X, input_type=self.input_type, name=f"batches[{index}][0]")
+                n_classes = logits.values.shape[1]
+                if "n_classes" not in seen:
+                    self._record_input(logits)
+                    seen.update(n_classes=n_classes, binary=logits.binary_1d, counts=None)
+                elif n_classes != seen["n_classes"] or logits.binary_1d != seen["binary"]:
+                    raise ValueError(
+                        f"batches[{index}][0] has {logits.n_features} logit column(s), but the "
+                        f"first batch had {self.n_features_in_}; every batch must have the same "
+                        "columns."
+                    )
+                labels = check_targets(
+                    y,
+                    n_samples=logits.values.shape[0],
+                    n_classes=n_classes,
+                    device=logits.values.device,
+                    name=f"batches[{index}][1]",
+                    x_name=f"batches[{index}][0]",
+                    estimator=self,
+                    binary=logits.binary_1d,
+                    min_classes=1,
+                )
+                weights = check_sample_weight(
+                    sample_weight,
+                    n_samples=labels.shape[0],
+                    device=labels.device,
+                    allow_zero_sum=True,
+                )
+                if seen["counts"] is None or limits:
+                    counts = torch.bincount(labels, minlength=n_classes).cpu()
+                    seen["counts"] = counts if seen["counts"] is None else seen["counts"] + counts
+                part = temperature_statistics(
+                    logits.values, labels, weights, beta, limits=limits
+                ).cpu()
+                totals = part if totals is None else totals + part
+                n_samples += labels.shape[0]
+            if totals is None:
+                raise ValueError("batches is empty: it yielded no batch to fit the temperature on.")
+            if "n_samples" not in seen:
+                distinct = int((seen["counts"] > 0).sum())
+                if distinct < 2:
+                    raise ValueError(
+                        f"The labels of all batches contain only one class; at least 2 classes "
+                        f"are needed to fit {owner}."
+                    )
+                if totals[0] <= 0:
+                    raise ValueError(
+                        "sample_weight must have a positive sum; all weights are zero."
+                    )
+                seen["n_samples"] = n_samples
+            elif n_samples != seen["n_samples"]:
+                raise ValueError(
+                    f"batches changed between passes: the first pass read {seen['n_samples']} "
+                    f"samples and a later one {n_samples}. The solver reads the batches several "
+                    "times; they must hold the same samples every time."
+                )
+            return totals
+
+        result = fit_temperature(
+            None, None, None, tol=self.tol, max_iter=self.max_iter, statistics=statistics
+        )
+        return self._store_fit(result, stacklevel=4)
+
     def _fit_logits(self, values, labels, weights, *, stacklevel=4):
         result = fit_temperature(values, labels, weights, tol=self.tol, max_iter=self.max_iter)
+        return self._store_fit(result, stacklevel=stacklevel + 1)
+
+    def _store_fit(self, result: TemperatureFit, *, stacklevel: int):
         _warn_for_fit(result, type(self).__name__, self.max_iter, stacklevel)
         self.temperature_ = float(result.temperature)
         self.nll_ = float(result.nll)
