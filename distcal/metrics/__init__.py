@@ -7,6 +7,7 @@ calibration errors, calibration curves and reliability diagrams always bin alike
 """
 
 from . import functional
+from ._accumulator import CalibrationAccumulator
 from ._classification import (
     adaptive_calibration_error,
     brier_score,
@@ -31,6 +32,7 @@ from ._scorer import (
 
 __all__ = [
     "SCORERS",
+    "CalibrationAccumulator",
     "adaptive_calibration_error",
     "brier_score",
     "calibration_curve",
