@@ -1,0 +1,208 @@
+"""Streaming against in-memory: temperature scaling and calibration metrics at scale.
+
+The logits ``3 * z`` (labels drawn from ``softmax(z)``, so the optimum is near T = 3) are made
+batch by batch from a seeded generator, so every pass sees the same data without it ever being
+whole in memory. Each path runs in a fresh worker process that measures its own peak resident
+memory above the baseline taken after its imports (Linux ``VmHWM``, reset first):
+
+- **in memory**: the batches are concatenated into one float32 array, then
+  ``TemperatureScaling().fit`` and ``expected_calibration_error`` run on it (the data's own
+  size counts: that is the point);
+- **streaming**: ``TemperatureScaling().fit_batches`` and ``CalibrationAccumulator`` read the
+  batches from a function that makes them on demand.
+
+Both report the temperature, the top-label ECE (15 bins) of the calibrated probabilities, the
+time (data generation included, in both) and the peak memory.
+
+Usage::
+
+    python benchmarks/bench_streaming.py --markdown docs/benchmarks/streaming.md
+    python benchmarks/bench_streaming.py --sizes 100000x10 --batch 10000      # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_batch(index: int, batch: int, n_samples: int, n_classes: int, seed: int = 0):
+    """Batch ``index``: float32 logits ``3 * z`` and labels drawn from ``softmax(z)``."""
+    rng = np.random.default_rng([seed, index])
+    rows = min(batch, n_samples - index * batch)
+    z = rng.standard_normal((rows, n_classes), dtype=np.float32)
+    # Gumbel-max: argmax(z + G) is a draw from softmax(z).
+    labels = (z + rng.gumbel(size=(rows, n_classes)).astype(np.float32)).argmax(axis=1)
+    return 3 * z, labels
+
+
+def batches(n_samples: int, n_classes: int, batch: int):
+    def generate():
+        for index in range(-(-n_samples // batch)):
+            yield make_batch(index, batch, n_samples, n_classes)
+
+    return generate
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def _reset_peak_rss() -> int:
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    return _status_kib("VmRSS")
+
+
+def worker(path: str, n_samples: int, n_classes: int, batch: int) -> None:
+    import torch
+
+    from distcal import TemperatureScaling
+    from distcal.metrics import CalibrationAccumulator, expected_calibration_error
+
+    source = batches(n_samples, n_classes, batch)
+    # A small fit first: kernels and thread pools loaded lazily are not the path's memory.
+    TemperatureScaling().fit_batches(batches(1000, n_classes, 500))
+    baseline = _reset_peak_rss()
+    start = time.perf_counter()
+    if path == "in memory":
+        parts = list(source())
+        logits = np.concatenate([z for z, _ in parts])
+        labels = np.concatenate([y for _, y in parts])
+        del parts
+        ts = TemperatureScaling().fit(logits, labels)
+        # The calibrated probabilities of all samples at once, as the in-memory metric takes them.
+        proba = ts.predict_proba(logits)
+        ece = expected_calibration_error(labels, proba)
+    else:
+        ts = TemperatureScaling().fit_batches(source)
+        accumulator = CalibrationAccumulator()
+        for z, y in source():
+            accumulator.update(torch.softmax(torch.from_numpy(z) / ts.temperature_, dim=1), y)
+        ece = accumulator.compute().ece
+    elapsed = time.perf_counter() - start
+    peak = _status_kib("VmHWM")
+    print(
+        json.dumps(
+            {
+                "temperature": ts.temperature_,
+                "passes": ts.n_iter_,
+                "ece": ece,
+                "time": elapsed,
+                "extra_mib": (peak - baseline) / 1024,
+                "data_mib": n_samples * n_classes * 4 / 2**20,
+            }
+        )
+    )
+
+
+def run(sizes, batch, timeout):
+    rows = []
+    for n_samples, n_classes in sizes:
+        for path in ("in memory", "streaming"):
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                path,
+                str(n_samples),
+                str(n_classes),
+                str(batch),
+            ]
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                rows.append({"N": n_samples, "K": n_classes, "path": path, "error": "timeout"})
+                continue
+            if done.returncode != 0:
+                lines = done.stderr.strip().splitlines()
+                rows.append(
+                    {
+                        "N": n_samples,
+                        "K": n_classes,
+                        "path": path,
+                        "error": lines[-1] if lines else f"exit {done.returncode}",
+                    }
+                )
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append({"N": n_samples, "K": n_classes, "path": path, **result})
+            print(f"{n_samples}x{n_classes} {path}: {result}", file=sys.stderr, flush=True)
+    return rows
+
+
+def format_table(rows, markdown=False):
+    header = ["N", "K", "path", "T", "passes", "ECE %", "time (s)", "peak extra MiB", "data MiB"]
+    lines = []
+    for r in rows:
+        if "error" in r:
+            lines.append([f"{r['N']:.0e}", str(r["K"]), r["path"], r["error"], *["-"] * 5])
+            continue
+        lines.append(
+            [
+                f"{r['N']:.0e}",
+                str(r["K"]),
+                r["path"],
+                f"{r['temperature']:.6f}",
+                str(r["passes"]),
+                f"{100 * r['ece']:.4f}",
+                f"{r['time']:.1f}",
+                f"{r['extra_mib']:.0f}",
+                f"{r['data_mib']:.0f}",
+            ]
+        )
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    out = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join(out)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        n, k = text.lower().split("x")
+        return int(float(n)), int(k)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NxK such as 1e7x10; got {text!r}") from None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", type=_size, nargs="+", default=[(10_000_000, 10), (1_000_000, 1000)]
+    )
+    parser.add_argument("--batch", type=int, default=100_000, help="rows per batch")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
+    parser.add_argument("--markdown", type=Path, help="also write the table as markdown here")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        path, n_samples, n_classes, batch = args.worker
+        worker(path, int(n_samples), int(n_classes), int(batch))
+        return
+    rows = run(args.sizes, args.batch, args.timeout)
+    print(format_table(rows))
+    if args.markdown:
+        command = "python benchmarks/bench_streaming.py " + " ".join(argv or sys.argv[1:])
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(
+            f"Command: `{command.strip()}`\n\n{format_table(rows, markdown=True)}\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
