@@ -22,6 +22,7 @@ import torch
 
 from .._batches import batch_passes, unpack_batch
 from .._device import row_chunks
+from .._distributed import all_reduce, check_distributed, raise_if_any_failed
 from .._validation import (
     Interval,
     Options,
@@ -378,7 +379,7 @@ class TemperatureScaling(BaseLogitCalibrator):
         logits, labels, weights = self._validate_fit_inputs(X, y, sample_weight)
         return self._fit_logits(logits.values, labels, weights)
 
-    def fit_batches(self, batches):
+    def fit_batches(self, batches, *, distributed=False):
         """Fit the temperature on calibration logits that arrive in batches.
 
         Only one batch is in memory at a time: each pass of the solver reads every batch and
@@ -396,6 +397,12 @@ class TemperatureScaling(BaseLogitCalibrator):
             few times (``n_iter_`` passes), so a one-shot generator is refused; the batches may
             come in a different order on each pass (a shuffling ``DataLoader``), but must hold
             the same samples.
+        distributed : bool, default=False
+            Under ``torchrun``, with a process group initialised: ``batches`` is this process's
+            shard (a ``DataLoader`` with a ``DistributedSampler``), the statistics of every pass
+            are summed over all processes, and every process gets the temperature of the whole
+            data. A process may have no batch at all. If one process fails (bad data), every
+            process raises instead of waiting for it.
 
         Returns
         -------
@@ -416,30 +423,35 @@ class TemperatureScaling(BaseLogitCalibrator):
         True
         """
         validate_params(self)
+        if distributed:
+            check_distributed(f"{type(self).__name__}.fit_batches")
         start = batch_passes(batches)
         owner = type(self).__name__
         seen: dict = {}
 
-        def statistics(beta, limits):
-            totals = None
+        def local_pass(beta, limits):
+            """Sum this process's batches: statistics, samples, label counts, logit shape."""
+            totals = torch.zeros(7 if limits else 5, dtype=torch.float64)
             n_samples = 0
+            counts = None
+            shape = seen.get("shape")
             for index, batch in enumerate(start()):
                 X, y, sample_weight = unpack_batch(batch, index)
                 logits = check_logits(X, input_type=self.input_type, name=f"batches[{index}][0]")
-                n_classes = logits.values.shape[1]
-                if "n_classes" not in seen:
-                    self._record_input(logits)
-                    seen.update(n_classes=n_classes, binary=logits.binary_1d, counts=None)
-                elif n_classes != seen["n_classes"] or logits.binary_1d != seen["binary"]:
+                batch_shape = (logits.values.shape[1], logits.binary_1d, logits.n_features)
+                if shape is None:
+                    shape = batch_shape
+                elif batch_shape != shape:
                     raise ValueError(
                         f"batches[{index}][0] has {logits.n_features} logit column(s), but the "
-                        f"first batch had {self.n_features_in_}; every batch must have the same "
-                        "columns."
+                        f"first batch had {shape[2]}; every batch must have the same columns."
                     )
+                if "logits" not in seen:
+                    seen["logits"] = logits  # records the input shape once the fit succeeds
                 labels = check_targets(
                     y,
                     n_samples=logits.values.shape[0],
-                    n_classes=n_classes,
+                    n_classes=shape[0],
                     device=logits.values.device,
                     name=f"batches[{index}][1]",
                     x_name=f"batches[{index}][0]",
@@ -453,19 +465,55 @@ class TemperatureScaling(BaseLogitCalibrator):
                     device=labels.device,
                     allow_zero_sum=True,
                 )
-                if seen["counts"] is None or limits:
-                    counts = torch.bincount(labels, minlength=n_classes).cpu()
-                    seen["counts"] = counts if seen["counts"] is None else seen["counts"] + counts
-                part = temperature_statistics(
+                if limits:
+                    batch_counts = torch.bincount(labels, minlength=shape[0]).cpu()
+                    counts = batch_counts if counts is None else counts + batch_counts
+                totals += temperature_statistics(
                     logits.values, labels, weights, beta, limits=limits
                 ).cpu()
-                totals = part if totals is None else totals + part
                 n_samples += labels.shape[0]
-            if totals is None:
-                raise ValueError("batches is empty: it yielded no batch to fit the temperature on.")
-            if "n_samples" not in seen:
-                distinct = int((seen["counts"] > 0).sum())
-                if distinct < 2:
+            return totals, n_samples, counts, shape
+
+        def statistics(beta, limits):
+            if not distributed:
+                totals, n_samples, counts, shape = local_pass(beta, limits)
+                if shape is None:
+                    raise ValueError(
+                        "batches is empty: it yielded no batch to fit the temperature on."
+                    )
+            else:
+                error = None
+                try:
+                    totals, n_samples, counts, shape = local_pass(beta, limits)
+                except Exception as exc:  # every process must learn of it (no hang)
+                    error = exc
+                raise_if_any_failed(error, f"{owner}.fit_batches")
+                # The shape of the logits, from any process that had a batch.
+                local = torch.tensor(
+                    [-1, 0, 0] if shape is None else [shape[0], shape[1], shape[2]],
+                    dtype=torch.float64,
+                )
+                agreed = all_reduce(local, "max")
+                if shape is not None and (agreed != local).any():
+                    error = ValueError(
+                        "The processes' batches have different logit columns: this process has "
+                        f"{shape[2]}, another {int(agreed[2])}."
+                    )
+                raise_if_any_failed(error, f"{owner}.fit_batches")
+                if agreed[0] < 0:
+                    raise ValueError(
+                        "batches is empty on every process: there is no batch to fit the "
+                        "temperature on."
+                    )
+                shape = (int(agreed[0]), bool(agreed[1]), int(agreed[2]))
+                if limits and counts is None:
+                    counts = torch.zeros(shape[0], dtype=torch.long)
+                summed = all_reduce(torch.cat([totals, totals.new_tensor([n_samples])]))
+                totals, n_samples = summed[:-1], int(summed[-1])
+                if limits:
+                    counts = all_reduce(counts.to(torch.float64)).to(torch.long)
+            if limits:
+                if int((counts > 0).sum()) < 2:
                     raise ValueError(
                         f"The labels of all batches contain only one class; at least 2 classes "
                         f"are needed to fit {owner}."
@@ -474,7 +522,7 @@ class TemperatureScaling(BaseLogitCalibrator):
                     raise ValueError(
                         "sample_weight must have a positive sum; all weights are zero."
                     )
-                seen["n_samples"] = n_samples
+                seen["n_samples"], seen["shape"] = n_samples, shape
             elif n_samples != seen["n_samples"]:
                 raise ValueError(
                     f"batches changed between passes: the first pass read {seen['n_samples']} "
@@ -486,6 +534,13 @@ class TemperatureScaling(BaseLogitCalibrator):
         result = fit_temperature(
             None, None, None, tol=self.tol, max_iter=self.max_iter, statistics=statistics
         )
+        if "logits" in seen:
+            self._record_input(seen["logits"])
+        else:  # a process without batches: the shape agreed with the others
+            n_classes, binary, n_features = seen["shape"]
+            self.n_features_in_ = n_features
+            self.classes_ = torch.arange(n_classes).numpy()
+            self._binary_1d = binary
         return self._store_fit(result, stacklevel=4)
 
     def _fit_logits(self, values, labels, weights, *, stacklevel=4):

@@ -8,6 +8,7 @@ import torch
 from sklearn.utils import Bunch
 
 from .._batches import unpack_batch
+from .._distributed import all_reduce, check_distributed, raise_if_any_failed
 from .._validation import Interval, Options, check_logits
 from ._binning import bin_edges
 from .functional import (
@@ -195,8 +196,16 @@ class CalibrationAccumulator:
         self.n_samples_ += other.n_samples_
         return self
 
-    def compute(self) -> Bunch:
+    def compute(self, *, distributed: bool = False) -> Bunch:
         """Return the metrics of every batch seen.
+
+        Parameters
+        ----------
+        distributed : bool, default=False
+            Under ``torchrun``, with a process group initialised: sum the statistics of every
+            process (each has seen its own shard), so that every process returns the metrics
+            of all the data. The accumulator itself is left as it was; a process may have seen
+            no batch.
 
         Returns
         -------
@@ -205,22 +214,66 @@ class CalibrationAccumulator:
             ``classwise_ece``, ``nll``, ``brier``, ``accuracy`` and ``confidence`` (mean top
             probability), weighted when sample weights were given, and ``n_samples``.
         """
-        if self.n_classes_ is None:
+        top, classwise, sums, n_samples = self._top, self._classwise, self._sums, self.n_samples_
+        if distributed:
+            top, classwise, sums, n_samples = self._all_reduced()
+        elif self.n_classes_ is None:
             raise ValueError(
                 "CalibrationAccumulator has seen no batch yet: call update (or "
                 "update_batches) before compute."
             )
-        log_loss, squared, correct, confidence, weight = self._sums.tolist()
+        log_loss, squared, correct, confidence, weight = sums.tolist()
         return Bunch(
-            ece=float(_calibration_compute(self._top, "l1")),
-            mce=float(_calibration_compute(self._top, "max")),
-            rmsce=float(_calibration_compute(self._top, "l2")),
-            classwise_ece=float(_calibration_compute(self._classwise, "l1")),
+            ece=float(_calibration_compute(top, "l1")),
+            mce=float(_calibration_compute(top, "max")),
+            rmsce=float(_calibration_compute(top, "l2")),
+            classwise_ece=float(_calibration_compute(classwise, "l1")),
             nll=log_loss / weight,
             brier=squared / weight,
             accuracy=correct / weight,
             confidence=confidence / weight,
-            n_samples=self.n_samples_,
+            n_samples=n_samples,
+        )
+
+    def _all_reduced(self):
+        """Sum the statistics over every process; processes without batches add zeros."""
+        caller = "CalibrationAccumulator.compute"
+        check_distributed(caller)
+        local = torch.tensor(
+            [-1 if self.n_classes_ is None else self.n_classes_, self.n_bins], dtype=torch.float64
+        )
+        agreed = all_reduce(local, "max")
+        error = None
+        if self.n_classes_ is not None and (agreed != local).any():
+            error = ValueError(
+                f"The processes' accumulators differ: this one has {self.n_classes_} classes "
+                f"and {self.n_bins} bins, another {int(agreed[0])} classes and "
+                f"{int(agreed[1])} bins."
+            )
+        raise_if_any_failed(error, caller)
+        if agreed[0] < 0:
+            raise ValueError(
+                "CalibrationAccumulator has seen no batch on any process: call update (or "
+                "update_batches) before compute."
+            )
+        n_classes = int(agreed[0])
+        if self.n_classes_ is None:
+            top = torch.zeros(3, 1, self.n_bins, dtype=torch.float64)
+            classwise = torch.zeros(3, n_classes, self.n_bins, dtype=torch.float64)
+            sums = torch.zeros(5, dtype=torch.float64)
+        else:
+            top, classwise, sums = self._top, self._classwise, self._sums
+        flat = torch.cat(
+            [top.flatten(), classwise.flatten(), sums, sums.new_tensor([self.n_samples_])]
+        )
+        flat = all_reduce(flat)
+        sizes = [top.numel(), classwise.numel(), 5, 1]
+        top_sum, classwise_sum, sums_sum, n_samples = torch.split(flat, sizes)
+        return (
+            top_sum.reshape(top.shape),
+            classwise_sum.reshape(classwise.shape),
+            sums_sum,
+            int(n_samples.item()),
         )
 
     def __repr__(self) -> str:

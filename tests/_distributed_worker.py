@@ -1,0 +1,59 @@
+"""Run by tests/test_distributed.py under torchrun (2 processes, gloo): not a test module."""
+
+import json
+import sys
+from pathlib import Path
+
+
+def data():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(3001, 6))
+    y = (z + rng.gumbel(size=z.shape)).argmax(axis=1)  # y ~ softmax(z)
+    return 2.5 * z, y
+
+
+def main(out: Path) -> None:
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    from distcal import TemperatureScaling
+    from distcal.metrics import CalibrationAccumulator
+
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    logits, y = data()
+    mine = np.arange(rank, len(y), world)  # this process's shard, no sample twice
+    batches = [(logits[mine[i : i + 100]], y[mine[i : i + 100]]) for i in range(0, len(mine), 100)]
+    result = {"rank": rank}
+
+    ts = TemperatureScaling().fit_batches(batches, distributed=True)
+    result["temperature"] = ts.temperature_
+    proba = [(torch.softmax(torch.tensor(z) / ts.temperature_, 1), t) for z, t in batches]
+    accumulator = CalibrationAccumulator().update_batches(proba)
+    result["local_n"] = accumulator.compute().n_samples
+    result["metrics"] = dict(accumulator.compute(distributed=True))
+
+    # a process without data gets the same temperature as the one that has all of it
+    everything = [(logits[i : i + 500], y[i : i + 500]) for i in range(0, len(y), 500)]
+    lopsided = TemperatureScaling().fit_batches(everything if rank == 0 else [], distributed=True)
+    result["lopsided"] = [lopsided.temperature_, lopsided.n_features_in_]
+    empty = CalibrationAccumulator()
+    if rank == 0:
+        empty.update(np.full((4, 6), 1 / 6), np.arange(4))
+    result["lopsided_n"] = empty.compute(distributed=True).n_samples
+
+    # bad data on one process: every process raises, none waits for ever
+    bad = [(logits[:10], np.full(10, 9 if rank == 1 else 0))]
+    try:
+        TemperatureScaling().fit_batches(bad, distributed=True)
+    except Exception as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    (out / f"rank-{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
