@@ -14,6 +14,18 @@ def data():
     return 2.5 * z, y
 
 
+# Seed 0 on process 0 only: the others must take process 0's seed.
+DM_PARAMS = {
+    "ipc": 2,
+    "width": 8,
+    "depth": 2,
+    "iterations": 6,
+    "mask_ratio": 0.1,
+    "method_params": {"batch_real": 16},
+    "checkpoint_every": 3,
+}
+
+
 def main(out: Path) -> None:
     import numpy as np
     import torch
@@ -27,7 +39,7 @@ def main(out: Path) -> None:
     logits, y = data()
     mine = np.arange(rank, len(y), world)  # this process's shard, no sample twice
     batches = [(logits[mine[i : i + 100]], y[mine[i : i + 100]]) for i in range(0, len(mine), 100)]
-    result = {"rank": rank}
+    result = {"rank": rank, "out": str(out)}
 
     ts = TemperatureScaling().fit_batches(batches, distributed=True)
     result["temperature"] = ts.temperature_
@@ -51,6 +63,24 @@ def main(out: Path) -> None:
         TemperatureScaling().fit_batches(bad, distributed=True)
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
+    # distillation: the classes are split over the processes, the gradients summed
+    from distcal.distill import MDTTrainer, load_digits
+    from distcal.exceptions import InvalidParameterError
+
+    digits = load_digits()
+    trainer = MDTTrainer(
+        **DM_PARAMS,
+        random_state=0 if rank == 0 else 123,
+        checkpoint=out / "dm.ckpt",
+        distributed=True,
+    )
+    trainer.fit(digits.images, digits.labels)
+    torch.save(trainer.images_, out / f"dm-rank-{rank}.pt")
+    result["dm_seed"] = trainer.seed_
+    try:
+        MDTTrainer("dc", distributed=True).fit(digits.images, digits.labels)
+    except InvalidParameterError as exc:
+        result["dc_error"] = str(exc)
     (out / f"rank-{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
 

@@ -48,13 +48,17 @@ def _env():
     return dict(os.environ)
 
 
-def _reference():
+def _worker_module():
     sys.path.insert(0, str(WORKER.parent))
     try:
-        from _distributed_worker import data
+        import _distributed_worker
     finally:
         sys.path.pop(0)
-    logits, y = data()
+    return _distributed_worker
+
+
+def _reference():
+    logits, y = _worker_module().data()
     ts = TemperatureScaling().fit(logits, y)
     return logits, y, ts
 
@@ -101,3 +105,25 @@ def test_distributed_without_a_process_group_says_how_to_start_one():
     with pytest.raises(RuntimeError, match="init_process_group"):
         accumulator.compute(distributed=True)
     assert np.isclose(accumulator.compute().accuracy, 0.5)
+
+
+def test_distributed_dm_makes_the_synthetic_set_of_one_process(ranks):
+    import torch
+
+    from distcal.distill import MDTTrainer, load_digits
+
+    digits = load_digits()
+    params = _worker_module().DM_PARAMS
+    single = MDTTrainer(**params, random_state=0).fit(digits.images, digits.labels)
+    out = Path(ranks[0]["out"])
+    for rank in (0, 1):
+        images = torch.load(out / f"dm-rank-{rank}.pt")
+        torch.testing.assert_close(images, single.images_, atol=1e-5, rtol=1e-5)
+        assert ranks[rank]["dm_seed"] == single.seed_  # process 0's seed
+    assert (out / "dm.ckpt").is_file()  # written by process 0
+
+
+def test_methods_without_distribution_say_which_have_it(ranks):
+    for result in ranks:
+        assert "not supported by method 'dc'" in result["dc_error"]
+        assert "['dm']" in result["dc_error"]

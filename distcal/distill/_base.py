@@ -126,6 +126,10 @@ class StepContext:
         trainer's architecture on the distillation device.
     options : dict
         Method-specific options (``method_params`` of the trainer, with defaults filled in).
+    rank, world_size : int
+        This process's rank and the number of processes of a distributed run (0 and 1 when the
+        run is not distributed). Every process draws the same random numbers; a method that
+        supports distribution computes its share of the objective and sums the gradients.
     """
 
     images: torch.Tensor
@@ -139,6 +143,8 @@ class StepContext:
     iteration: int
     build_network: Callable
     options: dict = field(default_factory=dict)
+    rank: int = 0
+    world_size: int = 1
 
     @property
     def n_classes(self) -> int:
@@ -177,12 +183,16 @@ class DistillationMethod(ABC):
         Learning rate of the synthetic images when the trainer's ``lr_img`` is None.
     default_augment : bool
         Whether siamese augmentation is on when the trainer's ``augment`` is ``"auto"``.
+    supports_distributed : bool
+        Whether ``step`` splits its work over the processes of a distributed run
+        (``MDTTrainer(distributed=True)``).
     """
 
     name = ""
     defaults: dict = {}
     default_lr_img = 1.0
     default_augment = False
+    supports_distributed = False
 
     def __init__(self, options: dict):
         self.options = options

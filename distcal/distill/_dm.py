@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from .._distributed import all_reduce
 from ._base import DistillationMethod, StepContext, register_method
 
 __all__ = ["DistributionMatching"]
@@ -52,10 +53,16 @@ class DistributionMatching(DistillationMethod):
     defaults = {"batch_real": 256}
     default_lr_img = 1.0
     default_augment = True
+    supports_distributed = True
 
     def step(self, ctx: StepContext) -> dict:
         network = self._network(ctx)
         if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in network.modules()):
+            if ctx.world_size > 1:
+                raise ValueError(
+                    "Distributed DM needs a network that normalises every image on its own "
+                    "(norm='instancenorm', 'layernorm' or 'none'); batch norm mixes classes."
+                )
             return self._reference_step(ctx, network)
         real, real_labels = ctx.real.sample(self.options["batch_real"], ctx.generator)
         syn, syn_labels = ctx.images, ctx.labels
@@ -69,6 +76,14 @@ class DistributionMatching(DistillationMethod):
             syn = ctx.augment(syn, {k: v[rows.to(v.device)] for k, v in params.items()})
         real = ctx.mask(real, "real", ctx.generator)
         syn = ctx.mask(syn, "synthetic", ctx.generator)
+        if ctx.world_size > 1:
+            # Every process drew the same batches; each embeds the classes c with
+            # c % world_size == rank. The loss is a sum over classes, so the gradients of the
+            # shares add up to the gradient of the whole (summed in _update).
+            mine_real = real_labels % ctx.world_size == ctx.rank
+            mine_syn = syn_labels % ctx.world_size == ctx.rank
+            real, real_labels = real[mine_real], real_labels[mine_real]
+            syn, syn_labels = syn[mine_syn], syn_labels[mine_syn]
         with torch.no_grad():
             real_mean = _class_means(network.embed(real), real_labels, ctx.n_classes)
         syn_mean = _class_means(network.embed(syn), syn_labels, ctx.n_classes)
@@ -102,9 +117,15 @@ class DistributionMatching(DistillationMethod):
 
     @staticmethod
     def _update(ctx: StepContext, loss: torch.Tensor) -> dict:
-        _check_finite(loss, ctx.iteration)
         ctx.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss.requires_grad:  # a process with no class to match has nothing to differentiate
+            loss.backward()
+        if ctx.world_size > 1:
+            loss = all_reduce(loss.detach().to(torch.float64))
+            grad = ctx.images.grad
+            grad = torch.zeros_like(ctx.images) if grad is None else grad
+            ctx.images.grad = all_reduce(grad.to(torch.float64)).to(ctx.images.dtype)
+        _check_finite(loss, ctx.iteration)
         ctx.optimizer.step()
         return {"loss": float(loss.detach())}
 

@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import draw_seed, resolve_device
+from .._distributed import all_reduce, check_distributed
 from .._validation import Interval, Options, record_input_shape, validate_params
 from ..exceptions import InvalidParameterError
 from ._artifact import FORMAT_VERSION, DistilledSet, read_tensors, save_network, write_tensors
@@ -26,7 +27,14 @@ __all__ = ["MDTTrainer"]
 
 # Parameters that change neither the data a run sees nor its arithmetic: a checkpoint written
 # with other values of these can be resumed.
-_RUNTIME_PARAMS = ("callbacks", "verbose", "checkpoint", "checkpoint_every", "iterations")
+_RUNTIME_PARAMS = (
+    "callbacks",
+    "verbose",
+    "checkpoint",
+    "checkpoint_every",
+    "iterations",
+    "distributed",
+)
 
 
 def _seed_for(seed: int, *key: int) -> int:
@@ -100,6 +108,13 @@ class MDTTrainer(BaseEstimator):
         Hooks called during ``fit`` (see :class:`distcal.distill.Callback`).
     verbose : bool, default=False
         Show a progress bar.
+    distributed : bool, default=False
+        Under ``torchrun``, with a process group initialised (gloo on CPUs, nccl on GPUs):
+        split each iteration's work over the processes and sum the gradients of the synthetic
+        images, so that every process ends with the synthetic set a single process would make
+        (up to floating-point rounding). Every process passes the same ``X``, ``y`` and
+        parameters; ``random_state`` comes from process 0; only process 0 writes checkpoints and
+        shows a progress bar. Supported by DM (the classes are split over the processes).
 
     Attributes
     ----------
@@ -153,6 +168,7 @@ class MDTTrainer(BaseEstimator):
         "random_state": ["random_state"],
         "callbacks": [None, list],
         "verbose": ["boolean"],
+        "distributed": ["boolean"],
     }
 
     def __init__(
@@ -180,6 +196,7 @@ class MDTTrainer(BaseEstimator):
         random_state=None,
         callbacks=None,
         verbose=False,
+        distributed=False,
     ):
         self.method = method
         self.ipc = ipc
@@ -203,6 +220,7 @@ class MDTTrainer(BaseEstimator):
         self.random_state = random_state
         self.callbacks = callbacks
         self.verbose = verbose
+        self.distributed = distributed
 
     # ----------------------------------------------------------------------------- validation
     def _validate(self):
@@ -224,6 +242,14 @@ class MDTTrainer(BaseEstimator):
                 f"method_params has keys {sorted(unknown)} that method {self.method!r} does not "
                 f"take; valid keys are {sorted(method_cls.defaults)}."
             )
+        if self.distributed:
+            check_distributed("MDTTrainer")
+            if not method_cls.supports_distributed:
+                supported = sorted(name for name, m in METHODS.items() if m.supports_distributed)
+                raise InvalidParameterError(
+                    f"distributed=True is not supported by method {self.method!r}; methods that "
+                    f"support it: {supported}."
+                )
         for callback in self.callbacks or []:
             if not isinstance(callback, Callback):
                 raise InvalidParameterError(
@@ -296,6 +322,9 @@ class MDTTrainer(BaseEstimator):
         record_input_shape(self, images)
         self.device_ = resolve_device(self.device, X)
         self.seed_ = draw_seed(self.random_state)
+        rank, world_size = 0, 1
+        if self.distributed:
+            rank, world_size = self._agree(images, labels)
         self.network_spec_ = self._network_spec(images.shape[1:], self.n_classes_)
         self._build_network(0)  # the architecture must accept these samples; fail early if not
         if self.normalize:
@@ -321,7 +350,7 @@ class MDTTrainer(BaseEstimator):
         if self.checkpoint is not None and Path(self.checkpoint).exists():
             start, history = self._restore(synthetic, optimizer, method, fingerprint)
         callbacks = list(self.callbacks or [])
-        if self.verbose:
+        if self.verbose and rank == 0:
             callbacks.append(ProgressBar())
         for callback in callbacks:
             callback.on_fit_begin(self, start_iteration=start)
@@ -341,6 +370,8 @@ class MDTTrainer(BaseEstimator):
                 iteration=iteration,
                 build_network=self._build_network,
                 options=options,
+                rank=rank,
+                world_size=world_size,
             )
             began = time.perf_counter()
             try:
@@ -372,7 +403,8 @@ class MDTTrainer(BaseEstimator):
                 stop = bool(callback.on_iteration_end(self, **record)) or stop
             done = iteration + 1
             if self.checkpoint is not None and (done % self.checkpoint_every == 0 or stop):
-                self._save_checkpoint(done, synthetic, optimizer, method, history, fingerprint)
+                if rank == 0:
+                    self._save_checkpoint(done, synthetic, optimizer, method, history, fingerprint)
                 last_saved = done
             if stop:
                 break
@@ -381,11 +413,28 @@ class MDTTrainer(BaseEstimator):
         self.labels_ = synthetic_labels.cpu()
         self.learning_rate_ = method.learned_learning_rate()
         self.history_ = history
-        if self.checkpoint is not None and last_saved != len(history):
+        if self.checkpoint is not None and last_saved != len(history) and rank == 0:
             self._save_checkpoint(len(history), synthetic, optimizer, method, history, fingerprint)
         for callback in callbacks:
             callback.on_fit_end(self)
         return self
+
+    def _agree(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+        """Take process 0's seed; check that every process distils the same data."""
+        import torch.distributed as dist
+
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        seed = torch.tensor([float(self.seed_) if rank == 0 else 0.0], dtype=torch.float64)
+        self.seed_ = int(all_reduce(seed).item())
+        # 52 bits of the data's fingerprint fit a float64 exactly.
+        key = float(int(_fingerprint(images, labels)[:13], 16))
+        spread = all_reduce(torch.tensor([key, -key], dtype=torch.float64), "max")
+        if spread[0] != -spread[1]:
+            raise ValueError(
+                "MDTTrainer(distributed=True): the processes were given different X or y; every "
+                "process must pass the whole training data (the work is split inside)."
+            )
+        return rank, world_size
 
     def _initial_images(self, real: RealData):
         generator = torch.Generator(device=self.device_)
