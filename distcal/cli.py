@@ -50,6 +50,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--seeds", type=_positive_int, default=3, help="runs with seeds 0..N-1 (default 3)"
     )
+    run.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        help="seeds in parallel, one process each (-1: one per core; default: one at a time)",
+    )
     run.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
     run.add_argument(
         "--output",
@@ -86,6 +92,7 @@ def _run(args) -> None:
         output=args.output,
         root=args.root,
         verbose=not args.quiet,
+        n_jobs=args.n_jobs,
     )
     config = result["config"]
     print(

@@ -22,15 +22,19 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from joblib import Parallel, delayed
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
+from ._progress import progress
 from .calibration import MaskedTemperatureScaling, TemperatureScaling
 from .distill import (
     MDTTrainer,
@@ -471,6 +475,7 @@ def run_experiment(
     output=None,
     root=None,
     verbose: bool = True,
+    n_jobs: int | None = None,
 ) -> dict:
     """Run the experiment and return its rows, summary and diagnostics.
 
@@ -492,7 +497,14 @@ def run_experiment(
     root : str or path, default=None
         Folder of the Fashion-MNIST files.
     verbose : bool, default=True
-        Show progress bars.
+        Show progress bars (with ``n_jobs``, one bar over the seeds).
+    n_jobs : int or None, default=None
+        Seeds run in parallel through joblib (None or 1: one after the other; -1: one process
+        per core). The backend is joblib's: loky processes by default, or a Dask or Ray cluster
+        within ``joblib.parallel_config(backend="dask")`` (or ``"ray"``). Each worker uses one
+        torch thread, loads the data itself and saves its seed when it finishes, so an
+        interrupted parallel run resumes too. A seed gives the same results whichever
+        ``n_jobs`` runs it, on the same number of torch threads.
 
     Returns
     -------
@@ -522,20 +534,32 @@ def run_experiment(
     out = Path(output) if output is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(dataset, root=root)
-    per_seed = []
-    for seed in seeds:
-        cached = _load_seed(out, config, seed)
-        if cached is None:
-            # Figures show the first seed; a resumed run that has it keeps its figures.
-            figures = {} if out is not None and seed == seeds[0] else None
-            began = time.perf_counter()
-            cached = _run_seed(data, dataset, profile_spec, seed, device, verbose, figures)
-            cached["seconds"] = time.perf_counter() - began
-            if figures:
-                _figures(out, figures, _splits(data, seed), data, profile_spec)
-            _save_seed(out, config, cached)
-        per_seed.append(cached)
+    done = {seed: _load_seed(out, config, seed) for seed in seeds}
+    todo = [seed for seed in seeds if done[seed] is None]
+    # Figures show the first seed; a resumed run that has it keeps its figures.
+    job = partial(
+        _seed_job,
+        dataset=dataset,
+        root=root,
+        profile=profile_spec,
+        device=device,
+        out=out,
+        config=config,
+        figure_seed=seeds[0] if out is not None else None,
+    )
+    if n_jobs in (None, 1) or len(todo) <= 1:
+        data = load_dataset(dataset, root=root)
+        for seed in todo:
+            done[seed] = job(seed, data=data, verbose=verbose)
+    else:
+        # Seeds in parallel through joblib: loky processes by default, or any backend chosen
+        # with joblib.parallel_config (Dask, Ray). Each job loads the data and saves its seed.
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(job)(seed, data=None, verbose=False, parent=os.getpid()) for seed in todo
+        )
+        for result in progress(results, enabled=verbose, desc="seeds", total=len(todo)):
+            done[result["seed"]] = result
+    per_seed = [done[seed] for seed in seeds]
     rows = [row for result in per_seed for row in result["rows"]]
     summary = summarise(rows)
     result = {
@@ -550,6 +574,26 @@ def run_experiment(
     }
     if out is not None:
         _write_tables(out, result)
+    return result
+
+
+def _seed_job(
+    seed, *, data, dataset, root, profile, device, out, config, figure_seed, verbose, parent=None
+) -> dict:
+    """Run one seed, draw its figures if it is the first, save it; return its results."""
+    if parent is not None and os.getpid() != parent:
+        # A worker process of our own (loky, Dask, Ray): one thread per job, as many jobs as
+        # cores. Threads of the caller's process (joblib's threading backend) are left alone.
+        torch.set_num_threads(1)
+    if data is None:
+        data = load_dataset(dataset, root=root)
+    figures = {} if seed == figure_seed else None
+    began = time.perf_counter()
+    result = _run_seed(data, dataset, profile, seed, device, verbose, figures)
+    result["seconds"] = time.perf_counter() - began
+    if figures:
+        _figures(out, figures, _splits(data, seed), data, profile)
+    _save_seed(out, config, result)
     return result
 
 

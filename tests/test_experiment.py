@@ -171,3 +171,23 @@ def test_tiny_temperatures_do_not_print_as_zero():
     assert row[-2] == "1e-06±0e+00"
     assert row[-1] == "0.10±0.00"
     assert row[4] == "50.0±0.0"
+
+
+def test_seeds_in_parallel_give_the_same_results(smoke_run, tmp_path):
+    result, _ = smoke_run
+    parallel = run_experiment(
+        "digits", profile="smoke", seeds=[0, 1], output=tmp_path, verbose=False, n_jobs=2
+    )
+    np.testing.assert_allclose(
+        [r["ece15"] for r in parallel["rows"]], [r["ece15"] for r in result["rows"]]
+    )
+    assert (tmp_path / "seed-0.json").is_file()
+    assert (tmp_path / "seed-1.json").is_file()
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "reliability.png").is_file()  # drawn by the worker of the first seed
+
+
+def test_command_line_takes_n_jobs(tmp_path, capsys):
+    argv = ["run", "--profile", "smoke", "--seeds", "2", "--n-jobs", "2", "--quiet"]
+    assert main([*argv, "--output", str(tmp_path)]) == 0
+    assert "mean±std over seeds" in capsys.readouterr().out

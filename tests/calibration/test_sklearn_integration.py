@@ -99,6 +99,26 @@ def test_grid_search_over_mask_ratios_with_a_model(digits_student):
     assert ece < 0.05
 
 
+def test_mask_ratio_sweep_in_parallel_processes(digits_student):
+    """n_jobs=2: the model travels to loky workers and the sweep gives the same scores."""
+    d = digits_student
+
+    def search(n_jobs):
+        return GridSearchCV(
+            MaskedTemperatureScaling(model=d["net"], n_masks=2, random_state=0),
+            {"mask_ratio": [0.1, 0.3, 0.5]},
+            scoring=neg_ece_scorer,
+            cv=StratifiedKFold(3, shuffle=True, random_state=0),
+            n_jobs=n_jobs,
+        ).fit(d["X_cal"], d["y_cal"])
+
+    sequential, parallel = search(1), search(2)
+    np.testing.assert_allclose(
+        parallel.cv_results_["mean_test_score"], sequential.cv_results_["mean_test_score"]
+    )
+    assert parallel.best_params_ == sequential.best_params_
+
+
 def test_cross_val_score_and_pickle_of_a_search():
     X, y = make_logits(n_samples=300, random_state=3)
     scores = cross_val_score(TemperatureScaling(), X, y, scoring=neg_ece_scorer, cv=3)
