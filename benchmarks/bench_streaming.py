@@ -9,7 +9,8 @@ memory above the baseline taken after its imports (Linux ``VmHWM``, reset first)
   ``TemperatureScaling().fit`` and ``expected_calibration_error`` run on it (the data's own
   size counts: that is the point);
 - **streaming**: ``TemperatureScaling().fit_batches`` and ``CalibrationAccumulator`` read the
-  batches from a function that makes them on demand.
+  batches from a function that makes them on demand. A batch holds ``--batch-elements``
+  logits (1e6 by default, 4 MB), so its memory does not depend on N.
 
 Both report the temperature, the top-label ECE (15 bins) of the calibrated probabilities, the
 time (data generation included, in both) and the peak memory.
@@ -17,7 +18,7 @@ time (data generation included, in both) and the peak memory.
 Usage::
 
     python benchmarks/bench_streaming.py --markdown docs/benchmarks/streaming.md
-    python benchmarks/bench_streaming.py --sizes 100000x10 --batch 10000      # seconds
+    python benchmarks/bench_streaming.py --sizes 100000x10 --batch-elements 100000   # seconds
 """
 
 from __future__ import annotations
@@ -106,9 +107,10 @@ def worker(path: str, n_samples: int, n_classes: int, batch: int) -> None:
     )
 
 
-def run(sizes, batch, timeout):
+def run(sizes, batch_elements, timeout):
     rows = []
     for n_samples, n_classes in sizes:
+        batch = max(1, batch_elements // n_classes)
         for path in ("in memory", "streaming"):
             command = [
                 sys.executable,
@@ -136,23 +138,35 @@ def run(sizes, batch, timeout):
                 )
                 continue
             result = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append({"N": n_samples, "K": n_classes, "path": path, **result})
+            rows.append({"N": n_samples, "K": n_classes, "path": path, "batch": batch, **result})
             print(f"{n_samples}x{n_classes} {path}: {result}", file=sys.stderr, flush=True)
     return rows
 
 
 def format_table(rows, markdown=False):
-    header = ["N", "K", "path", "T", "passes", "ECE %", "time (s)", "peak extra MiB", "data MiB"]
+    header = [
+        "N",
+        "K",
+        "path",
+        "batch rows",
+        "T",
+        "passes",
+        "ECE %",
+        "time (s)",
+        "peak extra MiB",
+        "data MiB",
+    ]
     lines = []
     for r in rows:
         if "error" in r:
-            lines.append([f"{r['N']:.0e}", str(r["K"]), r["path"], r["error"], *["-"] * 5])
+            lines.append([f"{r['N']:.0e}", str(r["K"]), r["path"], "-", r["error"], *["-"] * 5])
             continue
         lines.append(
             [
                 f"{r['N']:.0e}",
                 str(r["K"]),
                 r["path"],
+                str(r["batch"]) if r["path"] == "streaming" else "-",
                 f"{r['temperature']:.6f}",
                 str(r["passes"]),
                 f"{100 * r['ece']:.4f}",
@@ -185,7 +199,12 @@ def main(argv=None):
     parser.add_argument(
         "--sizes", type=_size, nargs="+", default=[(10_000_000, 10), (1_000_000, 1000)]
     )
-    parser.add_argument("--batch", type=int, default=100_000, help="rows per batch")
+    parser.add_argument(
+        "--batch-elements",
+        type=int,
+        default=1_000_000,
+        help="logits per batch (rows = this / K; default 1e6, 4 MB of float32)",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown here")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -194,7 +213,7 @@ def main(argv=None):
         path, n_samples, n_classes, batch = args.worker
         worker(path, int(n_samples), int(n_classes), int(batch))
         return
-    rows = run(args.sizes, args.batch, args.timeout)
+    rows = run(args.sizes, args.batch_elements, args.timeout)
     print(format_table(rows))
     if args.markdown:
         command = "python benchmarks/bench_streaming.py " + " ".join(argv or sys.argv[1:])

@@ -40,7 +40,7 @@ SMALLEST = {
         "--quiet",
     ],
     "bench_strict_regime.py": ["--seeds", "1", "--iterations", "5", "--epochs", "5"],
-    "bench_streaming.py": ["--sizes", "20000x10", "--batch", "5000"],
+    "bench_streaming.py": ["--sizes", "20000x10", "--batch-elements", "50000"],
     "bench_calibrators.py": [
         "--quick",
         "--iterations",
