@@ -20,6 +20,7 @@ finished seeds are saved as they complete, so an interrupted run resumes where i
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -34,6 +35,7 @@ import torch
 from joblib import Parallel, delayed
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
+from ._files import atomic_write, atomic_write_text
 from ._progress import progress
 from .calibration import MaskedTemperatureScaling, TemperatureScaling
 from .distill import (
@@ -620,10 +622,8 @@ def _load_seed(out, config, seed):
 def _save_seed(out, config, result):
     if out is None:
         return
-    path = _seed_file(out, result["seed"])
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"config": {**config, "seeds": None}, "result": result}))
-    temporary.replace(path)
+    payload = json.dumps({"config": {**config, "seeds": None}, "result": result})
+    atomic_write_text(_seed_file(out, result["seed"]), payload)
 
 
 def _write_tables(out: Path, result) -> None:
@@ -632,23 +632,19 @@ def _write_tables(out: Path, result) -> None:
         ("summary.csv", result["summary"]),
         ("max_logits.csv", result["diagnostics_summary"]),
     ):
-        temporary = out / f".{name}.tmp"
-        with temporary.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(table[0]))
-            writer.writeheader()
-            writer.writerows(table)
-        temporary.replace(out / name)
-    temporary = out / ".summary.md.tmp"
-    temporary.write_text(
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+        atomic_write_text(out / name, text.getvalue())
+    atomic_write_text(
+        out / "summary.md",
         format_summary(result["summary"], markdown=True)
         + "\n\n"
         + format_diagnostics(result["diagnostics_summary"], markdown=True)
-        + "\n"
+        + "\n",
     )
-    temporary.replace(out / "summary.md")
-    temporary = out / ".results.json.tmp"
-    temporary.write_text(json.dumps(result, indent=1, default=str))
-    temporary.replace(out / "results.json")
+    atomic_write_text(out / "results.json", json.dumps(result, indent=1, default=str))
 
 
 def _figures(out: Path, figures: dict, splits, data, profile: Profile) -> None:
@@ -680,7 +676,7 @@ def _figures(out: Path, figures: dict, splits, data, profile: Profile) -> None:
         reliability_diagram(y_test, proba, ax=axes[:, column], label=key[0])
         axes[0, column].set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "reliability.png", dpi=100)
+    atomic_write(out / "reliability.png", partial(fig.savefig, dpi=100, format="png"))
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -702,5 +698,5 @@ def _figures(out: Path, figures: dict, splits, data, profile: Profile) -> None:
         )
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "max_logits.png", dpi=100)
+    atomic_write(out / "max_logits.png", partial(fig.savefig, dpi=100, format="png"))
     plt.close(fig)

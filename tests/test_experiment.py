@@ -191,3 +191,44 @@ def test_command_line_takes_n_jobs(tmp_path, capsys):
     argv = ["run", "--profile", "smoke", "--seeds", "2", "--n-jobs", "2", "--quiet"]
     assert main([*argv, "--output", str(tmp_path)]) == 0
     assert "mean±std over seeds" in capsys.readouterr().out
+
+
+def test_a_full_disk_ends_with_one_message_and_no_half_written_file(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import distcal._files as files
+
+    real_replace = files.os.replace
+
+    def full_disk(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(files.os, "replace", full_disk)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--profile", "smoke", "--seeds", "1", "--output", str(tmp_path), "--quiet"])
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("distcal: error:")
+    assert "No space left on device" in err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # neither results nor temporary files
+
+
+def test_corrupt_data_files_end_with_one_message(tmp_path, capsys):
+    for name in (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ):
+        (tmp_path / name).write_bytes(b"not gzip")
+    argv = ["run", "--dataset", "fashion-mnist", "--root", str(tmp_path), "--quiet"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("distcal: error:")
+    assert "not a readable gzip" in err
+    assert err.count("\n") == 1

@@ -9,14 +9,14 @@ naming the file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from .._files import atomic_write
 
 __all__ = [
     "DistilledSet",
@@ -36,15 +36,7 @@ def write_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"distcal": json.dumps(metadata, sort_keys=True)}
     contiguous = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(contiguous, temporary, metadata=header)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda temporary: save_file(contiguous, temporary, metadata=header))
 
 
 def read_tensors(path, *, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
