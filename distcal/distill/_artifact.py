@@ -8,15 +8,12 @@ naming the file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from .._files import atomic_write
+from .._files import FORMAT_VERSION, read_tensors, write_tensors
 
 __all__ = [
     "DistilledSet",
@@ -26,43 +23,6 @@ __all__ = [
     "save_network",
     "write_tensors",
 ]
-
-FORMAT_VERSION = 1
-
-
-def write_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict) -> Path:
-    """Write tensors and a JSON-serialisable ``metadata`` dict atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = {"distcal": json.dumps(metadata, sort_keys=True)}
-    contiguous = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    return atomic_write(path, lambda temporary: save_file(contiguous, temporary, metadata=header))
-
-
-def read_tensors(path, *, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read what :func:`write_tensors` wrote; check that the file holds a distcal ``kind``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist.")
-    try:
-        tensors = load_file(path)
-        from safetensors import safe_open
-
-        with safe_open(path, framework="pt") as handle:
-            header = handle.metadata() or {}
-        metadata = json.loads(header["distcal"])
-    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
-        raise ValueError(
-            f"{path} is not a readable distcal file (truncated, corrupt or another format): {exc}"
-        ) from exc
-    if metadata.get("kind") != kind:
-        raise ValueError(f"{path} holds a {metadata.get('kind')!r}, not a {kind!r}.")
-    if metadata.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(
-            f"{path} was written by a newer distcal (format {metadata['format_version']}); this "
-            f"version reads format {FORMAT_VERSION}."
-        )
-    return tensors, metadata
 
 
 @dataclass

@@ -205,7 +205,7 @@ def test_divergence_names_the_iteration_and_keeps_the_last_good_checkpoint(digit
         with pytest.raises(RuntimeError, match="diverged at iteration 5") as info:
             tiny(method="nan-dm", checkpoint=path, checkpoint_every=2).fit(X, y)
         assert "last good checkpoint" in str(info.value)
-        from distcal.distill._artifact import read_tensors
+        from distcal._files import read_tensors
 
         tensors, metadata = read_tensors(path, kind="checkpoint")
         assert metadata["iteration"] == 4
@@ -256,14 +256,14 @@ def test_atomic_write_leaves_the_previous_file_when_saving_fails(tmp_path, monke
     trainer = tiny(iterations=2).fit(X, y)
     path = trainer.save(tmp_path / "set.safetensors")
     before = path.read_bytes()
-    import distcal.distill._artifact as artifact
+    import distcal._files as files
 
     def failing_save(tensors, filename, metadata=None):
         with open(filename, "wb") as handle:
             handle.write(b"half")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(artifact, "save_file", failing_save)
+    monkeypatch.setattr(files, "save_file", failing_save)
     with pytest.raises(OSError, match="No space left"):
         trainer.save(path)
     assert path.read_bytes() == before
