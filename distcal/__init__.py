@@ -10,6 +10,8 @@ from .calibration import (
     LogitTransformer,
     MaskedTemperatureScaling,
     TemperatureScaling,
+    load_calibrator,
+    save_calibrator,
 )
 
 __all__ = [
@@ -18,4 +20,6 @@ __all__ = [
     "MaskedTemperatureScaling",
     "TemperatureScaling",
     "__version__",
+    "load_calibrator",
+    "save_calibrator",
 ]

@@ -4,6 +4,7 @@ from ._base import BaseLogitCalibrator
 from ._masked_temperature import MaskedTemperatureScaling
 from ._masking import InputMasker, mask_inputs, mask_logits
 from ._model import LogitTransformer, module_logits
+from ._persistence import load_calibrator, save_calibrator
 from ._temperature import TemperatureFit, TemperatureScaling, fit_temperature
 
 __all__ = [
@@ -14,7 +15,9 @@ __all__ = [
     "TemperatureFit",
     "TemperatureScaling",
     "fit_temperature",
+    "load_calibrator",
     "mask_inputs",
     "mask_logits",
     "module_logits",
+    "save_calibrator",
 ]

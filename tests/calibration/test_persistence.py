@@ -1,0 +1,121 @@
+"""Calibrators saved without pickle: round trips, tampered files, models passed again."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from distcal import MaskedTemperatureScaling, TemperatureScaling, load_calibrator, save_calibrator
+from distcal.calibration import load_calibrator as load_from_calibration
+
+from ..conftest import make_logits
+
+
+def test_temperature_scaling_round_trip(tmp_path):
+    X, y = make_logits(n_samples=300, random_state=0)
+    ts = TemperatureScaling(tol=1e-8).fit(X, y)
+    path = save_calibrator(ts, tmp_path / "sub" / "ts.safetensors")
+    loaded = load_calibrator(path)
+    assert load_from_calibration is load_calibrator
+    assert type(loaded) is TemperatureScaling
+    assert loaded.get_params() == ts.get_params()
+    for key in ("temperature_", "nll_", "n_iter_", "converged_", "n_features_in_"):
+        assert getattr(loaded, key) == getattr(ts, key), key
+    np.testing.assert_array_equal(loaded.classes_, ts.classes_)
+    np.testing.assert_array_equal(loaded.predict_proba(X), ts.predict_proba(X))
+    assert b"pickle" not in path.read_bytes()[:8]
+
+
+def test_binary_decision_values_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=200) * 3
+    y = (rng.uniform(size=200) < 1 / (1 + np.exp(-z))).astype(int)
+    ts = TemperatureScaling().fit(z, y)
+    loaded = load_calibrator(save_calibrator(ts, tmp_path / "b.safetensors"))
+    np.testing.assert_array_equal(loaded.predict_proba(z), ts.predict_proba(z))
+
+
+def test_masked_temperature_scaling_needs_its_model_again(digits_student, tmp_path):
+    d = digits_student
+    mts = MaskedTemperatureScaling(n_masks=2, model=d["net"], random_state=0)
+    mts.fit(d["X_train"], d["y_train"])
+    path = save_calibrator(mts, tmp_path / "mts.safetensors")
+    with pytest.raises(ValueError, match="pass the network as model="):
+        load_calibrator(path)
+    loaded = load_calibrator(path, model=d["net"])
+    assert loaded.mask_ratio == "auto"
+    assert loaded.mask_ratio_ == mts.mask_ratio_
+    assert loaded.input_shape_ == mts.input_shape_
+    torch.testing.assert_close(loaded.predict_proba(d["X_test"]), mts.predict_proba(d["X_test"]))
+    logits_only = TemperatureScaling().fit(*make_logits(n_samples=50, random_state=2))
+    other = save_calibrator(logits_only, tmp_path / "ts.safetensors")
+    with pytest.raises(ValueError, match="fitted without a model; model must be None"):
+        load_calibrator(other, model=d["net"])
+
+
+def test_bad_calibrators_and_files_are_refused(tmp_path):
+    with pytest.raises(TypeError, match="calibrator must be one of"):
+        save_calibrator(object(), tmp_path / "x.safetensors")
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        save_calibrator(TemperatureScaling(), tmp_path / "x.safetensors")
+    X, y = make_logits(n_samples=100, random_state=0)
+    mts = MaskedTemperatureScaling(0.2, random_state=np.random.RandomState(0)).fit(X, y)
+    with pytest.raises(ValueError, match="Cannot save random_state="):
+        save_calibrator(mts, tmp_path / "x.safetensors")
+    path = save_calibrator(TemperatureScaling().fit(X, y), tmp_path / "ts.safetensors")
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="not a readable distcal file"):
+        load_calibrator(truncated)
+    pickled = tmp_path / "pickled.safetensors"
+    pickled.write_bytes(pickle.dumps(TemperatureScaling()))
+    with pytest.raises(ValueError, match="not a readable distcal file"):
+        load_calibrator(pickled)
+
+
+def _tamper(path, tmp_path, change):
+    """Rewrite the JSON header of a safetensors file (same tensors)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(path, framework="pt") as handle:
+        header = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    metadata = json.loads(header["distcal"])
+    change(metadata)
+    out = tmp_path / "tampered.safetensors"
+    save_file(tensors, out, metadata={"distcal": json.dumps(metadata)})
+    return out
+
+
+def test_tampered_headers_construct_nothing_unexpected(tmp_path):
+    X, y = make_logits(n_samples=100, random_state=0)
+    path = save_calibrator(TemperatureScaling().fit(X, y), tmp_path / "ts.safetensors")
+
+    def other_class(m):
+        m["class"] = "os.system"
+
+    with pytest.raises(ValueError, match="not a distcal calibrator"):
+        load_calibrator(_tamper(path, tmp_path, other_class))
+
+    def method_override(m):
+        m["fitted"]["predict_proba"] = 1
+
+    with pytest.raises(ValueError, match="not a fitted attribute"):
+        load_calibrator(_tamper(path, tmp_path, method_override))
+
+    def unknown_param(m):
+        m["params"]["exec"] = "rm -rf /"
+
+    with pytest.raises(ValueError, match="parameters TemperatureScaling does not take"):
+        load_calibrator(_tamper(path, tmp_path, unknown_param))
+
+    def other_kind(m):
+        m["kind"] = "checkpoint"
+
+    with pytest.raises(ValueError, match="not a 'calibrator'"):
+        load_calibrator(_tamper(path, tmp_path, other_kind))
