@@ -22,7 +22,7 @@ from ._experts import ExpertTrajectories, train_expert_trajectories
 from ._gradient_matching import GradientMatching, GradientMatchingDSA
 from ._mtt import MTT
 from ._networks import MLP, NETWORKS, ConvNet, build_network
-from ._student import StudentClassifier
+from ._student import StudentClassifier, load_student
 from ._trainer import MDTTrainer
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "load_distilled",
     "load_fashion_mnist",
     "load_network",
+    "load_student",
     "masking_spread",
     "max_logit_statistics",
     "normalize",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import PortablePickleMixin, draw_seed, like, make_generator, resolve_device
+from .._files import FORMAT_VERSION, read_tensors, write_tensors
 from .._progress import progress
 from .._validation import (
     Interval,
@@ -23,7 +25,7 @@ from ._augment import make_augment
 from ._data import check_samples
 from ._networks import NETWORKS, build_network
 
-__all__ = ["StudentClassifier"]
+__all__ = ["StudentClassifier", "load_student"]
 
 
 class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
@@ -256,6 +258,35 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         self.device_ = device
         return self
 
+    def save(self, path) -> Path:
+        """Write the trained student to a safetensors file (atomic; no pickle).
+
+        The file holds the network's weights, the specification that rebuilds it, the
+        parameters and the training history; :func:`load_student` reads it back.
+        """
+        check_is_fitted(self)
+        params = self.get_params(deep=False)
+        params["device"] = None if params["device"] is None else str(params["device"])
+        if not (params["random_state"] is None or isinstance(params["random_state"], int)):
+            raise ValueError(
+                "Cannot save a StudentClassifier whose random_state is a "
+                f"{type(params['random_state']).__name__}: set it to an int or None first."
+            )
+        spec = {
+            "name": self.network,
+            "input_shape": list(self.input_shape_),
+            "n_classes": len(self.classes_),
+            **self._network_kwargs(),
+        }
+        metadata = {
+            "kind": "student",
+            "format_version": FORMAT_VERSION,
+            "spec": spec,
+            "params": params,
+            "history": self.history_,
+        }
+        return write_tensors(path, dict(self.network_.state_dict()), metadata)
+
     def decision_function(self, X):
         """Return the network's logits, computed in batches on its device.
 
@@ -310,3 +341,40 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def load_student(path, *, device=None) -> StudentClassifier:
+    """Load a student written by :meth:`StudentClassifier.save`, ready to predict.
+
+    Parameters
+    ----------
+    path : str or path
+        The file.
+    device : str, torch.device or None, default=None
+        Where to put the network (None: the CPU).
+
+    Raises
+    ------
+    ValueError
+        The file is truncated, tampered with or not a student.
+    """
+    tensors, metadata = read_tensors(path, kind="student")
+    try:
+        spec, params = dict(metadata["spec"]), dict(metadata["params"])
+        student = StudentClassifier(**params)
+        name = spec.pop("name")
+        input_shape = tuple(spec.pop("input_shape"))
+        network = build_network(
+            name, input_shape=input_shape, random_state=0, device=device, **spec
+        )
+        network.load_state_dict(tensors)
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable distcal student: {exc}") from exc
+    student.network_ = network.eval()
+    student.classes_ = np.arange(spec["n_classes"])
+    student.input_shape_ = input_shape
+    if len(input_shape) == 1:
+        student.n_features_in_ = input_shape[0]
+    student.history_ = list(metadata.get("history", []))
+    student.device_ = resolve_device(device)
+    return student

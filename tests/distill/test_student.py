@@ -82,3 +82,28 @@ def test_pickle(digits_split):
     student = small(epochs=2).fit(X, y)
     restored = pickle.loads(pickle.dumps(student))
     assert torch.equal(restored.decision_function(X_test), student.decision_function(X_test))
+
+
+def test_a_saved_student_loads_without_pickle_and_predicts_the_same(tmp_path):
+    from distcal.distill import load_student
+
+    data = load_digits()
+    X, y = data.images[:300], data.labels[:300]
+    student = StudentClassifier(width=8, depth=2, epochs=3, random_state=0).fit(X, y)
+    path = student.save(tmp_path / "student.safetensors")
+    loaded = load_student(path)
+    assert loaded.get_params() == student.get_params()
+    assert loaded.input_shape_ == student.input_shape_
+    assert loaded.history_ == student.history_
+    torch.testing.assert_close(loaded.decision_function(X), student.decision_function(X))
+    np.testing.assert_array_equal(loaded.predict(X), student.predict(X))
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(ValueError, match="not a readable distcal file"):
+        load_student(path)
+    mlp = StudentClassifier("mlp", width=8, epochs=2, augment="none", random_state=0)
+    mlp.fit(X.reshape(300, -1), y)
+    loaded_mlp = load_student(mlp.save(tmp_path / "mlp.safetensors"))
+    assert loaded_mlp.n_features_in_ == 64
+    np.testing.assert_array_equal(
+        loaded_mlp.predict(X.reshape(300, -1)), mlp.predict(X.reshape(300, -1))
+    )
