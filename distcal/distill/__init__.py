@@ -23,6 +23,7 @@ from ._gradient_matching import GradientMatching, GradientMatchingDSA
 from ._mtt import MTT
 from ._networks import MLP, NETWORKS, ConvNet, build_network
 from ._student import StudentClassifier, load_student
+from ._sweep import fit_trainers
 from ._trainer import MDTTrainer
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "build_network",
     "channel_statistics",
     "check_images",
+    "fit_trainers",
     "load_dataset",
     "load_digits",
     "load_distilled",
