@@ -17,10 +17,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distcal import LogitTransformer, MaskedTemperatureScaling, TemperatureScaling
+from distcal import InputMasker, LogitTransformer, MaskedTemperatureScaling, TemperatureScaling
 from distcal.metrics import (
     CalibrationAccumulator,
+    adaptive_calibration_error,
     brier_score,
+    calibration_curve,
     classwise_calibration_error,
     expected_calibration_error,
     maximum_calibration_error,
@@ -171,3 +173,29 @@ def test_metrics_of_the_softmax_are_in_range(data):
     assert nll >= 0  # +inf when a label has probability exactly 0, which is the right answer
     streamed = CalibrationAccumulator().update(proba, labels).compute()
     assert streamed.ece == pytest.approx(ece, rel=1e-9, abs=1e-12)
+
+
+@SETTINGS
+@given(logits_and_labels(), st.sampled_from([0.0, 0.5, 0.95]))
+def test_input_masker_zeroes_elements_and_nothing_else(data, mask_ratio):
+    inputs, _, _ = data
+    masked = torch.as_tensor(InputMasker(mask_ratio, random_state=0).fit(inputs).transform(inputs))
+    assert masked.shape == inputs.shape
+    assert masked.dtype == inputs.dtype
+    kept = masked != 0
+    assert torch.equal(masked[kept], inputs[kept])  # no rescaling by 1 / (1 - p)
+
+
+@SETTINGS
+@given(logits_and_labels())
+def test_binned_metrics_with_adaptive_bins_and_curves(data):
+    logits, labels, _ = data
+    proba = torch.softmax(logits.to(torch.float64), dim=1)
+    ace = adaptive_calibration_error(labels, proba, n_bins=5)
+    assert 0 <= ace <= 1
+    curve = calibration_curve(labels, proba, n_bins=5)
+    counts = torch.as_tensor(curve.counts)
+    assert float(counts.sum()) == pytest.approx(len(labels))
+    occupied = counts > 0
+    accuracy = torch.as_tensor(curve.accuracy)[occupied]
+    assert bool(((accuracy >= 0) & (accuracy <= 1)).all())
