@@ -22,6 +22,7 @@ from distcal import (
     MaskedTemperatureScaling,
     TemperatureScaling,
 )
+from distcal.calibration import DirichletCalibration, MatrixScaling, VectorScaling
 from distcal.distill import MDTTrainer, StudentClassifier
 
 from .conftest import make_logits
@@ -55,6 +56,14 @@ _MASKED_EXCEPTIONS = {
     "check_sample_weight_equivalence_on_dense_data": (
         "each row draws its own random mask, so a repeated row is masked differently from a "
         "row of weight 2; the weights themselves are exact (tested with mask_ratio=0)"
+    ),
+}
+_LINEAR_EXCEPTIONS = {
+    **_CALIBRATOR_EXCEPTIONS,
+    "check_sample_weight_equivalence_on_dense_data": (
+        "the check's data are nearly separable, so the optimum of W and b lies far out and "
+        "L-BFGS stops on its tolerance at points 1e-7 apart for weighted and repeated rows; on "
+        "data with a finite optimum weights equal repetitions (test_linear.py)"
     ),
 }
 _PASS_THROUGH = (
@@ -105,6 +114,8 @@ def _expected_failed_checks(estimator):
         return _STUDENT_EXCEPTIONS
     if isinstance(estimator, MaskedTemperatureScaling):
         return _MASKED_EXCEPTIONS
+    if isinstance(estimator, VectorScaling | MatrixScaling):
+        return _LINEAR_EXCEPTIONS
     if isinstance(estimator, TemperatureScaling):
         return _CALIBRATOR_EXCEPTIONS
     if isinstance(estimator, InputMasker):
@@ -118,6 +129,9 @@ def _expected_failed_checks(estimator):
 ESTIMATORS = [
     TemperatureScaling(),
     MaskedTemperatureScaling(random_state=0),
+    VectorScaling(),
+    MatrixScaling(reg_lambda=1e-3),
+    DirichletCalibration(reg_lambda=1e-3),
     InputMasker(random_state=0),
     LogitTransformer(RowStatisticsLogits()),
     StudentClassifier("mlp", width=16, depth=1, epochs=20, batch_size=32, lr=0.05, random_state=0),

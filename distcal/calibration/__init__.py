@@ -1,6 +1,7 @@
 """Calibrators that map logits to calibrated probabilities, and their Pipeline building blocks."""
 
 from ._base import BaseLogitCalibrator
+from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
 from ._masked_temperature import MaskedTemperatureScaling
 from ._masking import InputMasker, mask_inputs, mask_logits
 from ._model import LogitTransformer, module_logits
@@ -9,11 +10,14 @@ from ._temperature import TemperatureFit, TemperatureScaling, fit_temperature
 
 __all__ = [
     "BaseLogitCalibrator",
+    "DirichletCalibration",
     "InputMasker",
     "LogitTransformer",
     "MaskedTemperatureScaling",
+    "MatrixScaling",
     "TemperatureFit",
     "TemperatureScaling",
+    "VectorScaling",
     "fit_temperature",
     "load_calibrator",
     "mask_inputs",

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._files import read_tensors, write_tensors
 from ._base import BaseLogitCalibrator
+from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
 from ._masked_temperature import MaskedTemperatureScaling
 from ._temperature import TemperatureScaling
 
@@ -26,7 +27,16 @@ __all__ = ["load_calibrator", "save_calibrator"]
 
 _KIND = "calibrator"
 # The classes a file may name: nothing else is ever constructed from a file.
-_CLASSES = {cls.__name__: cls for cls in (TemperatureScaling, MaskedTemperatureScaling)}
+_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        TemperatureScaling,
+        MaskedTemperatureScaling,
+        VectorScaling,
+        MatrixScaling,
+        DirichletCalibration,
+    )
+}
 
 
 def _json_value(value, name: str):
@@ -50,8 +60,9 @@ def save_calibrator(calibrator, path) -> Path:
 
     Parameters
     ----------
-    calibrator : TemperatureScaling or MaskedTemperatureScaling
-        A fitted calibrator.
+    calibrator : BaseLogitCalibrator
+        A fitted ``TemperatureScaling``, ``MaskedTemperatureScaling``, ``VectorScaling``,
+        ``MatrixScaling`` or ``DirichletCalibration``.
     path : str or path
         Where to write; the folder is created, and a crash while writing leaves any previous
         file intact.
@@ -118,8 +129,8 @@ def load_calibrator(path, *, model=None) -> BaseLogitCalibrator:
 
     Returns
     -------
-    TemperatureScaling or MaskedTemperatureScaling
-        The fitted calibrator.
+    BaseLogitCalibrator
+        The fitted calibrator, of the class it was saved as.
 
     Raises
     ------

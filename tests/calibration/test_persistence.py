@@ -119,3 +119,15 @@ def test_tampered_headers_construct_nothing_unexpected(tmp_path):
 
     with pytest.raises(ValueError, match="not a 'calibrator'"):
         load_calibrator(_tamper(path, tmp_path, other_kind))
+
+
+@pytest.mark.parametrize("name", ["VectorScaling", "MatrixScaling", "DirichletCalibration"])
+def test_affine_calibrators_round_trip(name, tmp_path):
+    import distcal.calibration as calibration
+
+    X, y = make_logits(n_samples=300, random_state=4)
+    fitted = getattr(calibration, name)().fit(X, y)
+    loaded = load_calibrator(save_calibrator(fitted, tmp_path / "c.safetensors"))
+    assert type(loaded) is type(fitted)
+    torch.testing.assert_close(loaded.coef_, fitted.coef_)
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))

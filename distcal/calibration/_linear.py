@@ -1,0 +1,363 @@
+"""Linear calibrators of the scaling family: vector scaling, matrix scaling, Dirichlet.
+
+Each maps features of the logits through an affine map and a softmax, ``softmax(W f(z) + b)``,
+and fits ``W`` and ``b`` by minimising the weighted negative log-likelihood of the calibration
+data, plus the ODIR penalty of Kull et al. (2019) where asked: ``lambda`` times the mean squared
+off-diagonal entry of ``W`` plus ``mu`` times the mean squared intercept. The problems are
+smooth and convex in (W, b); they are solved in float64 with L-BFGS and a strong Wolfe line
+search, on the device of the logits, starting from the identity (``W = I``, ``b = 0``: the
+uncalibrated model).
+
+- :class:`VectorScaling`: ``W`` diagonal, ``f(z) = z`` (Guo et al., 2017).
+- :class:`MatrixScaling`: ``W`` full, ``f(z) = z``.
+- :class:`DirichletCalibration`: ``W`` full, ``f(z) = log softmax(z)`` (Kull et al., 2019).
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import torch
+
+from .._validation import Interval, Options
+from ..exceptions import ConvergenceWarning
+from ._base import BaseLogitCalibrator
+
+__all__ = ["DirichletCalibration", "MatrixScaling", "VectorScaling"]
+
+
+def _fit_affine(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None,
+    *,
+    diagonal: bool,
+    reg_lambda: float,
+    reg_mu: float,
+    tol: float,
+    max_iter: int,
+):
+    """Minimise the penalised weighted NLL of ``softmax(features @ W.T + b)``; return W, b."""
+    n_classes = features.shape[1]
+    x = features.to(torch.float64)
+    w = None if weights is None else weights.to(torch.float64) / weights.sum()
+    if diagonal:
+        scale = torch.ones(n_classes, dtype=torch.float64, device=x.device, requires_grad=True)
+    else:
+        scale = torch.eye(n_classes, dtype=torch.float64, device=x.device).requires_grad_(True)
+    bias = torch.zeros(n_classes, dtype=torch.float64, device=x.device, requires_grad=True)
+    off_diagonal = None
+    if not diagonal and n_classes > 1:
+        off_diagonal = ~torch.eye(n_classes, dtype=torch.bool, device=x.device)
+    optimizer = torch.optim.LBFGS(
+        [scale, bias],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=tol,
+        tolerance_change=tol * 1e-3,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+    state = {"nll": float("nan")}
+
+    def closure():
+        optimizer.zero_grad()
+        scores = x * scale + bias if diagonal else x @ scale.T + bias
+        losses = torch.nn.functional.cross_entropy(scores, labels, reduction="none")
+        nll = losses.mean() if w is None else losses @ w
+        loss = nll
+        if off_diagonal is not None and reg_lambda > 0:
+            loss = loss + reg_lambda * scale[off_diagonal].square().mean()
+        if reg_mu > 0:
+            loss = loss + reg_mu * bias.square().mean()
+        loss.backward()
+        state["nll"] = float(nll.detach())
+        return loss
+
+    optimizer.step(closure)
+    lbfgs = optimizer.state[scale]
+    n_iter, evaluations = int(lbfgs.get("n_iter", 0)), int(lbfgs.get("func_evals", 0))
+    # L-BFGS stops on a small gradient or a small change, or at its caps: only the caps
+    # mean that it did not converge.
+    converged = n_iter < max_iter and evaluations < max_iter * 5 // 4
+    finite = bool(torch.isfinite(scale).all() and torch.isfinite(bias).all())
+    return scale.detach(), bias.detach(), state["nll"], n_iter, converged and finite
+
+
+class _AffineCalibrator(BaseLogitCalibrator):
+    """Shared fit and prediction of the affine scaling calibrators."""
+
+    _diagonal = False
+
+    def _features(self, values: torch.Tensor) -> torch.Tensor:
+        return values
+
+    def _penalties(self) -> tuple[float, float]:
+        return 0.0, 0.0
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the affine map on calibration logits.
+
+        Parameters
+        ----------
+        X : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+            Logits of the calibration samples (numpy or torch, on any device), or 1-D binary
+            decision values.
+        y : array-like or Tensor of shape (n_samples,)
+            Labels: integers in ``[0, n_classes)`` indexing the columns of ``X``.
+        sample_weight : array-like or Tensor of shape (n_samples,), default=None
+            Non-negative weights; None weighs every sample equally.
+
+        Returns
+        -------
+        self
+            The fitted calibrator.
+        """
+        logits, labels, weights = self._validate_fit_inputs(X, y, sample_weight)
+        reg_lambda, reg_mu = self._penalties()
+        features = self._features(logits.values.to(torch.float64))
+        scale, bias, nll, n_iter, converged = _fit_affine(
+            features,
+            labels,
+            weights,
+            diagonal=self._diagonal,
+            reg_lambda=reg_lambda,
+            reg_mu=reg_mu,
+            tol=self.tol,
+            max_iter=self.max_iter,
+        )
+        if not converged:
+            warnings.warn(
+                f"{type(self).__name__}: L-BFGS reached max_iter={self.max_iter} before "
+                "converging (or its parameters became non-finite); increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self.coef_ = scale
+        self.intercept_ = bias
+        self.nll_ = nll
+        self.n_iter_ = n_iter
+        self.converged_ = bool(converged)
+        return self
+
+    def _calibrate_logits(self, values: torch.Tensor) -> torch.Tensor:
+        features = self._features(values.to(torch.float64))
+        scale = self.coef_.to(features.device)
+        bias = self.intercept_.to(features.device)
+        out = features * scale + bias if self._diagonal else features @ scale.T + bias
+        return out.to(values.dtype)
+
+
+_COMMON_CONSTRAINTS = {
+    "input_type": [Options("logits", "probabilities")],
+    "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+    "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+}
+_ODIR_CONSTRAINTS = {
+    **_COMMON_CONSTRAINTS,
+    "reg_lambda": [Interval(numbers.Real, 0, None, closed="left")],
+    "reg_mu": [None, Interval(numbers.Real, 0, None, closed="left")],
+}
+
+
+class VectorScaling(_AffineCalibrator):
+    """Vector scaling: calibrated probabilities ``softmax(w * z + b)``, one scale per class.
+
+    A per-class temperature and bias: ``2 K`` parameters fitted by (weighted) negative
+    log-likelihood. It can change the predicted class, unlike temperature scaling.
+
+    Parameters
+    ----------
+    input_type : {"logits", "probabilities"}, default="logits"
+        What ``X`` holds (probabilities are converted with ``log(p)``).
+    tol : float, default=1e-8
+        L-BFGS stops when the largest gradient entry falls below ``tol`` (or the loss changes
+        by less than ``tol / 1000``).
+    max_iter : int, default=500
+        Maximum number of L-BFGS iterations.
+
+    Attributes
+    ----------
+    coef_ : Tensor of shape (n_classes,)
+        The per-class scales ``w`` (float64).
+    intercept_ : Tensor of shape (n_classes,)
+        The per-class biases ``b`` (float64).
+    nll_ : float
+        Weighted mean NLL of the calibration data at the fit.
+    n_iter_ : int
+        L-BFGS iterations.
+    converged_ : bool
+        Whether L-BFGS stopped on its tolerances rather than at ``max_iter``.
+    classes_ : ndarray of shape (n_classes,)
+        ``arange(n_classes)``.
+    n_features_in_ : int
+        Number of logit columns seen in ``fit``.
+
+    See Also
+    --------
+    TemperatureScaling : One scale for all classes.
+    MatrixScaling : A full matrix.
+
+    References
+    ----------
+    .. [1] C. Guo, G. Pleiss, Y. Sun and K. Q. Weinberger, "On Calibration of Modern Neural
+       Networks", ICML 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from distcal.calibration import VectorScaling
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.normal(size=(20000, 3))
+    >>> y = (z * [1.0, 2.0, 0.5] + rng.gumbel(size=z.shape)).argmax(axis=1)
+    >>> vs = VectorScaling().fit(3 * z, y)
+    >>> bool(np.allclose(vs.coef_.numpy() * 3, [1.0, 2.0, 0.5], atol=0.1))  # the true scales
+    True
+    """
+
+    _diagonal = True
+    _parameter_constraints = _COMMON_CONSTRAINTS
+
+    def __init__(self, *, input_type="logits", tol=1e-8, max_iter=500):
+        self.input_type = input_type
+        self.tol = tol
+        self.max_iter = max_iter
+
+
+class MatrixScaling(_AffineCalibrator):
+    """Matrix scaling: calibrated probabilities ``softmax(W z + b)``, with ODIR regularisation.
+
+    A full affine map of the logits (``K^2 + K`` parameters), fitted by (weighted) negative
+    log-likelihood plus the off-diagonal and intercept regularisation (ODIR) of Kull et al.:
+    ``reg_lambda`` times the mean squared off-diagonal entry of ``W`` and ``reg_mu`` times the
+    mean squared entry of ``b``. Without regularisation it is multinomial logistic regression
+    on the logits.
+
+    Parameters
+    ----------
+    reg_lambda : float, default=0.0
+        Weight of the off-diagonal penalty.
+    reg_mu : float or None, default=None
+        Weight of the intercept penalty; None uses ``reg_lambda``.
+    input_type : {"logits", "probabilities"}, default="logits"
+        What ``X`` holds (probabilities are converted with ``log(p)``).
+    tol : float, default=1e-8
+        L-BFGS stops when the largest gradient entry falls below ``tol`` (or the loss changes
+        by less than ``tol / 1000``).
+    max_iter : int, default=500
+        Maximum number of L-BFGS iterations.
+
+    Attributes
+    ----------
+    coef_ : Tensor of shape (n_classes, n_classes)
+        ``W`` (float64).
+    intercept_ : Tensor of shape (n_classes,)
+        ``b`` (float64).
+    nll_ : float
+        Weighted mean NLL of the calibration data at the fit (without the penalty).
+    n_iter_ : int
+        L-BFGS iterations.
+    converged_ : bool
+        Whether L-BFGS stopped on its tolerances rather than at ``max_iter``.
+    classes_ : ndarray of shape (n_classes,)
+        ``arange(n_classes)``.
+    n_features_in_ : int
+        Number of logit columns seen in ``fit``.
+
+    See Also
+    --------
+    DirichletCalibration : The same map on log-probabilities.
+    VectorScaling : A diagonal ``W``.
+
+    References
+    ----------
+    .. [1] M. Kull, M. Perello-Nieto, M. Kängsepp, T. Silva Filho, H. Song and P. Flach,
+       "Beyond temperature scaling: Obtaining well-calibrated multiclass probabilities with
+       Dirichlet calibration", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from distcal.calibration import MatrixScaling
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.normal(size=(20000, 3))
+    >>> y = (z + rng.gumbel(size=z.shape)).argmax(axis=1)
+    >>> ms = MatrixScaling(reg_lambda=1e-3).fit(4 * z, y)
+    >>> bool(np.allclose(ms.coef_.numpy() * 4, np.eye(3), atol=0.1))  # the truth: softmax(z)
+    True
+    """
+
+    _parameter_constraints = _ODIR_CONSTRAINTS
+
+    def __init__(self, *, reg_lambda=0.0, reg_mu=None, input_type="logits", tol=1e-8, max_iter=500):
+        self.reg_lambda = reg_lambda
+        self.reg_mu = reg_mu
+        self.input_type = input_type
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def _penalties(self) -> tuple[float, float]:
+        mu = self.reg_lambda if self.reg_mu is None else self.reg_mu
+        return float(self.reg_lambda), float(mu)
+
+
+class DirichletCalibration(MatrixScaling):
+    """Dirichlet calibration: ``softmax(W log p + b)`` with ODIR regularisation.
+
+    Matrix scaling of the log-probabilities ``log p = log softmax(z)`` (Kull et al., 2019): a
+    multinomial logistic regression on log-probabilities, which is the calibration map of a
+    Dirichlet model of the probabilities of each class. Parameters and attributes are those of
+    :class:`MatrixScaling`.
+
+    Parameters
+    ----------
+    reg_lambda : float, default=0.0
+        Weight of the off-diagonal penalty.
+    reg_mu : float or None, default=None
+        Weight of the intercept penalty; None uses ``reg_lambda``.
+    input_type : {"logits", "probabilities"}, default="logits"
+        What ``X`` holds.
+    tol : float, default=1e-8
+        L-BFGS stops when the largest gradient entry falls below ``tol`` (or the loss changes
+        by less than ``tol / 1000``).
+    max_iter : int, default=500
+        Maximum number of L-BFGS iterations.
+
+    Attributes
+    ----------
+    coef_ : Tensor of shape (n_classes, n_classes)
+        ``W`` (float64).
+    intercept_ : Tensor of shape (n_classes,)
+        ``b`` (float64).
+    nll_ : float
+        Weighted mean NLL of the calibration data at the fit (without the penalty).
+    n_iter_ : int
+        L-BFGS iterations.
+    converged_ : bool
+        Whether L-BFGS stopped on its tolerances rather than at ``max_iter``.
+    classes_ : ndarray of shape (n_classes,)
+        ``arange(n_classes)``.
+    n_features_in_ : int
+        Number of logit columns seen in ``fit``.
+
+    References
+    ----------
+    .. [1] M. Kull, M. Perello-Nieto, M. Kängsepp, T. Silva Filho, H. Song and P. Flach,
+       "Beyond temperature scaling: Obtaining well-calibrated multiclass probabilities with
+       Dirichlet calibration", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from distcal.calibration import DirichletCalibration
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.normal(size=(1000, 4))
+    >>> y = (z + rng.gumbel(size=z.shape)).argmax(axis=1)
+    >>> proba = DirichletCalibration(reg_lambda=1e-3).fit(3 * z, y).predict_proba(3 * z)
+    >>> proba.shape
+    (1000, 4)
+    """
+
+    def _features(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(values, dim=1)
