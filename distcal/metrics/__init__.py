@@ -8,6 +8,7 @@ calibration errors, calibration curves and reliability diagrams always bin alike
 
 from . import functional
 from ._accumulator import CalibrationAccumulator
+from ._bootstrap import bootstrap_ci, bootstrap_difference
 from ._classification import (
     adaptive_calibration_error,
     brier_score,
@@ -34,6 +35,8 @@ __all__ = [
     "SCORERS",
     "CalibrationAccumulator",
     "adaptive_calibration_error",
+    "bootstrap_ci",
+    "bootstrap_difference",
     "brier_score",
     "calibration_curve",
     "calibration_error",
