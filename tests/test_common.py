@@ -22,7 +22,12 @@ from distcal import (
     MaskedTemperatureScaling,
     TemperatureScaling,
 )
-from distcal.calibration import DirichletCalibration, MatrixScaling, VectorScaling
+from distcal.calibration import (
+    DirichletCalibration,
+    EnsembleTemperatureScaling,
+    MatrixScaling,
+    VectorScaling,
+)
 from distcal.distill import MDTTrainer, StudentClassifier
 
 from .conftest import make_logits
@@ -114,7 +119,7 @@ def _expected_failed_checks(estimator):
         return _STUDENT_EXCEPTIONS
     if isinstance(estimator, MaskedTemperatureScaling):
         return _MASKED_EXCEPTIONS
-    if isinstance(estimator, VectorScaling | MatrixScaling):
+    if isinstance(estimator, VectorScaling | MatrixScaling | EnsembleTemperatureScaling):
         return _LINEAR_EXCEPTIONS
     if isinstance(estimator, TemperatureScaling):
         return _CALIBRATOR_EXCEPTIONS
@@ -132,6 +137,7 @@ ESTIMATORS = [
     VectorScaling(),
     MatrixScaling(reg_lambda=1e-3),
     DirichletCalibration(reg_lambda=1e-3),
+    EnsembleTemperatureScaling(),
     InputMasker(random_state=0),
     LogitTransformer(RowStatisticsLogits()),
     StudentClassifier("mlp", width=16, depth=1, epochs=20, batch_size=32, lr=0.05, random_state=0),

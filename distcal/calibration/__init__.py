@@ -1,6 +1,7 @@
 """Calibrators that map logits to calibrated probabilities, and their Pipeline building blocks."""
 
 from ._base import BaseLogitCalibrator
+from ._ensemble import EnsembleTemperatureScaling
 from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
 from ._masked_temperature import MaskedTemperatureScaling
 from ._masking import InputMasker, mask_inputs, mask_logits
@@ -11,6 +12,7 @@ from ._temperature import TemperatureFit, TemperatureScaling, fit_temperature
 __all__ = [
     "BaseLogitCalibrator",
     "DirichletCalibration",
+    "EnsembleTemperatureScaling",
     "InputMasker",
     "LogitTransformer",
     "MaskedTemperatureScaling",

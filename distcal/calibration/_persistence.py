@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._files import read_tensors, write_tensors
 from ._base import BaseLogitCalibrator
+from ._ensemble import EnsembleTemperatureScaling
 from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
 from ._masked_temperature import MaskedTemperatureScaling
 from ._temperature import TemperatureScaling
@@ -35,6 +36,7 @@ _CLASSES = {
         VectorScaling,
         MatrixScaling,
         DirichletCalibration,
+        EnsembleTemperatureScaling,
     )
 }
 
