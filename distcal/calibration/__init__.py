@@ -6,6 +6,7 @@ from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
 from ._masked_temperature import MaskedTemperatureScaling
 from ._masking import InputMasker, mask_inputs, mask_logits
 from ._model import LogitTransformer, module_logits
+from ._one_vs_rest import HistogramBinning, IsotonicCalibration
 from ._persistence import load_calibrator, save_calibrator
 from ._temperature import TemperatureFit, TemperatureScaling, fit_temperature
 
@@ -13,7 +14,9 @@ __all__ = [
     "BaseLogitCalibrator",
     "DirichletCalibration",
     "EnsembleTemperatureScaling",
+    "HistogramBinning",
     "InputMasker",
+    "IsotonicCalibration",
     "LogitTransformer",
     "MaskedTemperatureScaling",
     "MatrixScaling",

@@ -1,0 +1,79 @@
+"""Histogram binning and isotonic regression (one-vs-rest) against independent versions."""
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+from sklearn.isotonic import IsotonicRegression
+
+from distcal.calibration import HistogramBinning, IsotonicCalibration
+
+
+def _data(n=1500, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k))
+    y = (z + rng.gumbel(size=(n, k))).argmax(axis=1)
+    return 3 * z, y
+
+
+def _normalise(values):
+    totals = values.sum(axis=1, keepdims=True)
+    return np.where(totals > 0, values / np.where(totals > 0, totals, 1), 1 / values.shape[1])
+
+
+def test_isotonic_matches_scikit_learn_per_class():
+    z, y = _data()
+    weights = np.random.default_rng(1).uniform(0.2, 2, size=len(y))
+    ours = IsotonicCalibration().fit(z, y, sample_weight=weights)
+    p = softmax(z, axis=1)
+    z_test, _ = _data(n=500, seed=9)
+    p_test = softmax(z_test, axis=1)
+    columns = []
+    for k in range(4):
+        iso = IsotonicRegression(out_of_bounds="clip").fit(
+            p[:, k], (y == k).astype(float), sample_weight=weights
+        )
+        columns.append(iso.predict(p_test[:, k]))
+    expected = _normalise(np.stack(columns, axis=1))
+    np.testing.assert_allclose(ours.predict_proba(z_test), expected, atol=1e-10)
+
+
+def test_histogram_binning_matches_a_naive_version():
+    z, y = _data(seed=2)
+    ours = HistogramBinning(n_bins=8).fit(z, y)
+    p = softmax(z, axis=1)
+    z_test, _ = _data(n=500, seed=8)
+    p_test = softmax(z_test, axis=1)
+    edges = np.arange(9) / 8
+    columns = []
+    for k in range(4):
+        bins = np.clip(np.searchsorted(edges, p[:, k], side="right") - 1, 0, 7)
+        values = np.array(
+            [
+                (y[bins == b] == k).mean() if (bins == b).any() else (edges[b] + edges[b + 1]) / 2
+                for b in range(8)
+            ]
+        )
+        test_bins = np.clip(np.searchsorted(edges, p_test[:, k], side="right") - 1, 0, 7)
+        columns.append(values[test_bins])
+    expected = _normalise(np.stack(columns, axis=1))
+    np.testing.assert_allclose(ours.predict_proba(z_test), expected, atol=1e-12)
+
+
+def test_quantile_bins_hold_equal_mass():
+    z, y = _data(seed=3)
+    hb = HistogramBinning(n_bins=5, strategy="quantile").fit(z, y)
+    p = softmax(z, axis=1)
+    for k in range(4):
+        counts, _ = np.histogram(p[:, k], bins=hb.bin_edges_[k].numpy())
+        assert counts.min() >= 0.8 * len(y) / 5
+
+
+@pytest.mark.parametrize("calibrator", [HistogramBinning(n_bins=5), IsotonicCalibration()])
+def test_rows_are_distributions_and_zeros_are_said(calibrator):
+    z, y = _data(n=300, seed=4)
+    proba = calibrator.fit(z, y).predict_proba(z)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.all(proba >= 0)
+    assert calibrator.n_uniform_rows_ >= 0
+    decision = calibrator.decision_function(z)
+    assert np.all(np.isfinite(decision) | (proba == 0))  # log(0) = -inf exactly where p = 0
