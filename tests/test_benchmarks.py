@@ -22,6 +22,8 @@ SMALLEST = {
     "bench_temperature.py": ["--quick", "--methods", "distcal", "sklearn", "torch-lbfgs"]
     + (["netcal"] if HAS_NETCAL else []),
     "bench_metrics.py": ["--quick"],
+    "bench_calibrator_speed.py": ["--n-samples", "2000", "--repeat", "1"]
+    + ([] if HAS_NETCAL else ["--methods", "matrix scaling"]),
     "bench_logit_masking.py": ["--seeds", "1", "--n-masks", "1", "--epochs", "5"],
     "bench_distill_throughput.py": ["--ipc", "1", "--width", "8", "--repeat", "1"],
     "bench_distill.py": [

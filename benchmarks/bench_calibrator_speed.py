@@ -1,0 +1,219 @@
+"""Speed of distcal's calibrators against netcal's (and scikit-learn's) on the same logits.
+
+Logits ``3 * z`` with labels drawn from ``softmax(z)`` (N samples, K classes; default
+N = 1e5, K = 10). Each pair runs in this process, alternately, ``--repeat`` times; the table
+shows the median time of ``fit`` + ``predict_proba`` on the calibration data, the speed-up of
+distcal, the test NLL of both (on a second draw of the same size) and the largest difference
+between their probabilities, to show they compute the same map (or how they differ). netcal is
+given float64 probabilities, which it needs (see the temperature benchmark for float32).
+
+Pairs: temperature scaling (netcal ``TemperatureScaling``), vector scaling (netcal
+``LogisticCalibration``, its multiclass form), histogram binning (netcal ``HistogramBinning``),
+isotonic regression (netcal ``IsotonicRegression``), and matrix scaling against scikit-learn's
+multinomial ``LogisticRegression`` on the logits (netcal has no matrix scaling).
+
+Usage::
+
+    python benchmarks/bench_calibrator_speed.py --markdown docs/benchmarks/calibrator_speed.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def make_data(n_samples, n_classes, seed):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n_samples, n_classes))
+    y = (z + rng.gumbel(size=z.shape)).argmax(axis=1)
+    return 3 * z, y
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def nll(proba, y):
+    p = np.clip(proba[np.arange(len(y)), y], 1e-300, None)
+    return float(-np.log(p).mean())
+
+
+def _quiet():
+    return contextlib.redirect_stdout(sys.stderr)  # netcal prints progress
+
+
+def distcal_pair(name):
+    from distcal.calibration import (
+        HistogramBinning,
+        IsotonicCalibration,
+        MatrixScaling,
+        TemperatureScaling,
+        VectorScaling,
+    )
+
+    def run(estimator):
+        def fit_predict(z, y, z_test):
+            fitted = estimator().fit(z, y)
+            return fitted.predict_proba(z), fitted.predict_proba(z_test)
+
+        return fit_predict
+
+    return run(
+        {
+            "temperature scaling": TemperatureScaling,
+            "vector scaling": VectorScaling,
+            "histogram binning": lambda: HistogramBinning(n_bins=15),
+            "isotonic regression": IsotonicCalibration,
+            "matrix scaling": MatrixScaling,
+        }[name]
+    )
+
+
+def peer_pair(name):
+    if name == "matrix scaling":
+        from sklearn.linear_model import LogisticRegression
+
+        def fit_predict(z, y, z_test):
+            fitted = LogisticRegression(C=np.inf, max_iter=1000).fit(z, y)
+            return fitted.predict_proba(z), fitted.predict_proba(z_test)
+
+        return "sklearn LogisticRegression", fit_predict
+
+    with _quiet():
+        from netcal.binning import HistogramBinning, IsotonicRegression
+        from netcal.scaling import LogisticCalibration, TemperatureScaling
+    make = {
+        "temperature scaling": TemperatureScaling,
+        "vector scaling": LogisticCalibration,
+        "histogram binning": lambda: HistogramBinning(bins=15),
+        "isotonic regression": IsotonicRegression,
+    }[name]
+
+    def fit_predict(z, y, z_test):
+        with _quiet(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = make()
+            p, p_test = softmax(z), softmax(z_test)
+            if name in ("temperature scaling", "vector scaling"):
+                model.fit(p, y, tensorboard=False)
+            else:
+                model.fit(p, y)
+            return np.asarray(model.transform(p)), np.asarray(model.transform(p_test))
+
+    label = {
+        "temperature scaling": "netcal TemperatureScaling",
+        "vector scaling": "netcal LogisticCalibration",
+        "histogram binning": "netcal HistogramBinning",
+        "isotonic regression": "netcal IsotonicRegression",
+    }[name]
+    return label, fit_predict
+
+
+def run(n_samples, n_classes, repeat, names):
+    z, y = make_data(n_samples, n_classes, 0)
+    z_test, y_test = make_data(n_samples, n_classes, 1)
+    rows = []
+    for name in names:
+        ours = distcal_pair(name)
+        peer_name, theirs = peer_pair(name)
+        times = {"distcal": [], "peer": []}
+        outputs = {}
+        for _ in range(repeat):
+            for key, function in (("distcal", ours), ("peer", theirs)):
+                start = time.perf_counter()
+                outputs[key] = function(z, y, z_test)
+                times[key].append(time.perf_counter() - start)
+        ours_time = statistics.median(times["distcal"])
+        peer_time = statistics.median(times["peer"])
+        test_ours = np.asarray(outputs["distcal"][1], dtype=np.float64)
+        test_peer = np.asarray(outputs["peer"][1], dtype=np.float64)
+        if test_peer.ndim == 1:  # netcal returns one column for two classes
+            test_peer = np.stack([1 - test_peer, test_peer], axis=1)
+        rows.append(
+            {
+                "method": name,
+                "peer": peer_name,
+                "distcal s": ours_time,
+                "peer s": peer_time,
+                "speed-up": peer_time / ours_time,
+                "distcal NLL": nll(test_ours, y_test),
+                "peer NLL": nll(test_peer, y_test),
+                "max |dp|": float(np.abs(test_ours - test_peer).max()),
+            }
+        )
+        print(rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
+def format_table(rows, markdown=False):
+    header = list(rows[0])
+    lines = []
+    for r in rows:
+        lines.append(
+            [
+                r["method"],
+                r["peer"],
+                f"{r['distcal s']:.3f}",
+                f"{r['peer s']:.3f}",
+                f"{r['speed-up']:.1f}x",
+                f"{r['distcal NLL']:.4f}",
+                f"{r['peer NLL']:.4f}",
+                f"{r['max |dp|']:.1e}",
+            ]
+        )
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join(out)
+
+
+METHODS = [
+    "temperature scaling",
+    "vector scaling",
+    "histogram binning",
+    "isotonic regression",
+    "matrix scaling",
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n-samples", type=int, default=100_000)
+    parser.add_argument("--n-classes", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args(argv)
+    import torch
+
+    rows = run(args.n_samples, args.n_classes, args.repeat, args.methods)
+    context = (
+        f"N = {args.n_samples}, K = {args.n_classes}, median of {args.repeat} runs of fit + "
+        f"predict_proba (calibration and test data); {torch.get_num_threads()} torch threads"
+    )
+    print(context)
+    print(format_table(rows))
+    if args.markdown:
+        command = "python benchmarks/bench_calibrator_speed.py " + " ".join(argv or sys.argv[1:])
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(
+            f"Command: `{command.strip()}`\n\n{context}\n\n{format_table(rows, markdown=True)}\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
