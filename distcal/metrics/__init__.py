@@ -16,6 +16,7 @@ from ._classification import (
     calibration_error,
     classwise_calibration_error,
     expected_calibration_error,
+    ks_calibration_error,
     maximum_calibration_error,
     negative_log_likelihood,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "expected_calibration_error",
     "functional",
     "get_scorer",
+    "ks_calibration_error",
     "maximum_calibration_error",
     "neg_adaptive_ece_scorer",
     "neg_brier_scorer",

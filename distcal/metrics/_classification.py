@@ -18,6 +18,7 @@ __all__ = [
     "calibration_error",
     "classwise_calibration_error",
     "expected_calibration_error",
+    "ks_calibration_error",
     "maximum_calibration_error",
     "negative_log_likelihood",
 ]
@@ -392,6 +393,49 @@ def classwise_calibration_error(
             kind="classwise",
             sample_weight=sample_weight,
             caller="classwise_calibration_error",
+            **_NAMES,
+        )
+    )
+
+
+def ks_calibration_error(y_true, y_prob, *, kind: str = "top-label", sample_weight=None) -> float:
+    """Kolmogorov-Smirnov calibration error, without bins (Gupta et al., 2021).
+
+    The largest distance between the cumulative frequency of the predicted event and the
+    cumulative confidence, samples sorted by confidence. Read more in
+    :func:`distcal.metrics.functional.ks_calibration_error`.
+
+    Parameters
+    ----------
+    y_true : array-like or Tensor of shape (n_samples,)
+        Class labels indexing the columns of ``y_prob``.
+    y_prob : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities.
+    kind : {"top-label", "classwise"}, default="top-label"
+        Top-label, or the mean over classes of the one-vs-rest error.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative sample weights.
+
+    Returns
+    -------
+    error : float
+        The error, in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from distcal.metrics import ks_calibration_error
+    >>> y_prob = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    >>> round(ks_calibration_error(np.array([0, 1, 1, 0]), y_prob), 6)
+    0.275
+    """
+    return float(
+        F._ks_calibration_error(
+            y_prob,
+            y_true,
+            kind=kind,
+            sample_weight=sample_weight,
+            caller="ks_calibration_error",
             **_NAMES,
         )
     )

@@ -37,6 +37,7 @@ __all__ = [
     "calibration_error",
     "classwise_calibration_error",
     "expected_calibration_error",
+    "ks_calibration_error",
     "maximum_calibration_error",
     "negative_log_likelihood",
 ]
@@ -218,6 +219,31 @@ def _calibration_error(
         probs, labels, weights, n_bins=n_bins, strategy=strategy, kind=kind
     )
     return _calibration_compute(statistics, norm)
+
+
+def _ks_calibration_error(
+    preds, target, *, kind, sample_weight, caller, preds_name="preds", target_name="target"
+) -> torch.Tensor:
+    _check_param(kind, Options(*_KINDS), "kind", caller)
+    probs, labels, weights = _check_inputs(
+        preds, target, sample_weight, preds_name=preds_name, target_name=target_name
+    )
+    confidences, outcomes = _confidences_and_outcomes(probs, labels, kind)
+    if confidences.ndim == 1:
+        confidences, outcomes = confidences[:, None], outcomes[:, None]
+    confidences = confidences.to(torch.float64)
+    outcomes = outcomes.to(torch.float64)
+    w = (
+        torch.ones(confidences.shape[0], dtype=torch.float64, device=confidences.device)
+        if weights is None
+        else weights
+    )
+    w = (w / w.sum())[:, None]
+    order = torch.argsort(confidences, dim=0, stable=True)
+    gaps = torch.cumsum(
+        (w * (outcomes - confidences)).gather(0, order), dim=0
+    )  # running difference of the cumulative frequency and the cumulative confidence
+    return gaps.abs().amax(dim=0).mean()
 
 
 def _nll_update(probs, labels, weights):
@@ -661,6 +687,51 @@ def classwise_calibration_error(
         kind="classwise",
         sample_weight=sample_weight,
         caller="classwise_calibration_error",
+    )
+
+
+def ks_calibration_error(
+    preds, target, *, kind: str = "top-label", sample_weight=None
+) -> torch.Tensor:
+    r"""Kolmogorov-Smirnov calibration error: a calibration error without bins.
+
+    The samples are sorted by confidence; the error is the largest distance between the
+    cumulative (weighted) frequency of the predicted event and the cumulative confidence,
+    ``max_i |sum_{j <= i} w_j (o_j - c_j)| / W`` (Gupta et al., 2021). It is 0 for a perfectly
+    calibrated model on infinite data and, unlike binned errors, depends on no bin choice.
+
+    Parameters
+    ----------
+    preds : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities (1-D: the probability of class 1 of a binary problem).
+    target : array-like or Tensor of shape (n_samples,)
+        Class labels indexing the columns of ``preds``.
+    kind : {"top-label", "classwise"}, default="top-label"
+        Top-label confidence and correctness, or the mean over classes ``k`` of the error of
+        ``p_k`` as a prediction of ``target == k``.
+    sample_weight : array-like or Tensor of shape (n_samples,), default=None
+        Non-negative sample weights.
+
+    Returns
+    -------
+    error : Tensor of shape ()
+        The error, in [0, 1], float64 on the device of ``preds``.
+
+    References
+    ----------
+    .. [1] K. Gupta, A. Rahimi, T. Ajanthan, T. Mensink, C. Sminchisescu and R. Hartley,
+       "Calibration of neural networks using splines", ICLR 2021.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import ks_calibration_error
+    >>> preds = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    >>> ks_calibration_error(preds, torch.tensor([0, 1, 1, 0]))
+    tensor(0.2750, dtype=torch.float64)
+    """
+    return _ks_calibration_error(
+        preds, target, kind=kind, sample_weight=sample_weight, caller="ks_calibration_error"
     )
 
 
