@@ -174,7 +174,7 @@ class VectorScaling(_AffineCalibrator):
     tol : float, default=1e-8
         L-BFGS stops when the largest gradient entry falls below ``tol`` (or the loss changes
         by less than ``tol / 1000``).
-    max_iter : int, default=500
+    max_iter : int, default=2000
         Maximum number of L-BFGS iterations.
 
     Attributes
@@ -219,7 +219,7 @@ class VectorScaling(_AffineCalibrator):
     _diagonal = True
     _parameter_constraints = _COMMON_CONSTRAINTS
 
-    def __init__(self, *, input_type="logits", tol=1e-8, max_iter=500):
+    def __init__(self, *, input_type="logits", tol=1e-8, max_iter=2000):
         self.input_type = input_type
         self.tol = tol
         self.max_iter = max_iter
@@ -245,7 +245,7 @@ class MatrixScaling(_AffineCalibrator):
     tol : float, default=1e-8
         L-BFGS stops when the largest gradient entry falls below ``tol`` (or the loss changes
         by less than ``tol / 1000``).
-    max_iter : int, default=500
+    max_iter : int, default=2000
         Maximum number of L-BFGS iterations.
 
     Attributes
@@ -290,7 +290,9 @@ class MatrixScaling(_AffineCalibrator):
 
     _parameter_constraints = _ODIR_CONSTRAINTS
 
-    def __init__(self, *, reg_lambda=0.0, reg_mu=None, input_type="logits", tol=1e-8, max_iter=500):
+    def __init__(
+        self, *, reg_lambda=0.0, reg_mu=None, input_type="logits", tol=1e-8, max_iter=2000
+    ):
         self.reg_lambda = reg_lambda
         self.reg_mu = reg_mu
         self.input_type = input_type
@@ -321,7 +323,7 @@ class DirichletCalibration(MatrixScaling):
     tol : float, default=1e-8
         L-BFGS stops when the largest gradient entry falls below ``tol`` (or the loss changes
         by less than ``tol / 1000``).
-    max_iter : int, default=500
+    max_iter : int, default=2000
         Maximum number of L-BFGS iterations.
 
     Attributes
