@@ -17,6 +17,7 @@ __all__ = [
     "calibration_curve",
     "calibration_error",
     "classwise_calibration_error",
+    "debiased_calibration_error",
     "expected_calibration_error",
     "ks_calibration_error",
     "maximum_calibration_error",
@@ -393,6 +394,64 @@ def classwise_calibration_error(
             kind="classwise",
             sample_weight=sample_weight,
             caller="classwise_calibration_error",
+            **_NAMES,
+        )
+    )
+
+
+def debiased_calibration_error(
+    y_true,
+    y_prob,
+    *,
+    n_bins: int = 15,
+    strategy: str = "uniform",
+    kind: str = "top-label",
+    sample_weight=None,
+) -> float:
+    """Debiased root-mean-square calibration error (Kumar, Liang and Ma, 2019).
+
+    The binned L2 error with each bin's squared gap corrected for the noise of its mean
+    outcome. Read more in :func:`distcal.metrics.functional.debiased_calibration_error`.
+
+    Parameters
+    ----------
+    y_true : array-like or Tensor of shape (n_samples,)
+        Class labels indexing the columns of ``y_prob``.
+    y_prob : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities.
+    n_bins : int, default=15
+        Number of bins.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        Equal-width or equal-mass bins.
+    kind : {"top-label", "classwise"}, default="top-label"
+        Top-label, or the mean over classes of the one-vs-rest error.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weights.
+
+    Returns
+    -------
+    error : float
+        The debiased error, at least 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from distcal.metrics import calibration_error, debiased_calibration_error
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.uniform(size=500)
+    >>> y = (rng.uniform(size=500) < p).astype(int)  # calibrated
+    >>> debiased_calibration_error(y, p) < calibration_error(y, p, norm="l2")
+    True
+    """
+    return float(
+        F._debiased_calibration_error(
+            y_prob,
+            y_true,
+            n_bins=n_bins,
+            strategy=strategy,
+            kind=kind,
+            sample_weight=sample_weight,
+            caller="debiased_calibration_error",
             **_NAMES,
         )
     )

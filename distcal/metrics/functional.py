@@ -36,6 +36,7 @@ __all__ = [
     "calibration_curve",
     "calibration_error",
     "classwise_calibration_error",
+    "debiased_calibration_error",
     "expected_calibration_error",
     "ks_calibration_error",
     "maximum_calibration_error",
@@ -244,6 +245,40 @@ def _ks_calibration_error(
         (w * (outcomes - confidences)).gather(0, order), dim=0
     )  # running difference of the cumulative frequency and the cumulative confidence
     return gaps.abs().amax(dim=0).mean()
+
+
+def _debiased_calibration_error(
+    preds,
+    target,
+    *,
+    n_bins,
+    strategy,
+    kind,
+    sample_weight,
+    caller,
+    preds_name="preds",
+    target_name="target",
+) -> torch.Tensor:
+    n_bins = _check_binning_params(n_bins, strategy, kind, caller, "l2")
+    probs, labels, weights = _check_inputs(
+        preds, target, sample_weight, preds_name=preds_name, target_name=target_name
+    )
+    statistics, _ = _calibration_update(
+        probs, labels, weights, n_bins=n_bins, strategy=strategy, kind=kind
+    )
+    weight, confidence_sum, outcome_sum = statistics
+    occupied = weight > 0
+    safe = torch.where(occupied, weight, torch.ones_like(weight))
+    accuracy, confidence = outcome_sum / safe, confidence_sum / safe
+    squared = (accuracy - confidence).square()
+    # The plug-in squared gap overestimates by the variance of the bin's mean outcome,
+    # acc (1 - acc) / (n - 1) unbiased; a bin of one sample has no estimate of it.
+    several = weight > 1
+    variance = accuracy * (1 - accuracy) / torch.where(several, weight - 1, torch.ones_like(weight))
+    terms = torch.where(several, squared - variance, squared)
+    terms = torch.where(occupied, terms, torch.zeros_like(terms))
+    per_group = (weight * terms).sum(dim=-1) / weight.sum(dim=-1)
+    return per_group.mean().clamp_min(0).sqrt()
 
 
 def _nll_update(probs, labels, weights):
@@ -687,6 +722,69 @@ def classwise_calibration_error(
         kind="classwise",
         sample_weight=sample_weight,
         caller="classwise_calibration_error",
+    )
+
+
+def debiased_calibration_error(
+    preds,
+    target,
+    *,
+    n_bins: int = 15,
+    strategy: str = "uniform",
+    kind: str = "top-label",
+    sample_weight=None,
+) -> torch.Tensor:
+    r"""Debiased root-mean-square calibration error (Kumar, Liang and Ma, 2019).
+
+    The plug-in binned L2 error is biased upwards: even a calibrated model's bins show gaps,
+    of the size of the noise of each bin's mean outcome. This estimator subtracts that noise,
+    ``acc_b (1 - acc_b) / (n_b - 1)``, from each bin's squared gap before averaging, and returns
+    the square root of the (non-negative part of the) result. ``n_b`` is the bin's weight
+    (sample count without weights); a bin of a single sample keeps its plug-in term.
+
+    Parameters
+    ----------
+    preds : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities.
+    target : array-like or Tensor of shape (n_samples,)
+        Class labels indexing the columns of ``preds``.
+    n_bins : int, default=15
+        Number of bins.
+    strategy : {"uniform", "quantile"}, default="uniform"
+        Equal-width or equal-mass bins.
+    kind : {"top-label", "classwise"}, default="top-label"
+        Top-label, or the mean over classes of the squared one-vs-rest error.
+    sample_weight : array-like or Tensor of shape (n_samples,), default=None
+        Non-negative weights; integer weights count as copies.
+
+    Returns
+    -------
+    error : Tensor of shape ()
+        The debiased RMS calibration error, float64 on the device of ``preds``.
+
+    References
+    ----------
+    .. [1] A. Kumar, P. Liang and T. Ma, "Verified Uncertainty Calibration", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import calibration_error, debiased_calibration_error
+    >>> generator = torch.Generator().manual_seed(0)
+    >>> p = torch.rand(2000, generator=generator, dtype=torch.float64)
+    >>> y = (torch.rand(2000, generator=generator, dtype=torch.float64) < p).long()
+    >>> plug_in = calibration_error(p, y, norm="l2")
+    >>> bool(debiased_calibration_error(p, y) < plug_in)  # calibrated data: less bias
+    True
+    """
+    return _debiased_calibration_error(
+        preds,
+        target,
+        n_bins=n_bins,
+        strategy=strategy,
+        kind=kind,
+        sample_weight=sample_weight,
+        caller="debiased_calibration_error",
     )
 
 
