@@ -27,6 +27,7 @@ from distcal.calibration import (
     EnsembleTemperatureScaling,
     HistogramBinning,
     IsotonicCalibration,
+    MaskedScaling,
     MatrixScaling,
     VectorScaling,
 )
@@ -149,6 +150,7 @@ ESTIMATORS = [
     EnsembleTemperatureScaling(),
     HistogramBinning(n_bins=5),
     IsotonicCalibration(),
+    MaskedScaling(random_state=0),
     InputMasker(random_state=0),
     LogitTransformer(RowStatisticsLogits()),
     StudentClassifier("mlp", width=16, depth=1, epochs=20, batch_size=32, lr=0.05, random_state=0),

@@ -3,6 +3,7 @@
 from ._base import BaseLogitCalibrator
 from ._ensemble import EnsembleTemperatureScaling
 from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
+from ._masked_scaling import MaskedScaling
 from ._masked_temperature import MaskedTemperatureScaling
 from ._masking import InputMasker, mask_inputs, mask_logits
 from ._model import LogitTransformer, module_logits
@@ -18,6 +19,7 @@ __all__ = [
     "InputMasker",
     "IsotonicCalibration",
     "LogitTransformer",
+    "MaskedScaling",
     "MaskedTemperatureScaling",
     "MatrixScaling",
     "TemperatureFit",

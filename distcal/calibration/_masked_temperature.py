@@ -242,7 +242,7 @@ class MaskedTemperatureScaling(TemperatureScaling):
         else:
             if auto:
                 warnings.warn(
-                    f"MaskedTemperatureScaling(mask_ratio='auto'): the accuracy on masked "
+                    f"{type(self).__name__}(mask_ratio='auto'): the accuracy on masked "
                     f"calibration data stayed at {self.masked_accuracy_:.3f}, above "
                     f"{_half_accuracy(len(self.classes_)):.3f}, up to the largest ratio "
                     f"{ratio}; that ratio is used. The model is unusually robust to masking.",
