@@ -11,50 +11,11 @@ import torch
 from sklearn.utils import Bunch
 
 from .._device import make_generator, module_device
-from .._validation import check_logits
 from ..calibration._masking import mask_inputs
 from ..calibration._model import module_logits
+from ..metrics._diagnostics import masking_spread_ratio, max_logit_statistics
 
 __all__ = ["masking_spread", "max_logit_statistics"]
-
-
-def max_logit_statistics(logits) -> Bunch:
-    """Summarise the distribution of the per-sample maximum logit.
-
-    Parameters
-    ----------
-    logits : array-like or Tensor of shape (n_samples, n_classes)
-        Logits (numpy or torch, any device).
-
-    Returns
-    -------
-    Bunch
-        Floats ``mean``, ``std``, ``median``, ``iqr`` (interquartile range) of the maximum
-        logits, and ``cv``, their coefficient of variation ``std / |mean|``: the smaller, the
-        more concentrated. ``cv`` is scale-free, so it compares networks whose logits differ in
-        scale; it is ``inf`` when the mean is 0.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from distcal.distill import max_logit_statistics
-    >>> stats = max_logit_statistics(np.array([[1.0, 5.0], [6.0, 0.0], [0.0, 7.0]]))
-    >>> float(stats.mean), float(stats.median)
-    (6.0, 6.0)
-    """
-    values = check_logits(logits).values.to(torch.float64).amax(dim=1)
-    levels = torch.tensor([0.25, 0.5, 0.75], dtype=values.dtype, device=values.device)
-    q1, median, q3 = torch.quantile(values, levels).tolist()
-    mean = float(values.mean())
-    std = float(values.std(unbiased=False))
-    return Bunch(
-        mean=mean,
-        std=std,
-        median=median,
-        iqr=q3 - q1,
-        cv=std / abs(mean) if mean != 0 else float("inf"),
-        n_samples=int(values.numel()),
-    )
 
 
 def masking_spread(
@@ -105,7 +66,7 @@ def masking_spread(
         n_repeats=n_masks,
     )
     clean_stats, masked_stats = max_logit_statistics(clean), max_logit_statistics(masked)
-    ratio = masked_stats.iqr / clean_stats.iqr if clean_stats.iqr > 0 else float("inf")
+    ratio = masking_spread_ratio(clean, masked)
     return Bunch(
         clean=clean_stats,
         masked=masked_stats,

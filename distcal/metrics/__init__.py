@@ -21,6 +21,7 @@ from ._classification import (
     maximum_calibration_error,
     negative_log_likelihood,
 )
+from ._diagnostics import masking_spread_ratio, max_logit_concentration, max_logit_statistics
 from ._scorer import (
     SCORERS,
     get_scorer,
@@ -48,6 +49,9 @@ __all__ = [
     "functional",
     "get_scorer",
     "ks_calibration_error",
+    "masking_spread_ratio",
+    "max_logit_concentration",
+    "max_logit_statistics",
     "maximum_calibration_error",
     "neg_adaptive_ece_scorer",
     "neg_brier_scorer",

@@ -39,6 +39,8 @@ __all__ = [
     "debiased_calibration_error",
     "expected_calibration_error",
     "ks_calibration_error",
+    "masking_spread_ratio",
+    "max_logit_concentration",
     "maximum_calibration_error",
     "negative_log_likelihood",
 ]
@@ -831,6 +833,42 @@ def ks_calibration_error(
     return _ks_calibration_error(
         preds, target, kind=kind, sample_weight=sample_weight, caller="ks_calibration_error"
     )
+
+
+def max_logit_concentration(logits) -> torch.Tensor:
+    """Coefficient of variation of the maximum logits, as a 0-d float64 tensor.
+
+    See :func:`distcal.metrics.max_logit_concentration`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import max_logit_concentration
+    >>> max_logit_concentration(torch.tensor([[1.0, 4.0], [6.0, 0.0]]))
+    tensor(0.2000, dtype=torch.float64)
+    """
+    from ._diagnostics import _concentration
+
+    return _concentration(logits)
+
+
+def masking_spread_ratio(logits, masked_logits) -> torch.Tensor:
+    """Ratio of the interquartile ranges of masked and clean maximum logits (0-d tensor).
+
+    See :func:`distcal.metrics.masking_spread_ratio`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.metrics.functional import masking_spread_ratio
+    >>> clean = torch.tensor([[5.0], [6.0], [7.0], [8.0], [9.0]]) * torch.tensor([[1.0, 0.0]])
+    >>> masked = torch.tensor([[1.0], [3.0], [5.0], [7.0], [9.0]]) * torch.tensor([[1.0, 0.0]])
+    >>> masking_spread_ratio(clean, masked)
+    tensor(2., dtype=torch.float64)
+    """
+    from ._diagnostics import _spread_ratio
+
+    return _spread_ratio(logits, masked_logits)
 
 
 def negative_log_likelihood(preds, target, *, sample_weight=None) -> torch.Tensor:
