@@ -20,6 +20,7 @@ from ._classification import (
     ks_calibration_error,
     maximum_calibration_error,
     negative_log_likelihood,
+    smooth_calibration_error,
 )
 from ._diagnostics import masking_spread_ratio, max_logit_concentration, max_logit_statistics
 from ._scorer import (
@@ -61,4 +62,5 @@ __all__ = [
     "neg_mce_scorer",
     "neg_nll_scorer",
     "negative_log_likelihood",
+    "smooth_calibration_error",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "ks_calibration_error",
     "maximum_calibration_error",
     "negative_log_likelihood",
+    "smooth_calibration_error",
 ]
 
 _NAMES = {"preds_name": "y_prob", "target_name": "y_true"}
@@ -453,6 +454,43 @@ def debiased_calibration_error(
             sample_weight=sample_weight,
             caller="debiased_calibration_error",
             **_NAMES,
+        )
+    )
+
+
+def smooth_calibration_error(y_true, y_prob, *, sample_weight=None) -> float:
+    """Smooth ECE (Blasiok and Nakkiran, 2023): a top-label calibration error without bins.
+
+    Kernel-smoothed residuals with the bandwidth fixed by ``smECE_sigma = sigma``. Read more in
+    :func:`distcal.metrics.functional.smooth_calibration_error`.
+
+    Parameters
+    ----------
+    y_true : array-like or Tensor of shape (n_samples,)
+        Class labels indexing the columns of ``y_prob``.
+    y_prob : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
+        Predicted probabilities.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative sample weights.
+
+    Returns
+    -------
+    error : float
+        The smooth ECE, in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from distcal.metrics import smooth_calibration_error
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.uniform(size=4000)
+    >>> y = (rng.uniform(size=4000) < p).astype(int)
+    >>> smooth_calibration_error(y, p) < 0.03
+    True
+    """
+    return float(
+        F._smooth_calibration_error(
+            y_prob, y_true, sample_weight=sample_weight, caller="smooth_calibration_error", **_NAMES
         )
     )
 
