@@ -77,3 +77,27 @@ def test_rows_are_distributions_and_zeros_are_said(calibrator):
     assert calibrator.n_uniform_rows_ >= 0
     decision = calibrator.decision_function(z)
     assert np.all(np.isfinite(decision) | (proba == 0))  # log(0) = -inf exactly where p = 0
+
+
+@pytest.mark.parametrize("name", ["HistogramBinning", "IsotonicRegression"])
+def test_agrees_with_netcal(name):
+    """netcal's one-vs-rest maps, given float64 probabilities, are the same maps."""
+    import contextlib
+    import io
+    import warnings
+
+    binning = pytest.importorskip("netcal.binning")
+    z, y = _data(n=2000, seed=5)
+    z_test, _ = _data(n=500, seed=6)
+    p, p_test = softmax(z, axis=1), softmax(z_test, axis=1)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = (
+            binning.HistogramBinning(bins=15)
+            if name == "HistogramBinning"
+            else binning.IsotonicRegression()
+        )
+        theirs.fit(p, y)
+        expected = np.asarray(theirs.transform(p_test))
+    ours = HistogramBinning(n_bins=15) if name == "HistogramBinning" else IsotonicCalibration()
+    np.testing.assert_allclose(ours.fit(z, y).predict_proba(z_test), expected, atol=1e-9)
