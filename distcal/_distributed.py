@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["all_reduce", "check_distributed", "raise_if_any_failed"]
+__all__ = ["agree", "all_reduce", "check_distributed", "raise_if_any_failed"]
 
 
 def check_distributed(caller: str, group=None) -> None:
@@ -69,3 +69,25 @@ def raise_if_any_failed(error: BaseException | None, caller: str, group=None) ->
             f"{caller}: another process (rank != {dist.get_rank(group)}) failed; its error "
             "message says why."
         )
+
+
+def agree(values, size: int, caller: str, what: str, group=None) -> tuple | None:
+    """Agree across processes on a tuple of non-negative numbers that some may not have.
+
+    Each process passes its tuple of ``size`` numbers (a shape, say), or None when it has none
+    (an empty shard). Every process gets the tuple of the processes that have one, or None when
+    no process has one. If two processes' tuples differ, every process raises (this one with a
+    ``ValueError`` naming ``what`` and both tuples) instead of waiting in a later collective.
+    """
+    local = torch.tensor(
+        [-1.0] * size if values is None else [float(v) for v in values], dtype=torch.float64
+    )
+    agreed = all_reduce(local, "max", group)
+    error = None
+    if values is not None and bool((agreed != local).any()):
+        error = ValueError(
+            f"{caller}: the processes disagree on {what}: this process has "
+            f"{tuple(values)}, another {tuple(int(v) for v in agreed.tolist())}."
+        )
+    raise_if_any_failed(error, caller, group)
+    return None if agreed[0] < 0 else tuple(agreed.tolist())

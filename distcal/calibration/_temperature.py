@@ -22,7 +22,7 @@ import torch
 
 from .._batches import batch_passes, unpack_batch
 from .._device import row_chunks
-from .._distributed import all_reduce, check_distributed, raise_if_any_failed
+from .._distributed import agree, all_reduce, check_distributed, raise_if_any_failed
 from .._validation import (
     Interval,
     Options,
@@ -489,18 +489,13 @@ class TemperatureScaling(BaseLogitCalibrator):
                     error = exc
                 raise_if_any_failed(error, f"{owner}.fit_batches")
                 # The shape of the logits, from any process that had a batch.
-                local = torch.tensor(
-                    [-1, 0, 0] if shape is None else [shape[0], shape[1], shape[2]],
-                    dtype=torch.float64,
+                agreed = agree(
+                    shape,
+                    3,
+                    f"{owner}.fit_batches",
+                    "the logit columns (classes, binary decision values, features)",
                 )
-                agreed = all_reduce(local, "max")
-                if shape is not None and (agreed != local).any():
-                    error = ValueError(
-                        "The processes' batches have different logit columns: this process has "
-                        f"{shape[2]}, another {int(agreed[2])}."
-                    )
-                raise_if_any_failed(error, f"{owner}.fit_batches")
-                if agreed[0] < 0:
+                if agreed is None:
                     raise ValueError(
                         "batches is empty on every process: there is no batch to fit the "
                         "temperature on."

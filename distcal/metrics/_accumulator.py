@@ -8,7 +8,7 @@ import torch
 from sklearn.utils import Bunch
 
 from .._batches import unpack_batch
-from .._distributed import all_reduce, check_distributed, raise_if_any_failed
+from .._distributed import agree, all_reduce, check_distributed
 from .._validation import Interval, Options, check_logits
 from ._binning import bin_edges
 from .functional import (
@@ -239,19 +239,9 @@ class CalibrationAccumulator:
         """Sum the statistics over every process; processes without batches add zeros."""
         caller = "CalibrationAccumulator.compute"
         check_distributed(caller)
-        local = torch.tensor(
-            [-1 if self.n_classes_ is None else self.n_classes_, self.n_bins], dtype=torch.float64
-        )
-        agreed = all_reduce(local, "max")
-        error = None
-        if self.n_classes_ is not None and (agreed != local).any():
-            error = ValueError(
-                f"The processes' accumulators differ: this one has {self.n_classes_} classes "
-                f"and {self.n_bins} bins, another {int(agreed[0])} classes and "
-                f"{int(agreed[1])} bins."
-            )
-        raise_if_any_failed(error, caller)
-        if agreed[0] < 0:
+        mine = None if self.n_classes_ is None else (self.n_classes_, self.n_bins)
+        agreed = agree(mine, 2, caller, "the classes and bins (n_classes, n_bins)")
+        if agreed is None:
             raise ValueError(
                 "CalibrationAccumulator has seen no batch on any process: call update (or "
                 "update_batches) before compute."
