@@ -24,6 +24,7 @@ __all__ = [
     "like",
     "make_generator",
     "module_device",
+    "one_thread_in_workers",
     "resolve_device",
     "row_chunks",
     "to_numpy",
@@ -135,6 +136,19 @@ def draw_seed(random_state) -> int:
     from sklearn.utils import check_random_state
 
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def one_thread_in_workers(parent_pid: int | None) -> None:
+    """Use one torch thread when running in a worker process other than ``parent_pid``.
+
+    joblib runs parallel jobs in worker processes (loky, Dask, Ray), as many as cores; each
+    then gets one thread instead of competing for all of them. In the caller's own process
+    (sequential runs, joblib's threading backend) the thread count is left alone.
+    """
+    import os
+
+    if parent_pid is not None and os.getpid() != parent_pid:
+        torch.set_num_threads(1)
 
 
 def make_generator(random_state, device=None) -> torch.Generator:

@@ -35,6 +35,7 @@ import torch
 from joblib import Parallel, delayed
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
+from ._device import one_thread_in_workers
 from ._files import atomic_write, atomic_write_text
 from ._progress import progress
 from .calibration import MaskedTemperatureScaling, TemperatureScaling
@@ -583,10 +584,7 @@ def _seed_job(
     seed, *, data, dataset, root, profile, device, out, config, figure_seed, verbose, parent=None
 ) -> dict:
     """Run one seed, draw its figures if it is the first, save it; return its results."""
-    if parent is not None and os.getpid() != parent:
-        # A worker process of our own (loky, Dask, Ray): one thread per job, as many jobs as
-        # cores. Threads of the caller's process (joblib's threading backend) are left alone.
-        torch.set_num_threads(1)
+    one_thread_in_workers(parent)
     if data is None:
         data = load_dataset(dataset, root=root)
     figures = {} if seed == figure_seed else None

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import os
 
-import torch
 from joblib import Parallel, delayed
 from sklearn.base import clone
+
+from .._device import one_thread_in_workers
 
 __all__ = ["fit_trainers"]
 
 
 def _fit_one(trainer, X, y, parent: int):
-    if os.getpid() != parent:
-        # A worker process of our own (loky, Dask, Ray): one torch thread per job. Threads of
-        # the caller's process (joblib's threading backend) are left alone.
-        torch.set_num_threads(1)
+    one_thread_in_workers(parent)
     return trainer.fit(X, y)
 
 
