@@ -97,10 +97,6 @@ class MaskedScaling(MaskedTemperatureScaling):
         self.input_type = input_type
         self.random_state = random_state
 
-    def fit_batches(self, batches):
-        """Not available, for the reason :meth:`MaskedTemperatureScaling.fit_batches` gives."""
-        return super().fit_batches(batches)
-
     def _fit_logits(self, values, labels, weights, *, stacklevel=4):
         from ._linear import VectorScaling
 

@@ -267,7 +267,7 @@ class MaskedTemperatureScaling(TemperatureScaling):
             Always.
         """
         raise TypeError(
-            "MaskedTemperatureScaling.fit_batches is not available: the solver reads the "
+            f"{type(self).__name__}.fit_batches is not available: the solver reads the "
             "batches several times and the masks would differ between passes. Use fit(X, y), "
             "or compute the logits of masked inputs once and pass them to "
             "TemperatureScaling().fit_batches."

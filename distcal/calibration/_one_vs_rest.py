@@ -134,12 +134,13 @@ class HistogramBinning(_OneVsRest):
         per_class = edges.expand(n_classes, -1) if edges.ndim == 1 else edges
         centres = (per_class[:, :-1] + per_class[:, 1:]) / 2
         values = torch.where(weight > 0, outcome / weight.clamp_min(1e-300), centres)
-        self._edges = edges.cpu()
         self.bin_edges_ = per_class.cpu().clone()
         self.bin_values_ = values.cpu()
 
     def _apply_maps(self, probs):
-        edges = getattr(self, "_edges", self.bin_edges_).to(probs.device)
+        # uniform edges are shared by every class: one row, 1-D, takes the kernel's fast path
+        edges = self.bin_edges_[0] if self.strategy == "uniform" else self.bin_edges_
+        edges = edges.to(probs.device)
         index = bin_indices(probs, edges)
         values = self.bin_values_.to(probs.device)
         return values.gather(1, index.T).T
