@@ -42,6 +42,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _report import render
 
 # Per dataset: network depth, student augmentation, and the recipe of the full-data student
 # (fewer epochs than the 300 of a student trained on 100 distilled images). Digits uses batches
@@ -532,16 +533,6 @@ def summarise(rows, n_seeds):
                 ]
             lines.append([student, name, *cells, "; ".join(notes)])
     return header, lines
-
-
-def render(header, lines, markdown=False):
-    if markdown:
-        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
-    return "\n".join(out)
 
 
 def timing_summary(timings) -> str:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _report import render
 from scipy.stats import spearmanr
 
 from distcal import MaskedTemperatureScaling
@@ -112,16 +113,6 @@ def summarise(rows, seeds):
     return header, lines, verdicts
 
 
-def render(header, lines, markdown=False):
-    if markdown:
-        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    out = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    out += ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
-    return "\n".join(out)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,7 +124,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rows = run(args.seeds, args.n_masks, args.epochs)
     header, lines, verdicts = summarise(rows, args.seeds)
-    print(render(header, lines))
+    print(render(header, lines, align="right"))
     print("\n".join(verdicts))
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import render, reset_peak_rss, status_kib
 
 
 def make_batch(index: int, batch: int, n_samples: int, n_classes: int, seed: int = 0):
@@ -51,20 +52,6 @@ def batches(n_samples: int, n_classes: int, batch: int):
     return generate
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
-def _reset_peak_rss() -> int:
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-    return _status_kib("VmRSS")
-
-
 def worker(path: str, n_samples: int, n_classes: int, batch: int) -> None:
     import torch
 
@@ -74,7 +61,7 @@ def worker(path: str, n_samples: int, n_classes: int, batch: int) -> None:
     source = batches(n_samples, n_classes, batch)
     # A small fit first: kernels and thread pools loaded lazily are not the path's memory.
     TemperatureScaling().fit_batches(batches(1000, n_classes, 500))
-    baseline = _reset_peak_rss()
+    baseline = reset_peak_rss()
     start = time.perf_counter()
     if path == "in memory":
         parts = list(source())
@@ -92,7 +79,7 @@ def worker(path: str, n_samples: int, n_classes: int, batch: int) -> None:
             accumulator.update(torch.softmax(torch.from_numpy(z) / ts.temperature_, dim=1), y)
         ece = accumulator.compute().ece
     elapsed = time.perf_counter() - start
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     print(
         json.dumps(
             {
@@ -175,13 +162,7 @@ def format_table(rows, markdown=False):
                 f"{r['data_mib']:.0f}",
             ]
         )
-    if markdown:
-        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    out = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    out += ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
-    return "\n".join(out)
+    return render(header, lines, markdown=markdown, align="right")
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _report import render
 
 from distcal import MaskedTemperatureScaling, TemperatureScaling
 from distcal.distill import (
@@ -144,16 +145,14 @@ def main(argv=None):
         "copies per image; cells: test ECE (15 bins, %), mean ± std over seeds"
     )
     print(context)
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-    for row in [header, *lines]:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    print(render(header, lines, align="right"))
     if args.markdown:
         command = "python benchmarks/bench_strict_regime.py " + " ".join(argv or sys.argv[1:])
-        table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        table += ["| " + " | ".join(row) + " |" for row in lines]
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(
-            f"Command: `{command.strip()}`\n\n{context}\n\n" + "\n".join(table) + "\n"
+            f"Command: `{command.strip()}`\n\n{context}\n\n"
+            + render(header, lines, markdown=True)
+            + "\n"
         )
 
 

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import render, reset_peak_rss, status_kib
 
 FULL_SIZES = [(10_000, 10), (100_000, 10), (1_000_000, 10), (100_000, 100), (100_000, 1000)]
 QUICK_SIZES = [(10_000, 10), (100_000, 10)]
@@ -135,21 +136,6 @@ def fit_torch_lbfgs(X, y, device):
     return float(temperature.item()), calls["n"]
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
-def _reset_peak_rss() -> int:
-    """Reset the peak resident set size to the current one (Linux); return it in KiB."""
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-    return _status_kib("VmRSS")
-
-
 FITTERS = {
     "distcal": fit_distcal,
     "distcal-float32": fit_distcal,
@@ -177,7 +163,7 @@ def worker(method: str, path: str, device: str, repeat: int) -> None:
     FITTERS[method](np.ascontiguousarray(X[warm]), y[warm], device)
     # ru_maxrss would carry the parent's high-water mark across fork and exec; the process's
     # own VmHWM, reset here, counts only what this process holds from now on.
-    baseline_kib = _reset_peak_rss()
+    baseline_kib = reset_peak_rss()
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -187,7 +173,7 @@ def worker(method: str, path: str, device: str, repeat: int) -> None:
         times.append(time.perf_counter() - start)
         if times[-1] > 20:  # one timing of a fit this slow is enough
             break
-    peak_kib = _status_kib("VmHWM")
+    peak_kib = status_kib("VmHWM")
     print(
         json.dumps(
             {
@@ -316,14 +302,7 @@ def format_table(rows, markdown=False):
                 f"{r['input_mib']:.0f}",
             ]
         )
-    if markdown:
-        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        out += ["| " + " | ".join(line) + " |" for line in lines]
-        return "\n".join(out)
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    out = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    out += ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
-    return "\n".join(out)
+    return render(header, lines, markdown=markdown, align="right")
 
 
 def print_partial(rows, n_samples, n_classes):

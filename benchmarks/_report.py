@@ -1,0 +1,36 @@
+"""What the benchmark scripts share: their tables, and the peak memory of a process.
+
+The scripts run as ``python benchmarks/bench_*.py``, so this folder is on their import path.
+"""
+
+from __future__ import annotations
+
+
+def render(header, lines, *, markdown=False, align="left") -> str:
+    """Render a table as markdown, or as text columns aligned ``"left"`` or ``"right"``."""
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+
+    def row(cells):
+        pad = str.ljust if align == "left" else str.rjust
+        return "  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True))
+
+    return "\n".join([row(header), *(row(line) for line in lines)])
+
+
+def status_kib(field: str) -> int:
+    """A memory field of this process from /proc/self/status (Linux), in KiB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def reset_peak_rss() -> int:
+    """Reset the peak resident set size to the current one (Linux); return it in KiB."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    return status_kib("VmRSS")
