@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import PortablePickleMixin, like
+from .._softmax import softmax
 from .._validation import (
     Logits,
     check_logits,
@@ -22,7 +23,9 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     """Base class of calibrators that map logits to calibrated probabilities.
 
     Subclasses implement ``fit`` and ``_calibrate_logits``, which maps validated logits of shape
-    (n_samples, n_classes) to calibrated logits of the same shape. Everything else (validation,
+    (n_samples, n_classes) to calibrated logits of the same shape; those that compute calibrated
+    probabilities directly also override ``_calibrate_proba``, so that ``predict_proba`` does not
+    go through a log and back. Everything else (validation,
     ``predict_proba``, ``predict``, ``predict_log_proba``, ``decision_function``, pickling of
     tensors and modules across devices) lives here or in its mixins.
 
@@ -90,10 +93,17 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     def _calibrate_logits(self, values: torch.Tensor) -> torch.Tensor:
         """Map validated logits of shape (n_samples, n_classes) to calibrated logits."""
 
-    def _calibrated(self, X):
+    def _calibrate_proba(self, values: torch.Tensor) -> torch.Tensor:
+        """Map validated logits to calibrated probabilities (softmax of the calibrated logits)."""
+        return softmax(self._calibrate_logits(values))
+
+    def _calibrated(self, X, *, proba: bool = False):
+        """Return the validated logits and their calibrated logits (or probabilities)."""
         logits = self._prediction_logits(X)
-        dtype = torch.promote_types(logits.values.dtype, torch.float32)
-        return logits, self._calibrate_logits(logits.values.to(dtype))
+        values = logits.values.to(torch.promote_types(logits.values.dtype, torch.float32))
+        if proba:
+            return logits, self._calibrate_proba(values)
+        return logits, self._calibrate_logits(values)
 
     # ------------------------------------------------------------------ prediction methods
     def decision_function(self, X):
@@ -129,8 +139,8 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
             Probabilities in the container and on the device of ``X``, in its floating dtype
             (float16 and bfloat16 are promoted to float32). Binary input gives two columns.
         """
-        _, calibrated = self._calibrated(X)
-        return like(torch.softmax(calibrated, dim=1), X)
+        _, probabilities = self._calibrated(X, proba=True)
+        return like(probabilities, X)
 
     def predict_log_proba(self, X):
         """Return the logarithm of the calibrated class probabilities.

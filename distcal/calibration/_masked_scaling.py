@@ -113,3 +113,6 @@ class MaskedScaling(MaskedTemperatureScaling):
 
     def _calibrate_logits(self, values: torch.Tensor) -> torch.Tensor:
         return self.calibrator_._calibrate_logits(values)
+
+    def _calibrate_proba(self, values: torch.Tensor) -> torch.Tensor:
+        return self.calibrator_._calibrate_proba(values)

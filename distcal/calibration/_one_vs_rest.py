@@ -16,21 +16,29 @@ make the result always a distribution, and are documented rather than hidden:
 from __future__ import annotations
 
 import numbers
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from sklearn.isotonic import isotonic_regression
 
-from .._device import to_numpy
+from .._device import as_tensor, row_chunks, to_numpy
+from .._softmax import softmax
 from .._validation import Interval, Options
-from ..metrics._binning import bin_edges, bin_indices, bin_statistics
+from ..metrics._binning import bin_edges, bin_indices
 from ._base import BaseLogitCalibrator
 
 __all__ = ["HistogramBinning", "IsotonicCalibration"]
 
 
 class _OneVsRest(BaseLogitCalibrator):
-    """Fit one map per class on the class's probability; normalise the calibrated rows."""
+    """Fit one map per class on the class's probability; normalise the calibrated rows.
+
+    Subclasses implement ``_fit_maps(logits, labels, weights)``, which fits the maps on float64
+    logits and returns the number of calibration rows whose K mapped values are all 0;
+    ``_maps(device)``, which returns the fitted maps as tensors on ``device``; and
+    ``_apply_maps(probs, maps)``.
+    """
 
     def fit(self, X, y, sample_weight=None):
         """Fit one map per class on calibration logits.
@@ -50,20 +58,40 @@ class _OneVsRest(BaseLogitCalibrator):
             The fitted calibrator.
         """
         logits, labels, weights = self._validate_fit_inputs(X, y, sample_weight)
-        probs = torch.softmax(logits.values.to(torch.float64), dim=1)
-        onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).to(torch.float64)
-        self._fit_maps(probs, onehot, weights)
-        values = self._apply_maps(probs)
-        self.n_uniform_rows_ = int((values.sum(dim=1) <= 0).sum())
+        self.n_uniform_rows_ = self._fit_maps(logits.values.to(torch.float64), labels, weights)
         return self
 
+    @staticmethod
+    def _by_chunks(logits, function, dtype):
+        """Apply ``function`` to the float64 probabilities of row chunks of ``logits``.
+
+        Chunks keep every temporary small (in cache on a CPU) whatever the number of samples;
+        the results are written into one tensor of ``dtype`` and the shape of ``logits``.
+        """
+        result = torch.empty(logits.shape, dtype=dtype, device=logits.device)
+        for rows in row_chunks(logits.shape[0], logits.shape[1], logits.device):
+            result[rows] = function(softmax(logits[rows].to(torch.float64)))
+        return result
+
+    def _normalised(self, values: torch.Tensor) -> torch.Tensor:
+        """Calibrated float64 probabilities: the mapped values divided by their row sums."""
+        maps = self._maps(values.device)
+
+        def calibrate(probs):
+            calibrated = self._apply_maps(probs, maps)
+            # A row of zeros becomes a row of ones with total K, that is the uniform
+            # distribution; no branch, so nothing waits for the device.
+            calibrated += calibrated.sum(dim=1, keepdim=True) <= 0
+            return calibrated / calibrated.sum(dim=1, keepdim=True)
+
+        return self._by_chunks(values, calibrate, torch.float64)
+
+    def _calibrate_proba(self, values: torch.Tensor) -> torch.Tensor:
+        return self._normalised(values).to(values.dtype)
+
     def _calibrate_logits(self, values: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(values.to(torch.float64), dim=1)
-        calibrated = self._apply_maps(probs)
-        totals = calibrated.sum(dim=1, keepdim=True)
-        uniform = torch.full_like(calibrated, 1.0 / calibrated.shape[1])
-        normalised = torch.where(totals > 0, calibrated / totals.clamp_min(1e-300), uniform)
-        return torch.log(normalised).to(values.dtype)  # log(0) = -inf: probability exactly 0
+        # log(0) = -inf: a probability exactly 0
+        return torch.log(self._normalised(values)).to(values.dtype)
 
 
 class HistogramBinning(_OneVsRest):
@@ -126,40 +154,74 @@ class HistogramBinning(_OneVsRest):
         self.strategy = strategy
         self.input_type = input_type
 
-    def _fit_maps(self, probs, onehot, weights):
-        n_classes = probs.shape[1]
-        # uniform edges stay 1-D (shared by every class): the binning kernel's fast path
+    def _fit_maps(self, logits, labels, weights):
+        n_samples, n_classes = logits.shape
+        # Uniform edges need no data and stay 1-D (shared by every class): the binning kernel's
+        # fast path. Quantile edges need every probability at once.
+        probs = logits if self.strategy == "uniform" else softmax(logits)
         edges = bin_edges(probs, self.n_bins, self.strategy, weights)
-        weight, _, outcome = bin_statistics(probs, onehot, edges, weights)
+        cells = self._by_chunks(logits, lambda chunk: self._cells(chunk, edges), torch.long)
+        # Each sample adds its weight to the bin of every class, and its outcome only to the
+        # bin of its own class (the others are 0): K + 1 additions per sample, not 2K.
+        size = n_classes * self.n_bins
+        own = cells.gather(1, labels[:, None]).reshape(-1)
+        if weights is None:
+            weight = torch.bincount(cells.reshape(-1), minlength=size).to(torch.float64)
+            outcome = torch.bincount(own, minlength=size).to(torch.float64)
+        else:
+            spread = weights[:, None].expand(n_samples, n_classes).reshape(-1)
+            weight = torch.bincount(cells.reshape(-1), weights=spread, minlength=size)
+            outcome = torch.bincount(own, weights=weights, minlength=size)
         per_class = edges.expand(n_classes, -1) if edges.ndim == 1 else edges
         centres = (per_class[:, :-1] + per_class[:, 1:]) / 2
+        weight = weight.reshape(n_classes, self.n_bins)
+        outcome = outcome.reshape(n_classes, self.n_bins)
         values = torch.where(weight > 0, outcome / weight.clamp_min(1e-300), centres)
         self.bin_edges_ = per_class.cpu().clone()
         self.bin_values_ = values.cpu()
+        if not bool((values == 0).any()):
+            return 0  # no bin maps to 0, so no row can
+        return int((values.reshape(-1)[cells] == 0).all(dim=1).sum())
 
-    def _apply_maps(self, probs):
+    def _cells(self, probs, edges):
+        """Index of each (sample, class) bin in the flat (n_classes * n_bins) table."""
+        offsets = torch.arange(probs.shape[1], device=probs.device) * self.n_bins
+        return bin_indices(probs, edges) + offsets
+
+    def _maps(self, device):
         # uniform edges are shared by every class: one row, 1-D, takes the kernel's fast path
         edges = self.bin_edges_[0] if self.strategy == "uniform" else self.bin_edges_
-        edges = edges.to(probs.device)
-        index = bin_indices(probs, edges)
-        values = self.bin_values_.to(probs.device)
-        return values.gather(1, index.T).T
+        return edges.to(device), self.bin_values_.to(device).reshape(-1)
+
+    def _apply_maps(self, probs, maps):
+        edges, table = maps
+        return table[self._cells(probs, edges)]
 
 
-def _isotonic_fit(x: np.ndarray, y: np.ndarray, w: np.ndarray):
-    """Weighted non-decreasing fit of y on x; return the distinct x and the fitted values.
+def _isotonic_fit(x: np.ndarray, positive: np.ndarray, w: np.ndarray | None):
+    """Weighted non-decreasing fit of ``positive`` on ``x``; return its knots and values.
 
     Samples with equal x are pooled first (their weighted mean and total weight); the pooled
-    points then go through scikit-learn's compiled pool-adjacent-violators routine.
+    points then go through scikit-learn's compiled pool-adjacent-violators routine. Pooling
+    makes the order of equal values irrelevant, so the unstable (faster) sort is used; without
+    weights only the values are sorted, and the positives are counted per distinct value.
     """
-    keep = w > 0
-    x, y, w = x[keep], y[keep], w[keep]
-    order = np.argsort(x, kind="stable")
-    x, y, w = x[order], y[order], w[order]
-    start = np.flatnonzero(np.r_[True, x[1:] != x[:-1]])
-    unique = x[start]
-    sums_w = np.add.reduceat(w, start)
-    means = np.add.reduceat(w * y, start) / sums_w
+    if w is None:
+        values = np.sort(x)
+        start = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+        unique = values[start]
+        sums_w = np.diff(np.r_[start, len(values)]).astype(np.float64)
+        hits = np.bincount(np.searchsorted(unique, x[positive]), minlength=len(unique))
+        means = hits / sums_w
+    else:
+        keep = w > 0
+        x, positive, w = x[keep], positive[keep], w[keep]
+        order = np.argsort(x)
+        x, positive, w = x[order], positive[order], w[order]
+        start = np.flatnonzero(np.r_[True, x[1:] != x[:-1]])
+        unique = x[start]
+        sums_w = np.add.reduceat(w, start)
+        means = np.add.reduceat(w * positive, start) / sums_w
     fitted = isotonic_regression(means, sample_weight=sums_w, increasing=True)
     # The fit is constant on blocks: the first and last point of each block are the only
     # knots the linear interpolation needs (fewer knots, faster predictions, same values).
@@ -218,20 +280,58 @@ class IsotonicCalibration(_OneVsRest):
     def __init__(self, *, input_type="logits"):
         self.input_type = input_type
 
-    def _fit_maps(self, probs, onehot, weights):
-        p = to_numpy(probs.cpu())
-        targets = to_numpy(onehot.cpu())
-        w = np.ones(len(p)) if weights is None else to_numpy(weights.cpu())
-        self.knots_, self.knot_values_ = [], []
-        for k in range(p.shape[1]):
-            knots, values = _isotonic_fit(p[:, k], targets[:, k], w)
-            self.knots_.append(knots)
-            self.knot_values_.append(values)
+    def _fit_maps(self, logits, labels, weights):
+        probs = softmax(logits)
+        columns = to_numpy(probs.T.contiguous().cpu())  # one contiguous row per class
+        y = to_numpy(labels.cpu())
+        w = None if weights is None else to_numpy(weights.cpu())
 
-    def _apply_maps(self, probs):
-        p = to_numpy(probs.detach().cpu())
-        columns = [
-            np.interp(p[:, k], knots, values)
-            for k, (knots, values) in enumerate(zip(self.knots_, self.knot_values_, strict=True))
+        def fit_class(k):
+            return _isotonic_fit(columns[k], y == k, w)
+
+        # numpy sorts without the GIL: classes are fitted on as many threads as torch uses
+        n_threads = min(len(columns), torch.get_num_threads())
+        if n_threads > 1:
+            with ThreadPoolExecutor(n_threads) as pool:
+                fits = list(pool.map(fit_class, range(len(columns))))
+        else:
+            fits = [fit_class(k) for k in range(len(columns))]
+        self.knots_ = [knots for knots, _ in fits]
+        self.knot_values_ = [values for _, values in fits]
+        # The maps are non-decreasing and non-negative: class k maps to 0 exactly up to its
+        # last knot of value 0 (every calibration probability is a knot or lies in a constant
+        # block between two), so a calibration row maps to all zeros when each of its
+        # probabilities is at or below its class's threshold.
+        thresholds = [
+            knots[values == 0][-1] if values[0] == 0 else -np.inf for knots, values in fits
         ]
-        return torch.as_tensor(np.stack(columns, axis=1), device=probs.device)
+        if max(thresholds) == -np.inf:
+            return 0
+        below = probs <= as_tensor(np.array(thresholds), device=probs.device)
+        return int(below.all(dim=1).sum())
+
+    def _maps(self, device):
+        # np.interp per class, for all classes at once: knots padded with +inf (never reached),
+        # values with the last value, slopes with 0.
+        n_classes = len(self.knots_)
+        width = max(len(knots) for knots in self.knots_)
+        knots = torch.full((n_classes, width), np.inf, dtype=torch.float64)
+        values = torch.empty((n_classes, width), dtype=torch.float64)
+        slopes = torch.zeros((n_classes, width), dtype=torch.float64)
+        for k, (x, f) in enumerate(zip(self.knots_, self.knot_values_, strict=True)):
+            knots[k, : len(x)] = torch.from_numpy(x)
+            values[k, : len(f)] = torch.from_numpy(f)
+            values[k, len(f) :] = f[-1]
+            slopes[k, : len(x) - 1] = torch.from_numpy(np.diff(f) / np.diff(x))
+        lowest = knots[:, :1]
+        highest = torch.from_numpy(np.array([x[-1] for x in self.knots_]))[:, None]
+        return tuple(t.to(device) for t in (knots, values, slopes, lowest, highest))
+
+    def _apply_maps(self, probs, maps):
+        knots, values, slopes, lowest, highest = maps
+        # constant outside [first knot, last knot]: clamp, then interpolate on the segment
+        x = torch.minimum(torch.maximum(probs.T, lowest), highest).contiguous()
+        segment = torch.searchsorted(knots, x, right=True).sub_(1)
+        result = values.gather(1, segment)
+        result += (x - knots.gather(1, segment)) * slopes.gather(1, segment)
+        return result.T

@@ -74,7 +74,6 @@ def test_rows_are_distributions_and_zeros_are_said(calibrator):
     proba = calibrator.fit(z, y).predict_proba(z)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert np.all(proba >= 0)
-    assert calibrator.n_uniform_rows_ >= 0
     decision = calibrator.decision_function(z)
     assert np.all(np.isfinite(decision) | (proba == 0))  # log(0) = -inf exactly where p = 0
 
@@ -101,3 +100,38 @@ def test_agrees_with_netcal(name):
         expected = np.asarray(theirs.transform(p_test))
     ours = HistogramBinning(n_bins=15) if name == "HistogramBinning" else IsotonicCalibration()
     np.testing.assert_allclose(ours.fit(z, y).predict_proba(z_test), expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("calibrator", [HistogramBinning(n_bins=20), IsotonicCalibration()])
+def test_rows_mapped_to_all_zeros_are_counted_and_made_uniform(calibrator):
+    # Every class sees 0.25 only on weighted samples of other classes, so its map sends 0.25
+    # to 0; the zero-weight last row (all 0.25) maps to all zeros and becomes uniform. The
+    # weighted rows each keep their own class's positive value.
+    p = np.array(
+        [
+            [0.25, 0.25, 0.5, 0.0],
+            [0.5, 0.0, 0.25, 0.25],
+            [0.25, 0.25, 0.25, 0.25],
+        ]
+    )
+    y = np.array([2, 0, 1])
+    weights = np.array([1.0, 1.0, 0.0])
+    calibrator.set_params(input_type="probabilities").fit(p, y, sample_weight=weights)
+    assert calibrator.n_uniform_rows_ == 1
+    proba = calibrator.predict_proba(p)
+    np.testing.assert_array_equal(proba[2], np.full(4, 0.25))
+    assert proba[0, 2] == proba[0].max() > 0.25
+    assert proba[1, 0] == proba[1].max() > 0.25
+    # the same rows, fitted with weight: no row maps to all zeros any more
+    assert calibrator.fit(p[:2], y[:2]).n_uniform_rows_ == 0
+
+
+def test_unweighted_and_unit_weights_fit_the_same_isotonic_maps():
+    z, y = _data(seed=7)
+    z = np.round(z, 1)  # ties: equal probabilities are pooled by both paths
+    plain = IsotonicCalibration().fit(z, y)
+    weighted = IsotonicCalibration().fit(z, y, sample_weight=np.ones(len(y)))
+    for a, b in zip(plain.knots_, weighted.knots_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(plain.knot_values_, weighted.knot_values_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
