@@ -7,6 +7,7 @@ import numbers
 
 import torch
 
+from .._softmax import softmax
 from .._validation import Interval, Options
 from ._base import BaseLogitCalibrator
 from ._temperature import _warn_for_fit, fit_temperature
@@ -102,8 +103,8 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
         rows = torch.arange(len(labels), device=z.device)
         components = torch.stack(
             [
-                torch.softmax(z / self.temperature_, dim=1)[rows, labels],
-                torch.softmax(z, dim=1)[rows, labels],
+                softmax(z / self.temperature_)[rows, labels],
+                softmax(z)[rows, labels],
                 torch.full_like(z[:, 0], 1.0 / z.shape[1]),
             ],
             dim=1,
@@ -134,6 +135,13 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
             losses = -torch.log(components @ mix)
             self.nll_ = float(losses.mean() if w is None else losses @ w)
         return self
+
+    def _calibrate_proba(self, values: torch.Tensor) -> torch.Tensor:
+        z = values.to(torch.float64)
+        w = [float(v) for v in self.weights_]
+        mixture = softmax(z / self.temperature_).mul_(w[0])
+        mixture.add_(softmax(z), alpha=w[1]).add_(w[2] / z.shape[1])
+        return mixture.to(values.dtype)
 
     def _calibrate_logits(self, values: torch.Tensor) -> torch.Tensor:
         z = values.to(torch.float64)

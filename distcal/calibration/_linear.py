@@ -39,17 +39,24 @@ def _fit_affine(
     max_iter: int,
 ):
     """Minimise the penalised weighted NLL of ``softmax(features @ W.T + b)``; return W, b."""
-    n_classes = features.shape[1]
+    n_samples, n_classes = features.shape
     x = features.to(torch.float64)
-    w = None if weights is None else weights.to(torch.float64) / weights.sum()
+    device = x.device
+    # Each sample's share of the loss: 1 / n, or its normalised weight.
+    share = (
+        torch.full((n_samples, 1), 1.0 / n_samples, dtype=torch.float64, device=device)
+        if weights is None
+        else (weights.to(torch.float64) / weights.sum())[:, None]
+    )
     if diagonal:
-        scale = torch.ones(n_classes, dtype=torch.float64, device=x.device, requires_grad=True)
+        scale = torch.ones(n_classes, dtype=torch.float64, device=device)
     else:
-        scale = torch.eye(n_classes, dtype=torch.float64, device=x.device).requires_grad_(True)
-    bias = torch.zeros(n_classes, dtype=torch.float64, device=x.device, requires_grad=True)
+        scale = torch.eye(n_classes, dtype=torch.float64, device=device)
+    bias = torch.zeros(n_classes, dtype=torch.float64, device=device)
     off_diagonal = None
     if not diagonal and n_classes > 1:
-        off_diagonal = ~torch.eye(n_classes, dtype=torch.bool, device=x.device)
+        off_diagonal = ~torch.eye(n_classes, dtype=torch.bool, device=device)
+    n_off = n_classes * (n_classes - 1)
     optimizer = torch.optim.LBFGS(
         [scale, bias],
         lr=1.0,
@@ -62,17 +69,27 @@ def _fit_affine(
     state = {"nll": float("nan")}
 
     def closure():
-        optimizer.zero_grad()
-        scores = x * scale + bias if diagonal else x @ scale.T + bias
-        losses = torch.nn.functional.cross_entropy(scores, labels, reduction="none")
-        nll = losses.mean() if w is None else losses @ w
+        # The NLL of a softmax and its gradient in closed form, d/dscores = p - onehot(y): one
+        # softmax and two small matrix products per evaluation, no autograd graph.
+        scores = x * scale + bias if diagonal else torch.addmm(bias, x, scale.T)
+        top = scores.amax(dim=1, keepdim=True)
+        residual = (scores - top).exp_()
+        total = residual.sum(dim=1, keepdim=True)
+        residual /= total  # the softmax
+        log_norm = total.log_().add_(top)  # the log-sum-exp of each row
+        nll = (share * (log_norm - scores.gather(1, labels[:, None]))).sum()
+        residual.scatter_add_(1, labels[:, None], -torch.ones_like(log_norm))
+        residual *= share
+        scale.grad = (residual * x).sum(dim=0) if diagonal else residual.T @ x
+        bias.grad = residual.sum(dim=0)
         loss = nll
         if off_diagonal is not None and reg_lambda > 0:
-            loss = loss + reg_lambda * scale[off_diagonal].square().mean()
+            loss = loss + reg_lambda * scale[off_diagonal].square().sum() / n_off
+            scale.grad += (2 * reg_lambda / n_off) * scale * off_diagonal
         if reg_mu > 0:
             loss = loss + reg_mu * bias.square().mean()
-        loss.backward()
-        state["nll"] = float(nll.detach())
+            bias.grad += (2 * reg_mu / n_classes) * bias
+        state["nll"] = float(nll)
         return loss
 
     optimizer.step(closure)
@@ -82,7 +99,7 @@ def _fit_affine(
     # mean that it did not converge.
     converged = n_iter < max_iter and evaluations < max_iter * 5 // 4
     finite = bool(torch.isfinite(scale).all() and torch.isfinite(bias).all())
-    return scale.detach(), bias.detach(), state["nll"], n_iter, converged and finite
+    return scale, bias, state["nll"], n_iter, converged and finite
 
 
 class _AffineCalibrator(BaseLogitCalibrator):
