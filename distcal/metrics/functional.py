@@ -17,6 +17,7 @@ import numbers
 
 import numpy as np
 import torch
+from scipy.optimize import brentq
 from sklearn.utils import Bunch
 
 from .._device import row_chunks
@@ -287,23 +288,23 @@ def _debiased_calibration_error(
 _SMOOTH_GRID = 500  # points of [0, 1] at which the smoothed residual is evaluated
 
 
-def _reflected_gaussian(t: torch.Tensor, centres: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian kernel densities of ``t`` around ``centres``, reflected at 0 and 1.
+def _smooth_ece_at(sigma: float, mass: torch.Tensor, difference, total) -> float:
+    """smECE_sigma of residual masses at the centres ``(j + 1/2) / G`` of a uniform grid.
 
-    Each column integrates to 1 over [0, 1]: the mass a Gaussian puts outside the interval is
-    folded back in (images of the centre at -c, 2 - c, 2 + c, -2 + c, ...).
+    The reflected Gaussian kernel between grid point ``i`` and centre ``j`` depends only on
+    the offsets ``i - j`` and ``i + j + 1`` (the centre's image in 0), in grid steps, each
+    also shifted by the images in -2 and +2 (2G steps), so that every column integrates to 1
+    over [0, 1]: the mass a Gaussian puts outside the interval is folded back in. One table
+    of the density at every offset, indexed by ``difference`` (``i - j + G - 1``) and
+    ``total`` (``i + j + G``), gives the G x G kernel.
     """
-    diff = t[:, None] - centres[None, :]
-    total = torch.zeros_like(diff)
-    for shift in (-2.0, 0.0, 2.0):
-        for d in (diff - shift, t[:, None] + centres[None, :] - shift):
-            total += torch.exp(-0.5 * (d / sigma) ** 2)
-    return total / (sigma * (2 * torch.pi) ** 0.5)
-
-
-def _smooth_ece_at(sigma, grid, centres, residual_mass):
-    kernel = _reflected_gaussian(grid, centres, sigma)
-    smoothed = kernel @ residual_mass  # the smoothed residual density on the grid
+    grid = mass.shape[0]
+    offsets = torch.arange(-(grid - 1), 2 * grid, dtype=torch.float64)
+    density = sum(
+        torch.exp(-0.5 * ((offsets - 2 * grid * shift) / (grid * sigma)) ** 2)
+        for shift in (-1, 0, 1)
+    ) / (sigma * (2 * torch.pi) ** 0.5)
+    smoothed = (density[difference] + density[total]) @ mass  # smoothed residual density
     return float(smoothed.abs().mean())  # the integral over [0, 1] on a uniform grid
 
 
@@ -318,24 +319,25 @@ def _smooth_calibration_error(
     residual = correct.to(torch.float64).cpu() - confidence
     w = torch.ones_like(confidence) if weights is None else weights.to(torch.float64).cpu()
     w = w / w.sum()
-    # Residual mass on a fine grid of centres (the data enter only through these sums), so the
-    # cost is O(n + grid^2) whatever the number of samples.
-    edges = torch.linspace(0, 1, _SMOOTH_GRID + 1, dtype=torch.float64)
-    centres = (edges[:-1] + edges[1:]) / 2
+    # Residual mass at the centres (j + 1/2) / G of a fine grid (the data enter only through
+    # these sums), so the cost is O(n + G^2) whatever the number of samples.
     index = torch.clamp((confidence * _SMOOTH_GRID).long(), 0, _SMOOTH_GRID - 1)
     mass = torch.zeros(_SMOOTH_GRID, dtype=torch.float64).index_add_(0, index, w * residual)
-    # smECE_sigma decreases with sigma; the smooth ECE is its fixed point smECE_sigma = sigma.
-    low, high = 1e-4, 1.0
-    at_low = _smooth_ece_at(low, centres, centres, mass)
-    if at_low <= low:
-        return torch.tensor(at_low, dtype=torch.float64, device=probs.device)
-    for _ in range(25):  # the bracket shrinks to 3e-8
-        middle = (low + high) / 2
-        if _smooth_ece_at(middle, centres, centres, mass) > middle:
-            low = middle
-        else:
-            high = middle
-    return torch.tensor((low + high) / 2, dtype=torch.float64, device=probs.device)
+    rows = torch.arange(_SMOOTH_GRID)[:, None]
+    columns = torch.arange(_SMOOTH_GRID)[None, :]
+    difference, total = rows - columns + _SMOOTH_GRID - 1, rows + columns + _SMOOTH_GRID
+
+    def excess(sigma):
+        return _smooth_ece_at(sigma, mass, difference, total) - sigma
+
+    # smECE_sigma decreases with sigma and never exceeds 1 (the total residual mass), so
+    # smECE_sigma - sigma has one root in (0, 1]: the smooth ECE, its fixed point.
+    low = 1e-4
+    if excess(low) <= 0:
+        value = _smooth_ece_at(low, mass, difference, total)
+    else:
+        value = brentq(excess, low, 1.0, xtol=1e-10)
+    return torch.tensor(value, dtype=torch.float64, device=probs.device)
 
 
 def _nll_update(probs, labels, weights):
