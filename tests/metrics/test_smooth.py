@@ -45,3 +45,16 @@ def test_orders_calibrated_and_miscalibrated_models():
     assert smooth_calibration_error(y, np.clip(1.5 * p - 0.25, 0, 1)) > calibrated + 0.03
     weights = np.full(5000, 2.0)
     assert smooth_calibration_error(y, p, sample_weight=weights) == pytest.approx(calibrated)
+
+
+def test_agrees_with_relplot_the_authors_package():
+    """relplot (Blasiok and Nakkiran's code) discretises more coarsely: agreement within 2%."""
+    relplot = pytest.importorskip("relplot")
+    rng = np.random.default_rng(3)
+    for scale in (1.0, 3.0):
+        z = rng.normal(size=(4000, 5))
+        y = (z + rng.gumbel(size=z.shape)).argmax(axis=1)
+        p = np.exp(scale * z) / np.exp(scale * z).sum(axis=1, keepdims=True)
+        correct = (p.argmax(axis=1) == y).astype(float)
+        theirs = relplot.smECE(p.max(axis=1), correct)
+        assert smooth_calibration_error(y, p) == pytest.approx(theirs, rel=0.02)
