@@ -9,8 +9,12 @@ given float64 probabilities, which it needs (see the temperature benchmark for f
 
 Pairs: temperature scaling (netcal ``TemperatureScaling``), vector scaling (netcal
 ``LogisticCalibration``, its multiclass form), histogram binning (netcal ``HistogramBinning``),
-isotonic regression (netcal ``IsotonicRegression``), and matrix scaling against scikit-learn's
-multinomial ``LogisticRegression`` on the logits (netcal has no matrix scaling).
+isotonic regression (netcal ``IsotonicRegression``). netcal has no matrix scaling, Dirichlet
+calibration or ensemble temperature scaling, so those are compared with what a user would
+otherwise write: scikit-learn's multinomial ``LogisticRegression`` (no penalty) on the logits
+(matrix scaling) and on the log-probabilities (Dirichlet calibration, as its authors describe
+it), and the Mix-n-Match recipe in scipy for ensemble temperature scaling (the temperature by
+``minimize_scalar`` on the NLL, then the simplex weights by SLSQP, written here).
 
 Usage::
 
@@ -54,6 +58,8 @@ def _quiet():
 
 def distcal_pair(name):
     from distcal.calibration import (
+        DirichletCalibration,
+        EnsembleTemperatureScaling,
         HistogramBinning,
         IsotonicCalibration,
         MatrixScaling,
@@ -75,19 +81,63 @@ def distcal_pair(name):
             "histogram binning": lambda: HistogramBinning(n_bins=15),
             "isotonic regression": IsotonicCalibration,
             "matrix scaling": MatrixScaling,
+            "Dirichlet calibration": DirichletCalibration,
+            "ensemble temperature scaling": EnsembleTemperatureScaling,
         }[name]
     )
 
 
+def log_softmax(z):
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def scipy_ensemble_ts(z, y, z_test):
+    """Ensemble temperature scaling as a research script would fit it, with scipy."""
+    from scipy.optimize import minimize, minimize_scalar
+
+    rows = np.arange(len(y))
+
+    def nll_at(temperature):
+        return -log_softmax(z / temperature)[rows, y].mean()
+
+    temperature = minimize_scalar(nll_at, bounds=(0.05, 20), method="bounded").x
+    n_classes = z.shape[1]
+
+    def components(logits):
+        return np.stack(
+            [softmax(logits / temperature), softmax(logits), np.full(logits.shape, 1 / n_classes)]
+        )
+
+    parts = components(z)[:, rows, y].T
+    weights = minimize(
+        lambda w: -np.log(parts @ w).mean(),
+        np.full(3, 1 / 3),
+        method="SLSQP",
+        bounds=[(0, 1)] * 3,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}],
+    ).x
+
+    def predict(logits):
+        return np.tensordot(weights, components(logits), axes=1)
+
+    return predict(z), predict(z_test)
+
+
 def peer_pair(name):
-    if name == "matrix scaling":
+    if name in ("matrix scaling", "Dirichlet calibration"):
         from sklearn.linear_model import LogisticRegression
 
-        def fit_predict(z, y, z_test):
-            fitted = LogisticRegression(C=np.inf, max_iter=1000).fit(z, y)
-            return fitted.predict_proba(z), fitted.predict_proba(z_test)
+        features = (lambda z: z) if name == "matrix scaling" else log_softmax
 
-        return "sklearn LogisticRegression", fit_predict
+        def fit_predict(z, y, z_test):
+            fitted = LogisticRegression(C=np.inf, max_iter=1000).fit(features(z), y)
+            return fitted.predict_proba(features(z)), fitted.predict_proba(features(z_test))
+
+        label = "sklearn LogisticRegression" + ("" if name == "matrix scaling" else " on log p")
+        return label, fit_predict
+    if name == "ensemble temperature scaling":
+        return "scipy Mix-n-Match recipe", scipy_ensemble_ts
 
     with _quiet():
         from netcal.binning import HistogramBinning, IsotonicRegression
@@ -180,6 +230,8 @@ METHODS = [
     "histogram binning",
     "isotonic regression",
     "matrix scaling",
+    "Dirichlet calibration",
+    "ensemble temperature scaling",
 ]
 
 

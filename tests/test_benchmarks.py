@@ -24,6 +24,7 @@ SMALLEST = {
     "bench_metrics.py": ["--quick"],
     "bench_calibrator_speed.py": ["--n-samples", "2000", "--repeat", "1"]
     + ([] if HAS_NETCAL else ["--methods", "matrix scaling"]),
+    "bench_metric_peers.py": ["--n-samples", "2000", "--repeat", "1", "--n-resamples", "20"],
     "bench_logit_masking.py": ["--seeds", "1", "--n-masks", "1", "--epochs", "5"],
     "bench_distill_throughput.py": ["--ipc", "1", "--width", "8", "--repeat", "1"],
     "bench_distill.py": [

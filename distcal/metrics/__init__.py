@@ -29,10 +29,13 @@ from ._scorer import (
     neg_adaptive_ece_scorer,
     neg_brier_scorer,
     neg_classwise_ece_scorer,
+    neg_debiased_ce_scorer,
     neg_ece10_scorer,
     neg_ece_scorer,
+    neg_ks_scorer,
     neg_mce_scorer,
     neg_nll_scorer,
+    neg_smooth_ece_scorer,
 )
 
 __all__ = [
@@ -57,10 +60,13 @@ __all__ = [
     "neg_adaptive_ece_scorer",
     "neg_brier_scorer",
     "neg_classwise_ece_scorer",
+    "neg_debiased_ce_scorer",
     "neg_ece10_scorer",
     "neg_ece_scorer",
+    "neg_ks_scorer",
     "neg_mce_scorer",
     "neg_nll_scorer",
+    "neg_smooth_ece_scorer",
     "negative_log_likelihood",
     "smooth_calibration_error",
 ]

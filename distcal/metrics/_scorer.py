@@ -18,9 +18,12 @@ from ._classification import (
     adaptive_calibration_error,
     brier_score,
     classwise_calibration_error,
+    debiased_calibration_error,
     expected_calibration_error,
+    ks_calibration_error,
     maximum_calibration_error,
     negative_log_likelihood,
+    smooth_calibration_error,
 )
 
 __all__ = [
@@ -29,10 +32,13 @@ __all__ = [
     "neg_adaptive_ece_scorer",
     "neg_brier_scorer",
     "neg_classwise_ece_scorer",
+    "neg_debiased_ce_scorer",
     "neg_ece10_scorer",
     "neg_ece_scorer",
+    "neg_ks_scorer",
     "neg_mce_scorer",
     "neg_nll_scorer",
+    "neg_smooth_ece_scorer",
 ]
 
 neg_ece_scorer = make_scorer(
@@ -60,6 +66,16 @@ neg_nll_scorer = make_scorer(
 neg_brier_scorer = make_scorer(
     brier_score, greater_is_better=False, response_method="predict_proba"
 )
+# Calibration errors without the bias of binning, or without bins at all.
+neg_debiased_ce_scorer = make_scorer(
+    debiased_calibration_error, greater_is_better=False, response_method="predict_proba"
+)
+neg_smooth_ece_scorer = make_scorer(
+    smooth_calibration_error, greater_is_better=False, response_method="predict_proba"
+)
+neg_ks_scorer = make_scorer(
+    ks_calibration_error, greater_is_better=False, response_method="predict_proba"
+)
 
 SCORERS = {
     "neg_ece": neg_ece_scorer,
@@ -69,6 +85,9 @@ SCORERS = {
     "neg_mce": neg_mce_scorer,
     "neg_nll": neg_nll_scorer,
     "neg_brier": neg_brier_scorer,
+    "neg_debiased_ce": neg_debiased_ce_scorer,
+    "neg_smooth_ece": neg_smooth_ece_scorer,
+    "neg_ks": neg_ks_scorer,
 }
 
 
@@ -80,7 +99,8 @@ def get_scorer(name: str):
     name : str
         One of the keys of :data:`SCORERS`: ``"neg_ece"`` (15 equal-width bins, top-label),
         ``"neg_ece10"`` (10 bins), ``"neg_adaptive_ece"``, ``"neg_classwise_ece"``,
-        ``"neg_mce"``, ``"neg_nll"`` or ``"neg_brier"``.
+        ``"neg_mce"``, ``"neg_nll"``, ``"neg_brier"``, ``"neg_debiased_ce"`` (debiased
+        root-mean-square error), ``"neg_smooth_ece"`` or ``"neg_ks"`` (Kolmogorov-Smirnov).
 
     Returns
     -------

@@ -12,13 +12,16 @@ from distcal.metrics import (
     adaptive_calibration_error,
     brier_score,
     classwise_calibration_error,
+    debiased_calibration_error,
     expected_calibration_error,
     get_scorer,
+    ks_calibration_error,
     maximum_calibration_error,
     neg_ece10_scorer,
     neg_ece_scorer,
     neg_nll_scorer,
     negative_log_likelihood,
+    smooth_calibration_error,
 )
 
 METRIC_OF = {
@@ -29,6 +32,9 @@ METRIC_OF = {
     "neg_mce": maximum_calibration_error,
     "neg_nll": negative_log_likelihood,
     "neg_brier": brier_score,
+    "neg_debiased_ce": debiased_calibration_error,
+    "neg_smooth_ece": smooth_calibration_error,
+    "neg_ks": ks_calibration_error,
 }
 
 
