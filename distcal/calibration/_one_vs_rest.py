@@ -63,26 +63,30 @@ class _OneVsRest(BaseLogitCalibrator):
 
     @staticmethod
     def _by_chunks(logits, function, dtype):
-        """Apply ``function`` to the float64 probabilities of row chunks of ``logits``.
+        """Apply ``function(probs, out)`` to the float64 probabilities of row chunks of ``logits``.
 
         Chunks keep every temporary small (in cache on a CPU) whatever the number of samples;
-        the results are written into one tensor of ``dtype`` and the shape of ``logits``.
+        ``function`` writes its result for the chunk into ``out``, a view of one tensor of
+        ``dtype`` and the shape of ``logits``, which is returned.
         """
         result = torch.empty(logits.shape, dtype=dtype, device=logits.device)
         for rows in row_chunks(logits.shape[0], logits.shape[1], logits.device):
-            result[rows] = function(softmax(logits[rows].to(torch.float64)))
+            function(softmax(logits[rows].to(torch.float64)), result[rows])
         return result
 
     def _normalised(self, values: torch.Tensor) -> torch.Tensor:
         """Calibrated float64 probabilities: the mapped values divided by their row sums."""
         maps = self._maps(values.device)
 
-        def calibrate(probs):
+        def calibrate(probs, out):
             calibrated = self._apply_maps(probs, maps)
+            totals = calibrated.sum(dim=1, keepdim=True)
             # A row of zeros becomes a row of ones with total K, that is the uniform
             # distribution; no branch, so nothing waits for the device.
-            calibrated += calibrated.sum(dim=1, keepdim=True) <= 0
-            return calibrated / calibrated.sum(dim=1, keepdim=True)
+            empty = totals <= 0
+            calibrated += empty
+            totals += empty * calibrated.shape[1]
+            torch.div(calibrated, totals, out=out)
 
         return self._by_chunks(values, calibrate, torch.float64)
 
@@ -160,7 +164,12 @@ class HistogramBinning(_OneVsRest):
         # fast path. Quantile edges need every probability at once.
         probs = logits if self.strategy == "uniform" else softmax(logits)
         edges = bin_edges(probs, self.n_bins, self.strategy, weights)
-        cells = self._by_chunks(logits, lambda chunk: self._cells(chunk, edges), torch.long)
+        offsets = torch.arange(n_classes, device=logits.device) * self.n_bins
+
+        def cells_of(probs, out):  # each (sample, class) bin's index in the flat table
+            torch.add(bin_indices(probs, edges), offsets, out=out)
+
+        cells = self._by_chunks(logits, cells_of, torch.long)
         # Each sample adds its weight to the bin of every class, and its outcome only to the
         # bin of its own class (the others are 0): K + 1 additions per sample, not 2K.
         size = n_classes * self.n_bins
@@ -183,19 +192,14 @@ class HistogramBinning(_OneVsRest):
             return 0  # no bin maps to 0, so no row can
         return int((values.reshape(-1)[cells] == 0).all(dim=1).sum())
 
-    def _cells(self, probs, edges):
-        """Index of each (sample, class) bin in the flat (n_classes * n_bins) table."""
-        offsets = torch.arange(probs.shape[1], device=probs.device) * self.n_bins
-        return bin_indices(probs, edges) + offsets
-
     def _maps(self, device):
         # uniform edges are shared by every class: one row, 1-D, takes the kernel's fast path
         edges = self.bin_edges_[0] if self.strategy == "uniform" else self.bin_edges_
-        return edges.to(device), self.bin_values_.to(device).reshape(-1)
+        return edges.to(device), self.bin_values_.T.contiguous().to(device)
 
     def _apply_maps(self, probs, maps):
-        edges, table = maps
-        return table[self._cells(probs, edges)]
+        edges, by_bin = maps  # by_bin[b, k]: the value of bin b of class k
+        return by_bin.gather(0, bin_indices(probs, edges))
 
 
 def _isotonic_fit(x: np.ndarray, positive: np.ndarray, w: np.ndarray | None):
