@@ -9,8 +9,12 @@ from __future__ import annotations
 def render(header, lines, *, markdown=False, align="left") -> str:
     """Render a table as markdown, or as text columns aligned ``"left"`` or ``"right"``."""
     if markdown:
-        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
+        # a "|" inside a cell would end it: escape it (headers such as "max |dp|")
+        def cells(values):
+            return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+        out = [cells(header), "|" + "---|" * len(header)]
+        return "\n".join(out + [cells(line) for line in lines])
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
 
     def row(cells):

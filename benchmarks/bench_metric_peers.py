@@ -250,8 +250,6 @@ def format_table(table, markdown=False):
         ]
         for r in table
     ]
-    if markdown:
-        header = [h.replace("|", "\\|") for h in header]
     return render(header, lines, markdown=markdown)
 
 

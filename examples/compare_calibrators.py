@@ -2,10 +2,12 @@
 
 A small ConvNet is trained on 10 real digits per class (the size of a distilled set); its
 logits on held-out images calibrate temperature scaling, vector and matrix scaling, Dirichlet
-calibration, ensemble temperature scaling, histogram binning and isotonic regression, and all
-are scored on the same test images: ECE (15 bins) with a 95% bootstrap interval, NLL, and the
-paired bootstrap interval of each calibrator's ECE minus that of temperature scaling, to tell
-real differences from noise. Reliability diagrams are drawn side by side.
+calibration, ensemble temperature scaling, histogram binning, isotonic regression and vector
+scaling fitted on masked logits (the paper's masking beyond a single temperature), and all are
+scored on the same test images: ECE (15 bins) with a 95% bootstrap interval, the classwise
+ECE, the debiased, smooth and Kolmogorov-Smirnov calibration errors, NLL, and the paired
+bootstrap interval of each calibrator's ECE minus that of temperature scaling, to tell real
+differences from noise. Reliability diagrams are drawn side by side.
 """
 
 import sys
@@ -19,6 +21,7 @@ from distcal.calibration import (
     EnsembleTemperatureScaling,
     HistogramBinning,
     IsotonicCalibration,
+    MaskedScaling,
     MatrixScaling,
     VectorScaling,
 )
@@ -26,8 +29,12 @@ from distcal.distill import StudentClassifier, load_digits, stratified_split
 from distcal.metrics import (
     bootstrap_ci,
     bootstrap_difference,
+    classwise_calibration_error,
+    debiased_calibration_error,
     expected_calibration_error,
+    ks_calibration_error,
     negative_log_likelihood,
+    smooth_calibration_error,
 )
 
 
@@ -51,6 +58,7 @@ def main(output=Path("distcal-output")):
         "ensemble TS": EnsembleTemperatureScaling(),
         "histogram": HistogramBinning(n_bins=10),
         "isotonic": IsotonicCalibration(),
+        "masked vector": MaskedScaling(VectorScaling(), random_state=0),
     }
     probabilities = {}
     for name, calibrator in calibrators.items():
@@ -61,7 +69,17 @@ def main(output=Path("distcal-output")):
             probabilities[name] = calibrator.fit(logits_cal, y_cal).predict_proba(logits_test)
 
     reference = probabilities["temperature"]
-    print(f"{'calibrator':>17}  {'ECE %':>6}  {'95% interval':>14}  {'NLL':>7}  ECE - TS (95%)")
+    others = {  # in percent, as the ECE
+        "cw-ECE": classwise_calibration_error,
+        "debiased": debiased_calibration_error,
+        "smooth": smooth_calibration_error,
+        "KS": ks_calibration_error,
+    }
+    print(
+        f"{'calibrator':>17}  {'ECE %':>6}  {'95% interval':>14}  "
+        + "  ".join(f"{name:>8}" for name in others)
+        + f"  {'NLL':>7}  ECE - TS (95%)"
+    )
     for name, proba in probabilities.items():
         ci = bootstrap_ci(
             expected_calibration_error, y_test, proba, n_resamples=200, random_state=0
@@ -75,9 +93,10 @@ def main(output=Path("distcal-output")):
         verdict = "differs" if differs else "same"
         with np.errstate(divide="ignore"):
             nll = negative_log_likelihood(y_test, proba)
+        scores = "  ".join(f"{100 * metric(y_test, proba):8.2f}" for metric in others.values())
         print(
             f"{name:>17}  {100 * ci.estimate:6.2f}  [{100 * ci.low:5.2f}, {100 * ci.high:5.2f}]"
-            f"  {nll:7.3f}  [{100 * diff.low:+5.2f}, {100 * diff.high:+5.2f}] {verdict}"
+            f"  {scores}  {nll:7.3f}  [{100 * diff.low:+5.2f}, {100 * diff.high:+5.2f}] {verdict}"
         )
 
     try:
