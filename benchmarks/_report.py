@@ -5,6 +5,9 @@ The scripts run as ``python benchmarks/bench_*.py``, so this folder is on their 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 
 def render(header, lines, *, markdown=False, align="left") -> str:
     """Render a table as markdown, or as text columns aligned ``"left"`` or ``"right"``."""
@@ -38,3 +41,15 @@ def reset_peak_rss() -> int:
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
     return status_kib("VmRSS")
+
+
+def write_markdown(path, script, argv, *blocks) -> None:
+    """Write the command that made a table, then ``blocks`` (text), separated by blank lines.
+
+    ``script`` is the benchmark's ``__file__``; ``argv`` its arguments (None: the process's).
+    """
+    given = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python benchmarks/" + Path(script).name, *given])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join([f"Command: `{command}`", *blocks]) + "\n")

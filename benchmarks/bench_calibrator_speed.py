@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _report import render
+from _report import render, write_markdown
 
 
 def make_data(n_samples, n_classes, seed):
@@ -255,11 +255,7 @@ def main(argv=None):
     print(context)
     print(format_table(rows))
     if args.markdown:
-        command = "python benchmarks/bench_calibrator_speed.py " + " ".join(argv or sys.argv[1:])
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(
-            f"Command: `{command.strip()}`\n\n{context}\n\n{format_table(rows, markdown=True)}\n"
-        )
+        write_markdown(args.markdown, __file__, argv, context, format_table(rows, markdown=True))
 
 
 if __name__ == "__main__":

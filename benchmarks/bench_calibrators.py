@@ -42,7 +42,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _report import render
+from _report import render, write_markdown
 
 # Per dataset: network depth, student augmentation, and the recipe of the full-data student
 # (fewer epochs than the 300 of a student trained on 100 distilled images). Digits uses batches
@@ -604,11 +604,8 @@ def main(argv=None):
     if args.json:
         args.json.write_text(json.dumps({"context": context, "rows": rows}, indent=1))
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        command = "python benchmarks/bench_calibrators.py " + " ".join(argv or sys.argv[1:])
-        args.markdown.write_text(
-            f"Command: `{command.strip()}`\n\n{context}\n\n"
-            f"{render(header, lines, markdown=True)}\n\n{times}\n"
+        write_markdown(
+            args.markdown, __file__, argv, context, render(header, lines, markdown=True), times
         )
 
 

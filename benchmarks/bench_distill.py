@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _report import render, write_markdown
 
 from distcal.distill import (
     MDTTrainer,
@@ -193,16 +194,13 @@ def main(argv=None):
     if args.json:
         args.json.write_text(json.dumps({"context": context, "results": results}, indent=1))
     if args.markdown:
-        command = "python benchmarks/bench_distill.py " + " ".join(argv or sys.argv[1:])
-        table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        table += ["| " + " | ".join(row) + " |" for row in lines]
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(
-            f"Command: `{command.strip()}`\n\n{context}\n\n"
-            + "\n".join(table)
-            + "\n\n"
-            + "\n".join(f"- {v}" for v in verdicts)
-            + "\n"
+        write_markdown(
+            args.markdown,
+            __file__,
+            argv,
+            context,
+            render(header, lines, markdown=True),
+            "\n".join(f"- {v}" for v in verdicts),
         )
 
 

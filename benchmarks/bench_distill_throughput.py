@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from _report import render, write_markdown
 
 from distcal.distill import (
     METHODS,
@@ -234,15 +235,8 @@ def main(argv=None):
             print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
         print()
     if args.markdown:
-        command = "python benchmarks/bench_distill_throughput.py " + " ".join(argv or sys.argv[1:])
-        parts = [f"Command: `{command.strip()}`", "", context, ""]
-        for table in (lines, mtt_lines):
-            parts.append("| " + " | ".join(table[0]) + " |")
-            parts.append("|" + "---|" * len(table[0]))
-            parts += ["| " + " | ".join(row) + " |" for row in table[1:]]
-            parts.append("")
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text("\n".join(parts))
+        tables = [render(t[0], t[1:], markdown=True) for t in (lines, mtt_lines)]
+        write_markdown(args.markdown, __file__, argv, context, *tables)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _report import render
+from _report import render, write_markdown
 from scipy.stats import spearmanr
 
 from distcal import MaskedTemperatureScaling
@@ -127,12 +127,12 @@ def main(argv=None):
     print(render(header, lines, align="right"))
     print("\n".join(verdicts))
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        command = "python benchmarks/bench_logit_masking.py " + " ".join(argv or sys.argv[1:])
-        args.markdown.write_text(
-            f"Command: `{command.strip()}`\n\n{render(header, lines, markdown=True)}\n\n"
-            + "\n".join(f"- {v}" for v in verdicts)
-            + "\n"
+        write_markdown(
+            args.markdown,
+            __file__,
+            argv,
+            render(header, lines, markdown=True),
+            "\n".join(f"- {v}" for v in verdicts),
         )
 
 

@@ -36,7 +36,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _report import render
+from _report import render, write_markdown
 
 NOTES = [
     "Debiased classwise: the package clamps each class's debiased square at 0 before averaging "
@@ -275,11 +275,8 @@ def main(argv=None):
     print(format_table(table))
     print(notes)
     if args.markdown:
-        command = "python benchmarks/bench_metric_peers.py " + " ".join(argv or sys.argv[1:])
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(
-            f"Command: `{command.strip()}`\n\n{context}\n\n"
-            f"{format_table(table, markdown=True)}\n\n{notes}\n"
+        write_markdown(
+            args.markdown, __file__, argv, context, format_table(table, markdown=True), notes
         )
 
 

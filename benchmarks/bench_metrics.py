@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import write_markdown
 
 FULL_SIZES = [(100_000, 10), (1_000_000, 10), (1_000_000, 100)]
 QUICK_SIZES = [(10_000, 10), (100_000, 10)]
@@ -285,13 +286,10 @@ def main(argv=None):
     print(format_table(rows))
     print("\n".join([f"note: {note}" for note in notes] + targets))
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        given = sys.argv[1:] if argv is None else argv
-        command = " ".join(["python benchmarks/bench_metrics.py", *given])
-        body = [f"Command: `{command}`", "", env, "", format_table(rows, markdown=True), ""]
-        body += [f"Note: {note}" for note in notes]
-        body += [f"- {target}" for target in targets]
-        args.markdown.write_text("\n".join(body) + "\n")
+        body = [f"Note: {note}" for note in notes] + [f"- {target}" for target in targets]
+        write_markdown(
+            args.markdown, __file__, argv, env, format_table(rows, markdown=True), "\n".join(body)
+        )
 
 
 if __name__ == "__main__":

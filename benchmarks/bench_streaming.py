@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import render, reset_peak_rss, status_kib
+from _report import render, reset_peak_rss, status_kib, write_markdown
 
 
 def make_batch(index: int, batch: int, n_samples: int, n_classes: int, seed: int = 0):
@@ -197,11 +197,7 @@ def main(argv=None):
     rows = run(args.sizes, args.batch_elements, args.timeout)
     print(format_table(rows))
     if args.markdown:
-        command = "python benchmarks/bench_streaming.py " + " ".join(argv or sys.argv[1:])
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(
-            f"Command: `{command.strip()}`\n\n{format_table(rows, markdown=True)}\n"
-        )
+        write_markdown(args.markdown, __file__, argv, format_table(rows, markdown=True))
 
 
 if __name__ == "__main__":

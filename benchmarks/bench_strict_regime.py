@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _report import render
+from _report import render, write_markdown
 
 from distcal import MaskedTemperatureScaling, TemperatureScaling
 from distcal.distill import (
@@ -147,13 +147,7 @@ def main(argv=None):
     print(context)
     print(render(header, lines, align="right"))
     if args.markdown:
-        command = "python benchmarks/bench_strict_regime.py " + " ".join(argv or sys.argv[1:])
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(
-            f"Command: `{command.strip()}`\n\n{context}\n\n"
-            + render(header, lines, markdown=True)
-            + "\n"
-        )
+        write_markdown(args.markdown, __file__, argv, context, render(header, lines, markdown=True))
 
 
 if __name__ == "__main__":

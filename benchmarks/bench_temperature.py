@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import render, reset_peak_rss, status_kib
+from _report import render, reset_peak_rss, status_kib, write_markdown
 
 FULL_SIZES = [(10_000, 10), (100_000, 10), (1_000_000, 10), (100_000, 100), (100_000, 1000)]
 QUICK_SIZES = [(10_000, 10), (100_000, 10)]
@@ -337,11 +337,7 @@ def main(argv=None):
     annotate(rows)
     print(format_table(rows))
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        command = "python benchmarks/bench_temperature.py " + " ".join(argv or sys.argv[1:])
-        args.markdown.write_text(
-            f"Command: `{command.strip()}`\n\n{format_table(rows, markdown=True)}\n"
-        )
+        write_markdown(args.markdown, __file__, argv, format_table(rows, markdown=True))
 
 
 if __name__ == "__main__":
