@@ -801,6 +801,11 @@ def debiased_calibration_error(
     the square root of the (non-negative part of the) result. ``n_b`` is the bin's weight
     (sample count without weights); a bin of a single sample keeps its plug-in term.
 
+    The authors' package (``uncertainty-calibration``) gives the same value when every bin holds
+    two samples or more and, classwise, every class's debiased square is positive (tested); it
+    drops single-sample bins and clamps each class at 0 before averaging, where distcal clamps
+    the average, which is less biased when some classes are calibrated.
+
     Parameters
     ----------
     preds : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
