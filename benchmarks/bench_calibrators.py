@@ -7,14 +7,19 @@ Masked Temperature Scaling, which runs the network itself) and scored on the sam
 Nothing is chosen on the test split: MTS picks its mask ratio by 5-fold cross-validation on the
 calibration split.
 
-Calibrators: distcal's ``TemperatureScaling`` and ``MaskedTemperatureScaling`` (with the
-model); netcal's ``TemperatureScaling``, ``HistogramBinning``, ``IsotonicRegression``,
-``BetaCalibration``, ``ENIR`` and ``BBQ`` (given float64 probabilities); scikit-learn's
-``CalibratedClassifierCV`` with ``method`` "sigmoid", "isotonic" and "temperature" around a
-``FrozenEstimator`` whose decision function returns the logits. netcal's methods run in a worker
-process, one time limit per method; a method that runs out of time or raises is reported as such
-instead of ending the run. A one-vs-rest method's output rows are checked: rows that do not sum
-to 1 are renormalised here, and the note column says so.
+Calibrators: distcal's ``TemperatureScaling`` and ``MaskedTemperatureScaling`` (with the model),
+and its calibrators beyond a temperature (``--distcal``): vector scaling, matrix scaling and
+Dirichlet calibration with ODIR (``reg_lambda`` chosen among 1e-4..1e-1 by 5-fold
+cross-validated NLL on the calibration split), ensemble temperature scaling, histogram binning
+(10 bins, netcal's default), isotonic regression, and vector scaling fitted on masked images
+(``MaskedScaling`` with the model, mask ratio by the half-accuracy rule); netcal's
+``TemperatureScaling``, ``HistogramBinning``, ``IsotonicRegression``, ``BetaCalibration``,
+``ENIR`` and ``BBQ`` (given float64 probabilities); scikit-learn's ``CalibratedClassifierCV``
+with ``method`` "sigmoid", "isotonic" and "temperature" around a ``FrozenEstimator`` whose
+decision function returns the logits. netcal's methods run in a worker process, one time limit
+per method; a method that runs out of time or raises is reported as such instead of ending the
+run. A one-vs-rest method's output rows are checked: rows that do not sum to 1 are renormalised
+here, and the note column says so.
 
 Usage::
 
@@ -69,6 +74,25 @@ PROFILES = {
 MASK_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 NETCAL_METHODS = ("temperature", "histogram", "isotonic", "beta", "enir", "bbq")
 SKLEARN_METHODS = ("sigmoid", "isotonic", "temperature")
+DISTCAL_METHODS = (
+    "vector",
+    "matrix",
+    "dirichlet",
+    "ensemble",
+    "histogram",
+    "isotonic",
+    "masked-vector",
+)
+DISTCAL_LABELS = {
+    "vector": "distcal vector",
+    "matrix": "distcal matrix (ODIR)",
+    "dirichlet": "distcal Dirichlet (ODIR)",
+    "ensemble": "distcal ensemble TS",
+    "histogram": "distcal histogram",
+    "isotonic": "distcal isotonic",
+    "masked-vector": "distcal masked vector",
+}
+ODIR_LAMBDAS = (1e-4, 1e-3, 1e-2, 1e-1)
 # How each library turns one-vs-rest outputs into a distribution (checked again here).
 OVR_NOTE = {
     "netcal histogram": "one-vs-rest, rows normalised by netcal",
@@ -78,6 +102,8 @@ OVR_NOTE = {
     "sklearn sigmoid": "one-vs-rest, rows normalised by sklearn",
     "sklearn isotonic": "one-vs-rest, rows normalised by sklearn",
     "netcal beta": "multinomial on log p and log(1-p) features (netcal's multiclass extension)",
+    "distcal histogram": "one-vs-rest, rows normalised by distcal",
+    "distcal isotonic": "one-vs-rest, rows normalised by distcal",
 }
 NETCAL_LABELS = {
     "temperature": "netcal TS",
@@ -168,6 +194,56 @@ def fit_distcal_masked(network, cal_images, y_cal, test_images, seed, n_masks):
     best = search.best_estimator_
     proba = best.predict_proba(test_images).numpy()
     return proba, fit_time, best.temperature_, best.mask_ratio
+
+
+def fit_distcal_beyond(method, network, cal, y_cal, test, seed, n_masks):
+    """One of distcal's calibrators beyond a temperature; ``cal``/``test``: (logits, images)."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    from distcal.calibration import (
+        DirichletCalibration,
+        EnsembleTemperatureScaling,
+        HistogramBinning,
+        IsotonicCalibration,
+        MaskedScaling,
+        MatrixScaling,
+        VectorScaling,
+    )
+    from distcal.metrics import neg_nll_scorer
+
+    (cal_logits, cal_images), (test_logits, test_images) = cal, test
+    if method == "masked-vector":
+        estimator = MaskedScaling(
+            VectorScaling(), model=network, n_masks=n_masks, random_state=seed
+        )
+        start = time.perf_counter()
+        estimator.fit(cal_images, y_cal)
+        fit_time = time.perf_counter() - start
+        proba = estimator.predict_proba(test_images).numpy()
+        return proba, fit_time, f"ratio {estimator.mask_ratio_:.2f} (half-accuracy rule)"
+    estimator = {
+        "vector": VectorScaling(),
+        "matrix": MatrixScaling(),
+        "dirichlet": DirichletCalibration(),
+        "ensemble": EnsembleTemperatureScaling(),
+        "histogram": HistogramBinning(n_bins=10),  # netcal's default, for a like comparison
+        "isotonic": IsotonicCalibration(),
+    }[method]
+    note = ""
+    start = time.perf_counter()
+    if method in ("matrix", "dirichlet"):
+        search = GridSearchCV(
+            estimator,
+            {"reg_lambda": list(ODIR_LAMBDAS)},
+            scoring=neg_nll_scorer,
+            cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+        ).fit(cal_logits, y_cal)
+        estimator = search.best_estimator_
+        note = f"lambda {estimator.reg_lambda:g}"
+    else:
+        estimator.fit(cal_logits, y_cal)
+    fit_time = time.perf_counter() - start
+    return estimator.predict_proba(test_logits), fit_time, note
 
 
 def fit_sklearn(cal_logits, y_cal, test_logits, method):
@@ -385,6 +461,20 @@ def calibrate_student(student, cal_images, y_cal, test_images, y_test, seed, arg
         student.network_, cal_images, y_cal, test_images, seed, args.n_masks
     )
     add("distcal MTS", proba, fit_time, temperature, note=f"ratio {ratio:.1f}")
+    for method in args.distcal:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence notes of the CV folds
+            proba, fit_time, note = fit_distcal_beyond(
+                method,
+                student.network_,
+                (cal_logits, cal_images),
+                y_cal,
+                (test_logits, test_images),
+                seed,
+                args.n_masks,
+            )
+        temperature = None
+        add(DISTCAL_LABELS[method], proba, fit_time, temperature, note)
     netcal = run_netcal(
         softmax(cal_logits), y_cal, softmax(test_logits), args.netcal, args.timeout, workdir
     )
@@ -562,6 +652,9 @@ def main(argv=None):
         "--n-cal", type=int, default=5000, help="calibration images (Fashion-MNIST)"
     )
     parser.add_argument("--timeout", type=float, default=300, help="seconds per netcal method")
+    parser.add_argument(
+        "--distcal", nargs="*", default=list(DISTCAL_METHODS), choices=DISTCAL_METHODS
+    )
     parser.add_argument("--netcal", nargs="*", default=list(NETCAL_METHODS))
     parser.add_argument("--sklearn", nargs="*", default=list(SKLEARN_METHODS))
     parser.add_argument("--json", type=Path, help="write every seed's rows here")
