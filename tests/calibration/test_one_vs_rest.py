@@ -135,3 +135,27 @@ def test_unweighted_and_unit_weights_fit_the_same_isotonic_maps():
         np.testing.assert_array_equal(a, b)
     for a, b in zip(plain.knot_values_, weighted.knot_values_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_quantile_bins_map_as_a_naive_version_with_weights():
+    z, y = _data(seed=10)
+    weights = np.random.default_rng(11).uniform(0.1, 3.0, size=len(y))
+    hb = HistogramBinning(n_bins=6, strategy="quantile").fit(z, y, sample_weight=weights)
+    p = softmax(z, axis=1)
+    z_test, _ = _data(n=400, seed=12)
+    p_test = softmax(z_test, axis=1)
+    columns = []
+    for k in range(4):
+        edges = hb.bin_edges_[k].numpy()
+        inner = edges[1:-1]
+        bins = np.searchsorted(inner, p[:, k], side="right")
+        values = []
+        for b in range(6):
+            inside = bins == b
+            if weights[inside].sum() > 0:
+                values.append(weights[inside] @ (y[inside] == k) / weights[inside].sum())
+            else:
+                values.append((edges[b] + edges[b + 1]) / 2)
+        columns.append(np.asarray(values)[np.searchsorted(inner, p_test[:, k], side="right")])
+    expected = _normalise(np.stack(columns, axis=1))
+    np.testing.assert_allclose(hb.predict_proba(z_test), expected, atol=1e-12)
