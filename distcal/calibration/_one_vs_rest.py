@@ -82,10 +82,11 @@ class _OneVsRest(BaseLogitCalibrator):
             calibrated = self._apply_maps(probs, maps)
             totals = calibrated.sum(dim=1, keepdim=True)
             # A row of zeros becomes a row of ones with total K, that is the uniform
-            # distribution; no branch, so nothing waits for the device.
+            # distribution; on an accelerator without a branch, so nothing waits for it.
             empty = totals <= 0
-            calibrated += empty
-            totals += empty * calibrated.shape[1]
+            if calibrated.device.type != "cpu" or bool(empty.any()):  # a CPU check is free
+                calibrated += empty
+                totals += empty * calibrated.shape[1]
             torch.div(calibrated, totals, out=out)
 
         return self._by_chunks(values, calibrate, torch.float64)

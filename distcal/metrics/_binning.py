@@ -176,7 +176,8 @@ def _indices(
         # the product can add its lower neighbour. The comparisons below are exact: g / n is the
         # same correctly rounded division as the edges (which _uniform_n_bins checked).
         n = uniform_n_bins
-        guess = torch.mul(values, n).floor_().clamp_(0, n - 1)
+        product = torch.mul(values, n)
+        guess = product.floor().clamp_(0, n - 1)
         if exact_product:
             # b = g + 1 would need c = e_k < k / n for k = g + 1: an edge rounded down that is
             # also a float32 value J * 2**(E-23), E <= 0 being the binade of e_k. Then
@@ -184,12 +185,19 @@ def _indices(
             # difference of integers, so k / n = e_k was not rounded. Hence b = g.
             # (The second clamp keeps NaN, which validated confidences never are, in range.)
             return guess.to(torch.long).clamp_(0, n - 1)
-        # fl(c * n) is within one part in 2**53 of c * n: b is g - 1, g or g + 1, that is g - 1
-        # plus the number of the edges e_g, e_{g+1} that c reaches.
-        index = guess - 1
-        index += values >= guess / n
-        index += values >= guess.add_(1).div_(n)
-        return index.to(torch.long).clamp_(0, n - 1)
+        # fl(c * n) is within one part in 2**53 of c * n: b is g - 1, g or g + 1. It is g
+        # itself unless P = fl(c * n) lies within n * 2**-50 of an integer m: (i) an integer
+        # strictly between c * n and P would be a float64 nearer c * n than P, so floor(P) =
+        # floor(c * n), the number of fractions k / n <= c, unless P is an integer; (ii) that
+        # number differs from b only for c = e_k < k / n, where |P - k| <= 1.5 n 2**-52. The few
+        # values near an integer (none, mostly) are settled by comparing with the edges.
+        # P - g is near 0 or 1 (or outside [0, 1): a value outside [0, 1], clamped into a bin)
+        near = product.sub_(guess).sub_(0.5).abs_() >= 0.5 - n * 2.0**-50
+        index = guess.to(torch.long).clamp_(0, n - 1)
+        if bool(near.any()):
+            rows = near.nonzero(as_tuple=True)
+            index[rows] = _beside_edges(values[rows], guess[rows], n)
+        return index
     if edges.ndim == 1:
         # The number of inner edges <= c: bins are closed on the left, and 1.0 (never below an
         # inner edge) falls in the last bin instead of an extra one.
@@ -201,6 +209,18 @@ def _indices(
         )
     index = torch.searchsorted(edges[:, 1:-1].contiguous(), values.T.contiguous(), right=True)
     return index.T
+
+
+def _beside_edges(values: torch.Tensor, guess: torch.Tensor, n: int) -> torch.Tensor:
+    """Exact bins of float64 ``values`` near an edge, from ``guess = clamp(floor(c * n))``.
+
+    The bin is g - 1 plus the number of the edges e_g, e_{g+1} that c reaches; ``g / n`` is the
+    same correctly rounded division as the edges (which :func:`_uniform_n_bins` checked).
+    """
+    index = guess - 1
+    index += values >= guess / n
+    index += values >= (guess + 1) / n
+    return index.to(torch.long).clamp_(0, n - 1)
 
 
 def bin_indices(confidences: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
