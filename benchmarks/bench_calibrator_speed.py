@@ -1,11 +1,12 @@
 """Speed of distcal's calibrators against netcal's (and scikit-learn's) on the same logits.
 
-Logits ``3 * z`` with labels drawn from ``softmax(z)`` (N samples, K classes; default
-N = 1e5, K = 10). Each pair runs in this process, alternately, ``--repeat`` times; the table
-shows the median time of ``fit`` + ``predict_proba`` on the calibration data, the speed-up of
-distcal, the test NLL of both (on a second draw of the same size) and the largest difference
-between their probabilities, to show they compute the same map (or how they differ). netcal is
-given float64 probabilities, which it needs (see the temperature benchmark for float32).
+Logits ``3 * z`` with labels drawn from ``softmax(z)`` (N samples, K classes; default N = 1e5, K
+= 10). Each pair runs in a fresh process of its own (see ``run_isolated``), its two methods
+alternately, ``--repeat`` times; the table shows the median time of ``fit`` + ``predict_proba``
+on the calibration data, the speed-up of distcal, the test NLL of both (on a second draw of the
+same size) and the largest difference between their probabilities, to show they compute the same
+map (or how they differ). netcal is given float64 probabilities, which it needs (see the
+temperature benchmark for float32).
 
 Pairs: temperature scaling (netcal ``TemperatureScaling``), vector scaling (netcal
 ``LogisticCalibration``, its multiclass form), histogram binning (netcal ``HistogramBinning``),
@@ -25,8 +26,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -235,6 +239,37 @@ METHODS = [
 ]
 
 
+def run_isolated(n_samples, n_classes, repeat, names):
+    """Each pair in a fresh process: one method's imports and allocations do not slow the next.
+
+    The first use of ``torch.optim`` in a process (the linear calibrators' L-BFGS) imports
+    ``torch._dynamo``, after which large temporary tensors page-fault on every call, slowing
+    the allocation-heavy one-vs-rest calibrators that run later; scikit-learn's and netcal's
+    solvers leave thread pools and caches of their own.
+    """
+    rows = []
+    for name in names:
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "row.json"
+            command = [
+                sys.executable,
+                __file__,
+                "--n-samples",
+                str(n_samples),
+                "--n-classes",
+                str(n_classes),
+                "--repeat",
+                str(repeat),
+                "--methods",
+                name,
+                "--row-json",
+                str(out),
+            ]
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            rows += json.loads(out.read_text())
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -244,13 +279,21 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--row-json", type=Path, help=argparse.SUPPRESS)  # one isolated pair
     args = parser.parse_args(argv)
     import torch
 
-    rows = run(args.n_samples, args.n_classes, args.repeat, args.methods)
+    if args.row_json or len(args.methods) == 1:
+        rows = run(args.n_samples, args.n_classes, args.repeat, args.methods)
+        if args.row_json:
+            args.row_json.write_text(json.dumps(rows))
+            return
+    else:
+        rows = run_isolated(args.n_samples, args.n_classes, args.repeat, args.methods)
     context = (
         f"N = {args.n_samples}, K = {args.n_classes}, median of {args.repeat} runs of fit + "
-        f"predict_proba (calibration and test data); {torch.get_num_threads()} torch threads"
+        f"predict_proba (calibration and test data), each pair in a fresh process; "
+        f"{torch.get_num_threads()} torch threads"
     )
     print(context)
     print(format_table(rows))
