@@ -287,9 +287,9 @@ class IsotonicCalibration(_OneVsRest):
 
     def _fit_maps(self, logits, labels, weights):
         probs = softmax(logits)
-        columns = to_numpy(probs.T.contiguous().cpu())  # one contiguous row per class
-        y = to_numpy(labels.cpu())
-        w = None if weights is None else to_numpy(weights.cpu())
+        columns = to_numpy(probs.T.contiguous())  # one contiguous row per class
+        y = to_numpy(labels)
+        w = None if weights is None else to_numpy(weights)
 
         def fit_class(k):
             return _isotonic_fit(columns[k], y == k, w)
@@ -324,12 +324,12 @@ class IsotonicCalibration(_OneVsRest):
         values = torch.empty((n_classes, width), dtype=torch.float64)
         slopes = torch.zeros((n_classes, width), dtype=torch.float64)
         for k, (x, f) in enumerate(zip(self.knots_, self.knot_values_, strict=True)):
-            knots[k, : len(x)] = torch.from_numpy(x)
-            values[k, : len(f)] = torch.from_numpy(f)
+            knots[k, : len(x)] = as_tensor(x)
+            values[k, : len(f)] = as_tensor(f)
             values[k, len(f) :] = f[-1]
-            slopes[k, : len(x) - 1] = torch.from_numpy(np.diff(f) / np.diff(x))
+            slopes[k, : len(x) - 1] = as_tensor(np.diff(f) / np.diff(x))
         lowest = knots[:, :1]
-        highest = torch.from_numpy(np.array([x[-1] for x in self.knots_]))[:, None]
+        highest = as_tensor(np.array([x[-1] for x in self.knots_]))[:, None]
         return tuple(t.to(device) for t in (knots, values, slopes, lowest, highest))
 
     def _apply_maps(self, probs, maps):

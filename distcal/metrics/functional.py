@@ -333,10 +333,8 @@ def _smooth_calibration_error(
     # smECE_sigma decreases with sigma and never exceeds 1 (the total residual mass), so
     # smECE_sigma - sigma has one root in (0, 1]: the smooth ECE, its fixed point.
     low = 1e-4
-    if excess(low) <= 0:
-        value = _smooth_ece_at(low, mass, difference, total)
-    else:
-        value = brentq(excess, low, 1.0, xtol=1e-10)
+    at_low = _smooth_ece_at(low, mass, difference, total)
+    value = at_low if at_low <= low else brentq(excess, low, 1.0, xtol=1e-10)
     return torch.tensor(value, dtype=torch.float64, device=probs.device)
 
 
