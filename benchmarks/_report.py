@@ -5,7 +5,9 @@ The scripts run as ``python benchmarks/bench_*.py``, so this folder is on their 
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -25,6 +27,14 @@ def render(header, lines, *, markdown=False, align="left") -> str:
         return "  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True))
 
     return "\n".join([row(header), *(row(line) for line in lines)])
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence a peer library: its progress prints go to stderr, its warnings are ignored."""
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def status_kib(field: str) -> int:

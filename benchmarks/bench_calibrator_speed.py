@@ -25,18 +25,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from _report import render, write_markdown
+from _report import quiet, render, write_markdown
 
 
 def make_data(n_samples, n_classes, seed):
@@ -54,10 +52,6 @@ def softmax(z):
 def nll(proba, y):
     p = np.clip(proba[np.arange(len(y)), y], 1e-300, None)
     return float(-np.log(p).mean())
-
-
-def _quiet():
-    return contextlib.redirect_stdout(sys.stderr)  # netcal prints progress
 
 
 def distcal_pair(name):
@@ -143,7 +137,7 @@ def peer_pair(name):
     if name == "ensemble temperature scaling":
         return "scipy Mix-n-Match recipe", scipy_ensemble_ts
 
-    with _quiet():
+    with quiet():  # netcal prints progress
         from netcal.binning import HistogramBinning, IsotonicRegression
         from netcal.scaling import LogisticCalibration, TemperatureScaling
     make = {
@@ -154,8 +148,7 @@ def peer_pair(name):
     }[name]
 
     def fit_predict(z, y, z_test):
-        with _quiet(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             model = make()
             p, p_test = softmax(z), softmax(z_test)
             if name in ("temperature scaling", "vector scaling"):

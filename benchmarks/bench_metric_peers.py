@@ -27,16 +27,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import statistics
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-from _report import render, write_markdown
+from _report import quiet, render, write_markdown
 
 NOTES = [
     "Debiased classwise: the package clamps each class's debiased square at 0 before averaging "
@@ -92,8 +90,7 @@ def masked_copy(logits, seed=1):
 
 def rows(n_samples, n_classes, n_resamples):
     """(metric, peer name, distcal call, peer call) for each row."""
-    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet():
         import calibration as kumar
         import relplot
     from scipy.stats import bootstrap
@@ -199,8 +196,7 @@ def rows(n_samples, n_classes, n_resamples):
 def _quiet(function):
     @functools.wraps(function)
     def run():
-        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet():
             return function()
 
     return run
