@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import torch
 from sklearn.base import clone
@@ -31,15 +32,20 @@ class MaskedScaling(MaskedTemperatureScaling):
         The calibrator to fit on masked logits (cloned); None means ``VectorScaling()``. Its
         parameters are reachable as ``calibrator__name`` (for ``GridSearchCV``).
     mask_ratio : float or "auto", default="auto"
+        As in :class:`MaskedTemperatureScaling`; on held-out data the cross-fitting scores each
+        candidate ratio by the NLL of ``calibrator`` fitted on the other folds.
+    regime : {"auto", "held-out", "training"}, default="auto"
         As in :class:`MaskedTemperatureScaling`.
-    n_masks : int, default=1
-        Masked copies of each calibration sample.
+    n_masks : int or "auto", default="auto"
+        Masked copies of each calibration sample (``"auto"``: ``ceil(2000 / n_samples)``).
     model : torch.nn.Module or None, default=None
         The network mapping inputs to logits; None masks logits.
     batch_size : int, default=256
         Samples per forward pass of ``model``.
     input_type : {"logits", "probabilities"}, default="logits"
         With ``model=None``, what ``X`` holds.
+    cv : int, default=5
+        Folds of the held-out rule of ``mask_ratio="auto"``.
     random_state : int, RandomState instance or None, default=None
         Seeds the masks.
 
@@ -49,6 +55,12 @@ class MaskedScaling(MaskedTemperatureScaling):
         The fitted clone of ``calibrator``.
     mask_ratio_ : float
         The mask ratio used.
+    regime_ : {"held-out", "training"} or None
+        As in :class:`MaskedTemperatureScaling`.
+    cv_ratios_, cv_nll_ : ndarray of shape (n_candidates,)
+        The held-out rule's candidate ratios and their cross-fitted NLL (empty otherwise).
+    n_masks_ : int
+        Masked copies per sample that were drawn.
     masked_accuracy_ : float
         Accuracy on the masked calibration data.
     classes_ : ndarray of shape (n_classes,)
@@ -71,10 +83,12 @@ class MaskedScaling(MaskedTemperatureScaling):
     _parameter_constraints = {
         "calibrator": [None, BaseLogitCalibrator],
         "mask_ratio": [Interval(numbers.Real, 0.0, 1.0, closed="left"), Options("auto")],
-        "n_masks": [Interval(numbers.Integral, 1, None, closed="left")],
+        "regime": [Options("auto", "held-out", "training")],
+        "n_masks": [Interval(numbers.Integral, 1, None, closed="left"), Options("auto")],
         "model": [None, "module"],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "input_type": [Options("logits", "probabilities")],
+        "cv": [Interval(numbers.Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
     }
 
@@ -83,21 +97,25 @@ class MaskedScaling(MaskedTemperatureScaling):
         calibrator=None,
         mask_ratio="auto",
         *,
-        n_masks=1,
+        regime="auto",
+        n_masks="auto",
         model=None,
         batch_size=256,
         input_type="logits",
+        cv=5,
         random_state=None,
     ):
         self.calibrator = calibrator
         self.mask_ratio = mask_ratio
+        self.regime = regime
         self.n_masks = n_masks
         self.model = model
         self.batch_size = batch_size
         self.input_type = input_type
+        self.cv = cv
         self.random_state = random_state
 
-    def _fit_logits(self, values, labels, weights, *, stacklevel=4):
+    def _inner(self):
         from ._linear import VectorScaling
 
         inner = VectorScaling() if self.calibrator is None else clone(self.calibrator)
@@ -106,6 +124,24 @@ class MaskedScaling(MaskedTemperatureScaling):
                 "calibrator must calibrate logits, not mask them again; got a "
                 f"{type(inner).__name__}."
             )
+        return inner
+
+    def _fold_nll(
+        self, fit_logits, fit_labels, fit_weights, test_logits, test_labels, test_weights
+    ):
+        """Cross-fitting score of the held-out rule: ``calibrator``'s NLL on the other fold."""
+        with warnings.catch_warnings():
+            # A fold's fit may warn (no optimum, few samples); the final fit warns for itself.
+            warnings.simplefilter("ignore")
+            inner = self._inner().fit(fit_logits, fit_labels, sample_weight=fit_weights)
+        log_p = torch.log_softmax(inner._calibrate_logits(test_logits).to(torch.float64), dim=1)
+        nll = -log_p.gather(1, test_labels[:, None]).squeeze(1)
+        if test_weights is None:
+            return float(nll.mean())
+        return float((nll * test_weights).sum() / test_weights.sum())
+
+    def _fit_logits(self, values, labels, weights, *, stacklevel=4):
+        inner = self._inner()
         self.calibrator_ = inner.fit(values, labels, sample_weight=weights)
         if isinstance(inner, TemperatureScaling):  # the temperature, where there is one
             self.temperature_ = inner.temperature_

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numbers
-import warnings
 from functools import partial
 
+import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .._device import make_generator, module_device
+from .._device import draw_seed
 from .._validation import (
     Interval,
     Logits,
@@ -20,18 +20,10 @@ from .._validation import (
     record_input_shape,
     validate_params,
 )
-from ..exceptions import DistcalWarning
+from ._auto_ratio import choose_ratio, resolve_n_masks
 from ._masking import mask_inputs, mask_logits
 from ._model import module_logits
-from ._temperature import TemperatureScaling
-
-# Ratios tried, in this order, by mask_ratio="auto".
-AUTO_RATIOS = tuple(round(0.05 * k, 2) for k in range(1, 20))
-
-
-def _half_accuracy(n_classes: int) -> float:
-    """Halfway between perfect accuracy and chance: the target of mask_ratio='auto'."""
-    return (1 + 1 / n_classes) / 2
+from ._temperature import TemperatureScaling, fit_temperature, temperature_statistics
 
 
 class MaskedTemperatureScaling(TemperatureScaling):
@@ -61,20 +53,32 @@ class MaskedTemperatureScaling(TemperatureScaling):
     ----------
     mask_ratio : float or "auto", default="auto"
         Probability in [0, 1) that an input element (or, with ``model=None``, a logit) is
-        masked. With held-out data, choose it there, for instance with ``GridSearchCV`` and
-        :data:`~distcal.metrics.neg_ece_scorer`. ``"auto"``, the default, is for the strict
-        regime, where the only calibration data is the data the model was trained on: the
-        *half-accuracy rule* takes the smallest ratio of 0.05, 0.10, ..., 0.95 at which the
-        accuracy on the masked calibration data falls to ``(1 + 1 / n_classes) / 2``, halfway
-        between perfect and chance, and fits the temperature on those masked logits (a warning
-        says so when no ratio gets there, and 0.95 is used). On students of distilled digits
-        and Fashion-MNIST it lowered the test ECE below the uncalibrated one in every case,
-        where the paper's fixed ratio 0.1 tripled it on Fashion-MNIST; on digits 0.1 did
-        better. It was evaluated with a ``model`` (input masking); in logit space the same
-        rule runs unevaluated. The documentation's results page has the numbers.
-    n_masks : int, default=1
-        Independent masked copies of each calibration sample; more copies lower the variance of
-        the fitted temperature at the cost of more forward passes.
+        masked. ``"auto"``, the default, first reads from the calibration data which of two
+        regimes it is in (``regime_``), then chooses the ratio by that regime's rule:
+
+        - *held-out data* (the model misclassifies more than 1% of them): the ratio of
+          0, 0.1, 0.2, 0.3 and 0.5 with the lowest cross-fitted NLL (``cv`` folds: the
+          temperature fitted on the masked logits of the other folds, the NLL taken on the clean
+          logits of the fold). Ratio 0 is plain temperature scaling, so on held-out data the
+          default does what temperature scaling does unless masking measurably helps there.
+        - *training data* (the model misclassifies at most 1% of them, as a student does its
+          distilled set): nothing on them can score a ratio, so the *half-accuracy rule* masks
+          until the accuracy on the masked data falls to ``(1 + 1 / n_classes) / 2``, halfway
+          between perfect and chance (a bisection over ratios up to 0.95 on nested masks), and
+          fits the temperature there. This rule carries no information about the test data;
+          the documentation's results page reports how far it lands from temperature scaling on
+          held-out data.
+
+        With between 0 and 1% errors the regime is ambiguous: the data are treated as training
+        data and a :class:`~distcal.exceptions.DistcalWarning` says so (pass ``regime``).
+    regime : {"auto", "held-out", "training"}, default="auto"
+        What the calibration data are, for ``mask_ratio="auto"``: read from the data
+        (``"auto"``), or declared. A numeric ``mask_ratio`` is used as it is in either regime.
+    n_masks : int or "auto", default="auto"
+        Masked copies of each calibration sample; more copies lower the variance of the fitted
+        temperature at the cost of more forward passes. ``"auto"`` draws
+        ``ceil(2000 / n_samples)`` copies: one for 2,000 samples or more, 20 for a distilled
+        set of 100 images.
     model : torch.nn.Module or None, default=None
         A trained network mapping inputs (batch, ...) to logits (batch, n_classes). It is a
         parameter: ``clone`` and ``get_params`` copy and return it, as skorch does with modules.
@@ -82,6 +86,8 @@ class MaskedTemperatureScaling(TemperatureScaling):
         Samples per forward pass of ``model``.
     input_type : {"logits", "probabilities"}, default="logits"
         With ``model=None``, what ``X`` holds (see :class:`TemperatureScaling`).
+    cv : int, default=5
+        Folds of the cross-fitting of the held-out rule (``mask_ratio="auto"`` only).
     random_state : int, RandomState instance or None, default=None
         Seeds the masks; the same value gives the same temperature.
     tol : float, default=1e-6
@@ -95,6 +101,15 @@ class MaskedTemperatureScaling(TemperatureScaling):
         The temperature fitted on masked calibration data.
     mask_ratio_ : float
         The mask ratio used: ``mask_ratio``, or the one ``"auto"`` chose.
+    regime_ : {"held-out", "training"} or None
+        The regime ``mask_ratio="auto"`` decided or was told; with a numeric ``mask_ratio``,
+        ``regime`` unless it is "auto", else None.
+    cv_ratios_ : ndarray of shape (n_candidates,)
+        The candidate ratios of the held-out rule (empty in the other cases).
+    cv_nll_ : ndarray of shape (n_candidates,)
+        Their cross-fitted NLL, the held-out rule's criterion (empty in the other cases).
+    n_masks_ : int
+        Masked copies per sample that were drawn.
     masked_accuracy_ : float
         Weighted accuracy of the model on the masked calibration data at ``mask_ratio_``.
     nll_ : float
@@ -135,17 +150,26 @@ class MaskedTemperatureScaling(TemperatureScaling):
     ...     _ = net[1].weight.copy_(templates)
     >>> mts = MaskedTemperatureScaling(mask_ratio=0.3, model=net, random_state=0)
     >>> round(mts.fit(X[:500], y[:500]).temperature_, 4)
-    0.2474
+    0.2494
     >>> mts.predict_proba(X[500:]).shape
     torch.Size([1297, 10])
+
+    With the default ``mask_ratio="auto"``, held-out data (this network misclassifies 10% of
+    them) get a cross-fitted ratio, 0 (plain temperature scaling) among the candidates:
+
+    >>> auto = MaskedTemperatureScaling(model=net, random_state=0).fit(X[:500], y[:500])
+    >>> auto.regime_, auto.mask_ratio_ in (0.0, 0.1, 0.2, 0.3, 0.5)
+    ('held-out', True)
     """
 
     _parameter_constraints = {
         **TemperatureScaling._parameter_constraints,
         "mask_ratio": [Interval(numbers.Real, 0.0, 1.0, closed="left"), Options("auto")],
-        "n_masks": [Interval(numbers.Integral, 1, None, closed="left")],
+        "regime": [Options("auto", "held-out", "training")],
+        "n_masks": [Interval(numbers.Integral, 1, None, closed="left"), Options("auto")],
         "model": [None, "module"],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "cv": [Interval(numbers.Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
     }
 
@@ -153,19 +177,23 @@ class MaskedTemperatureScaling(TemperatureScaling):
         self,
         mask_ratio="auto",
         *,
-        n_masks=1,
+        regime="auto",
+        n_masks="auto",
         model=None,
         batch_size=256,
         input_type="logits",
+        cv=5,
         random_state=None,
         tol=1e-6,
         max_iter=100,
     ):
         super().__init__(input_type=input_type, tol=tol, max_iter=max_iter)
         self.mask_ratio = mask_ratio
+        self.regime = regime
         self.n_masks = n_masks
         self.model = model
         self.batch_size = batch_size
+        self.cv = cv
         self.random_state = random_state
 
     def fit(self, X, y, sample_weight=None):
@@ -192,65 +220,69 @@ class MaskedTemperatureScaling(TemperatureScaling):
             self._record_input(logits)
             labels, weights = self._validate_targets(y, sample_weight, logits.values)
             clean = logits.values
-            device = clean.device
-
-            def draw(ratio, generator):
-                if ratio == 0:
-                    return clean
-                return mask_logits(clean, ratio, n_masks=self.n_masks, generator=generator)
-
         else:
             inputs = check_inputs(X)
-            device = module_device(self.model)
-            labels = weights = None
+            clean = module_logits(self.model, inputs, batch_size=self.batch_size)
+            # With a model, the number of classes comes from its output.
+            self._record_input(Logits(clean, False, clean.shape[1]))
+            record_input_shape(self, inputs)
+            labels, weights = self._validate_targets(y, sample_weight, clean)
+        n_samples = labels.shape[0]
+        self.n_masks_ = resolve_n_masks(self.n_masks, n_samples)
+        seed = draw_seed(self.random_state)
+        generator = torch.Generator(device=clean.device)
 
-            def draw(ratio, generator):
-                transform = (
-                    None
-                    if ratio == 0
-                    else partial(mask_inputs, mask_ratio=ratio, generator=generator)
-                )
-                return module_logits(
-                    self.model,
-                    inputs,
-                    batch_size=self.batch_size,
-                    transform=transform,
-                    n_repeats=1 if ratio == 0 else self.n_masks,
-                )
-
-        generator = make_generator(self.random_state, device)
-        auto = self.mask_ratio == "auto"
-        for ratio in AUTO_RATIOS if auto else (self.mask_ratio,):
-            values = draw(ratio, generator)
-            if labels is None:  # with a model, the number of classes comes from its output
-                self._record_input(Logits(values, False, values.shape[1]))
-                record_input_shape(self, inputs)
-                labels, weights = self._validate_targets(
-                    y, sample_weight, values[: inputs.shape[0]]
-                )
-            n_draws = values.shape[0] // labels.shape[0]
-            all_labels = labels.repeat(n_draws)
-            all_weights = None if weights is None else weights.repeat(n_draws)
-            correct = (values.argmax(dim=1) == all_labels).to(torch.float64)
-            self.masked_accuracy_ = float(
-                correct.mean()
-                if all_weights is None
-                else (correct @ all_weights) / all_weights.sum()
+        def draw(ratio):
+            # The same seed at every call: masks are nested across ratios (see _auto_ratio).
+            generator.manual_seed(seed)
+            if self.model is None:
+                return mask_logits(clean, ratio, n_masks=self.n_masks_, generator=generator)
+            return module_logits(
+                self.model,
+                inputs,
+                batch_size=self.batch_size,
+                transform=partial(mask_inputs, mask_ratio=ratio, generator=generator),
+                n_repeats=self.n_masks_,
             )
-            if auto and self.masked_accuracy_ <= _half_accuracy(len(self.classes_)):
-                break
+
+        if self.mask_ratio == "auto":
+            chosen = choose_ratio(
+                draw,
+                clean,
+                labels,
+                weights,
+                regime=self.regime,
+                n_masks=self.n_masks_,
+                cv=self.cv,
+                seed=seed,
+                fold_nll=self._fold_nll,
+                owner=type(self).__name__,
+            )
+            self.regime_, self.mask_ratio_ = chosen.regime, chosen.ratio
+            self.cv_ratios_ = np.array(list(chosen.cv_nll), dtype=np.float64)
+            self.cv_nll_ = np.array(list(chosen.cv_nll.values()), dtype=np.float64)
+            values = chosen.values
         else:
-            if auto:
-                warnings.warn(
-                    f"{type(self).__name__}(mask_ratio='auto'): the accuracy on masked "
-                    f"calibration data stayed at {self.masked_accuracy_:.3f}, above "
-                    f"{_half_accuracy(len(self.classes_)):.3f}, up to the largest ratio "
-                    f"{ratio}; that ratio is used. The model is unusually robust to masking.",
-                    DistcalWarning,
-                    stacklevel=2,
-                )
-        self.mask_ratio_ = float(ratio)
+            self.regime_ = None if self.regime == "auto" else self.regime
+            self.mask_ratio_ = float(self.mask_ratio)
+            self.cv_ratios_ = self.cv_nll_ = np.empty(0)
+            values = clean if self.mask_ratio == 0 else draw(self.mask_ratio)
+        n_draws = values.shape[0] // n_samples
+        all_labels = labels.repeat(n_draws)
+        all_weights = None if weights is None else weights.repeat(n_draws)
+        correct = (values.argmax(dim=1) == all_labels).to(torch.float64)
+        self.masked_accuracy_ = float(
+            correct.mean() if all_weights is None else (correct @ all_weights) / all_weights.sum()
+        )
         return self._fit_logits(values, all_labels, all_weights)
+
+    @staticmethod
+    def _fold_nll(fit_logits, fit_labels, fit_weights, test_logits, test_labels, test_weights):
+        """Cross-fitting score of the held-out rule: fit T on one part, NLL on the other."""
+        result = fit_temperature(fit_logits, fit_labels, fit_weights)
+        beta = 1.0 / result.temperature
+        weight_sum, loss = temperature_statistics(test_logits, test_labels, test_weights, beta)[:2]
+        return float(loss / weight_sum)
 
     def fit_batches(self, batches):
         """Not available: masked temperature scaling does not fit from a stream of batches.
@@ -288,5 +320,5 @@ class MaskedTemperatureScaling(TemperatureScaling):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.random_state is None and self.mask_ratio > 0
+        tags.non_deterministic = self.random_state is None and self.mask_ratio != 0
         return tags
