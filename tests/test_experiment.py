@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import distcal.experiment as experiment
 from distcal.cli import main
@@ -22,38 +23,87 @@ def smoke_run(tmp_path_factory):
 def test_every_set_student_and_calibrator_is_scored(smoke_run):
     result, _ = smoke_run
     rows = result["rows"]
-    assert len(rows) == 2 * 3 * 2 * 6  # seeds x sets x students x calibrators
+    # none; TS, MTS auto, MTS auto logits held-out; TS, 2 fixed ratios, the two autos strict
+    per_student = 1 + 3 + 5
+    assert len(rows) == 2 * 3 * 2 * per_student  # seeds x sets x students x calibrators
     keys = {(r["training_set"], r["student"], r["calibrator"], r["regime"]) for r in rows}
     assert ("DM", "plain", "TS", "strict") in keys
-    assert ("real", "mixup", "MTS", "held-out") in keys
-    auto = [r for r in rows if r["calibrator"] == "MTS auto"]
-    assert {r["regime"] for r in auto} == {"strict"}
-    assert all(0 < r["mask_ratio"] < 1 for r in auto)
+    assert ("real", "mixup", "MTS auto", "held-out") in keys
+    assert ("MDT", "plain", "MTS 0.5", "strict") in keys
+    auto = [r for r in rows if r["calibrator"].startswith("MTS auto")]
+    assert {r["regime"] for r in auto} == {"strict", "held-out"}
+    assert all(r["detected"] in ("training", "held-out") for r in auto)
+    assert all(r["detected"] == "" for r in rows if not r["calibrator"].startswith("MTS auto"))
+    assert all(0 <= r["mask_ratio"] < 1 for r in auto)
     for row in rows:
         assert 0 <= row["accuracy"] <= 1
         assert 0 <= row["ece15"] <= 1
     strict_ts = [r for r in rows if r["calibrator"] == "TS" and r["regime"] == "strict"]
     assert all("separate" in r["note"] for r in strict_ts if r["temperature"] == 1e-6)
-    assert len(result["summary"]) == 36
+    assert len(result["summary"]) == 3 * 2 * per_student
     assert all(e["n_seeds"] == 2 for e in result["summary"])
     table = format_summary(result["summary"])
     assert "strict" in table
     assert "held-out" in table
+    assert "MTS 0.5" not in table  # the printed table shows the main rows; the files hold all
+    assert "MTS 0.5" in format_summary(result["summary"], rows=None)
+
+
+def test_summary_reports_sample_sd_and_t_intervals(smoke_run):
+    from scipy import stats
+
+    result, _ = smoke_run
+    entry = next(
+        e
+        for e in result["summary"]
+        if (e["training_set"], e["student"], e["calibrator"]) == ("DM", "plain", "none")
+    )
+    values = np.array(
+        [
+            r["ece15"]
+            for r in result["rows"]
+            if (r["training_set"], r["student"], r["calibrator"]) == ("DM", "plain", "none")
+        ]
+    )
+    assert entry["ece15"] == pytest.approx(values.mean())
+    assert entry["ece15_std"] == pytest.approx(values.std(ddof=1))
+    half = stats.t.ppf(0.975, 1) * values.std(ddof=1) / np.sqrt(2)
+    assert entry["ece15_low"] == pytest.approx(values.mean() - half)
+    assert entry["ece15_high"] == pytest.approx(values.mean() + half)
+
+
+def test_paired_bootstrap_comparisons_per_seed_and_student(smoke_run):
+    result, _ = smoke_run
+    comparisons = result["comparisons"]
+    pairs = {(c["first"], c["second"]) for c in comparisons}
+    assert pairs == {(" ".join(a), " ".join(b)) for a, b in experiment.COMPARISONS}
+    assert {c["training_set"] for c in comparisons} == {"DM", "MDT"}
+    assert len(comparisons) == 2 * 2 * 2 * len(experiment.COMPARISONS)
+    rows = {
+        (r["seed"], r["training_set"], r["student"], r["calibrator"], r["regime"]): r
+        for r in result["rows"]
+    }
+    for c in comparisons:
+        first = rows[(c["seed"], c["training_set"], c["student"], *c["first"].rsplit(" ", 1))]
+        second = rows[(c["seed"], c["training_set"], c["student"], *c["second"].rsplit(" ", 1))]
+        assert c["difference"] == pytest.approx(first["ece15"] - second["ece15"])
+        assert c["low"] <= c["high"]
 
 
 def test_max_logit_diagnostics_are_summarised_over_seeds(smoke_run):
     result, _ = smoke_run
     rows = {row["training_set"]: row for row in result["diagnostics_summary"]}
-    assert set(rows) == {"DM", "MDT", "real"}
+    assert set(rows) == {"DM", "MDT", "real", "full"}  # "full": the whole training split
     for set_name, row in rows.items():
         assert row["n_seeds"] == 2
         per_seed = [result["diagnostics"][seed][set_name]["spread_ratio"] for seed in (0, 1)]
         assert row["spread_ratio"] == pytest.approx(np.mean(per_seed))
-        assert row["spread_ratio_std"] == pytest.approx(np.std(per_seed))
+        assert row["spread_ratio_std"] == pytest.approx(np.std(per_seed, ddof=1))
         assert row["cv_train"] > 0
+    assert 0 <= result["diagnostics"][0]["full"]["scores"]["accuracy"] <= 1
     table = format_diagnostics(result["diagnostics_summary"])
-    assert table.splitlines()[0].startswith("set")
-    assert len(table.splitlines()) == 4
+    assert table.splitlines()[0].startswith("network")
+    assert len(table.splitlines()) == 5
 
 
 def test_diagnostics_summary_of_known_values():
@@ -62,33 +112,46 @@ def test_diagnostics_summary_of_known_values():
         return {"train_clean": stats, "train_masked": stats, "spread_ratio": spread, "test": stats}
 
     rows = summarise_diagnostics({0: {"DM": entry(0.1, 1.0)}, 1: {"DM": entry(0.3, 3.0)}})
+    sd = np.std([0.1, 0.3], ddof=1)
     assert rows == [
         {
             "training_set": "DM",
             "n_seeds": 2,
             "cv_train": pytest.approx(0.2),
-            "cv_train_std": pytest.approx(0.1),
+            "cv_train_std": pytest.approx(sd),
             "cv_train_masked": pytest.approx(0.2),
-            "cv_train_masked_std": pytest.approx(0.1),
+            "cv_train_masked_std": pytest.approx(sd),
             "spread_ratio": pytest.approx(2.0),
-            "spread_ratio_std": pytest.approx(1.0),
+            "spread_ratio_std": pytest.approx(np.std([1.0, 3.0], ddof=1)),
             "cv_test": pytest.approx(0.2),
-            "cv_test_std": pytest.approx(0.1),
+            "cv_test_std": pytest.approx(sd),
         }
     ]
 
 
 def test_outputs_are_written(smoke_run):
     _, out = smoke_run
-    names = ("results.csv", "summary.csv", "max_logits.csv", "summary.md", "results.json")
+    names = (
+        "results.csv",
+        "comparisons.csv",
+        "diagnostics.csv",
+        "summary.csv",
+        "max_logits.csv",
+        "summary.md",
+        "results.json",
+    )
     for name in names:
         assert (out / name).is_file(), name
     markdown = (out / "summary.md").read_text().splitlines()
     assert markdown[0].startswith("| set | student | calibrator | regime | acc %")
     assert markdown[1] == "|" + "---|" * 12
-    assert len(markdown) == 2 + 36 + 1 + 2 + 3  # summary, a blank line, diagnostics
+    assert len(markdown) == 2 + 54 + 1 + 2 + 4  # summary, a blank line, diagnostics
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["dataset"] == "digits"
+    environment = saved["config"]["environment"]
+    assert environment["torch_threads"] == 1
+    assert environment["torch"] == torch.__version__
+    assert set(saved["stage_seconds"]["0"]) >= {"distillation", "students", "calibration"}
     pytest.importorskip("matplotlib")
     assert (out / "reliability.png").is_file()
     assert (out / "max_logits.png").is_file()
@@ -106,11 +169,37 @@ def test_a_rerun_resumes_from_finished_seeds(smoke_run, monkeypatch):
     assert [r["ece15"] for r in again["rows"]] == [r["ece15"] for r in result["rows"]]
 
 
-def test_seeds_are_reproducible(smoke_run):
-    result, _ = smoke_run
+def test_a_rerun_of_a_seed_reproduces_its_rows_exactly(smoke_run, tmp_path):
+    """Same code, seed and thread count: the same bits, in this process and in a fresh one."""
+    import subprocess
+    import sys
+
+    result, out = smoke_run
     again = run_experiment("digits", profile="smoke", seeds=[1], verbose=False)
     first = [r for r in result["rows"] if r["seed"] == 1]
-    np.testing.assert_allclose([r["nll"] for r in again["rows"]], [r["nll"] for r in first])
+    assert again["rows"] == first
+    assert again["comparisons"] == [c for c in result["comparisons"] if c["seed"] == 1]
+    # A fresh process with torch's default thread count: the run pins its own (threads=1).
+    script = (
+        "import sys; from distcal.experiment import run_experiment; "
+        "run_experiment('digits', profile='smoke', seeds=[1], verbose=False, output=sys.argv[1])"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    lines = (out / "results.csv").read_text().splitlines()
+    committed = [line for line in lines if line.startswith("1,")]
+    rerun = (tmp_path / "results.csv").read_text().splitlines()[1:]
+    assert rerun == committed
+
+
+def test_seeds_from_the_command_line():
+    from distcal.experiment import parse_seeds
+
+    assert parse_seeds("3") == [0, 1, 2]
+    assert parse_seeds("3-12") == list(range(3, 13))
+    assert parse_seeds("4,0,4") == [4, 0]
+    for bad in ("", "0", "5-3", "a", "-1", "1,-2", "2-x"):
+        with pytest.raises(ValueError, match="seeds must be a count N"):
+            parse_seeds(bad)
 
 
 def test_bad_arguments_are_named():
@@ -125,7 +214,7 @@ def test_bad_arguments_are_named():
 def test_command_line_runs_and_reports(tmp_path, capsys):
     assert main(["--profile", "smoke", "--seeds", "1", "--output", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "mean±std over seeds" in out
+    assert "mean±SD over seeds" in out
     assert "IQR masked/clean" in out
     assert (tmp_path / "summary.csv").is_file()
 
@@ -140,7 +229,7 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--seeds", "zero"])
     assert exit_info.value.code == 2
-    assert "expected a positive integer" in capsys.readouterr().err
+    assert "seeds must be a count N" in capsys.readouterr().err
 
 
 def test_demo_prints_both_regimes(capsys):
@@ -167,7 +256,7 @@ def test_tiny_temperatures_do_not_print_as_zero():
         "mask_ratio": 0.1,
         "mask_ratio_std": 1e-17,
     }
-    row = format_summary([entry]).splitlines()[1].split()
+    row = format_summary([entry], rows=None).splitlines()[1].split()
     assert row[-2] == "1e-06±0e+00"
     assert row[-1] == "0.10±0.00"
     assert row[4] == "50.0±0.0"
@@ -190,7 +279,7 @@ def test_seeds_in_parallel_give_the_same_results(smoke_run, tmp_path):
 def test_command_line_takes_n_jobs(tmp_path, capsys):
     argv = ["run", "--profile", "smoke", "--seeds", "2", "--n-jobs", "2", "--quiet"]
     assert main([*argv, "--output", str(tmp_path)]) == 0
-    assert "mean±std over seeds" in capsys.readouterr().out
+    assert "mean±SD over seeds" in capsys.readouterr().out
 
 
 def test_a_full_disk_ends_with_one_message_and_no_half_written_file(tmp_path, capsys, monkeypatch):
