@@ -135,7 +135,7 @@ class Profile:
     student_epochs: int = 300
     mixup_alpha: float = 1.0
     mdt_ratio: float = 0.1
-    strict_ratios: tuple = (0.1, 0.3, 0.5, 0.7)
+    strict_ratios: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     full_data_steps: int = 600
     bootstrap_resamples: int = 1000
 
@@ -261,7 +261,7 @@ def _calibrate(student, sets, y_test, profile: Profile, seed: int):
     }
     rows, probabilities = [], {}
 
-    def add(calibrator, regime, fitted, proba, notes=(), ratio=None):
+    def add(calibrator, regime, fitted, proba, notes=()):
         probabilities[calibrator, regime] = proba
         rows.append(
             {
@@ -269,7 +269,8 @@ def _calibrate(student, sets, y_test, profile: Profile, seed: int):
                 "regime": regime,
                 **_scores(y_test, proba),
                 "temperature": getattr(fitted, "temperature_", None),
-                "mask_ratio": getattr(fitted, "mask_ratio_", ratio),
+                "mask_ratio": getattr(fitted, "mask_ratio_", None),
+                "masked_accuracy": getattr(fitted, "masked_accuracy_", None),
                 "detected": getattr(fitted, "regime_", None) or "",
                 "note": "; ".join(notes),
             }
@@ -470,7 +471,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             "regime": regime,
             "n_seeds": len(members),
         }
-        for key in (*METRICS, "temperature", "mask_ratio"):
+        for key in (*METRICS, "temperature", "mask_ratio", "masked_accuracy"):
             values = np.array([m[key] for m in members if m[key] is not None], dtype=float)
             if len(values) == 0:
                 entry[key] = entry[f"{key}_std"] = None
