@@ -42,7 +42,6 @@ SMALLEST = {
         "300",
         "--quiet",
     ],
-    "bench_strict_regime.py": ["--seeds", "1", "--iterations", "5", "--epochs", "5"],
     "bench_streaming.py": ["--sizes", "20000x10", "--batch-elements", "50000"],
     "bench_calibrators.py": [
         "--quick",
@@ -88,3 +87,15 @@ def test_benchmark_runs_and_writes_markdown(script, tmp_path):
     assert text.startswith("Command: `python benchmarks/" + script)
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert len(table) >= 3, text  # a header, the separator and at least one row
+
+
+def test_generated_results_match_the_committed_per_seed_files():
+    """Tables, claims and the README's numbers are generated from docs/benchmarks/runs/; a
+    hand edit of either side makes them disagree, and this fails."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "report_results.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
