@@ -81,8 +81,11 @@ def load(dataset: str) -> dict:
     }
 
 
-def import_run(folder: Path) -> str:
-    """Copy a run's per-seed files and its configuration into docs/benchmarks/runs/."""
+def import_run(folder: Path, commit: str | None) -> str:
+    """Copy a run's per-seed files and its configuration into docs/benchmarks/runs/.
+
+    ``commit`` is the commit whose code made the run (default: the checkout's HEAD).
+    """
     result = json.loads((folder / "results.json").read_text())
     config = result["config"]
     dataset = config["dataset"]
@@ -90,9 +93,10 @@ def import_run(folder: Path) -> str:
     target.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         shutil.copyfile(folder / name, target / name)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
+    if commit is None:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
     run = {
         "command": f"distcal run --dataset {dataset} --seeds 0-12 --n-jobs 2 "
         f"--output runs/{dataset} --quiet",
@@ -504,7 +508,7 @@ def claims_table(datasets, seeds) -> str:
     # 3. temperature scaling on the distilled set
     def ts_strict(data):
         rows = data["rows"]
-        parts, collapsed = [], 0
+        parts, collapsed, sides = [], 0, []
         total = 0
         for student in ("plain", "mixup"):
             chosen = select(
@@ -516,20 +520,29 @@ def claims_table(datasets, seeds) -> str:
                 ece(rows, seeds, student, "TS", "strict") - ece(rows, seeds, student, "none", "-")
             )
             parts.append(f"{student}: ECE TS - none {fmt(diff)}")
-        return f"T at the bound 1e-6 in {collapsed} of {total} fits; " + "; ".join(parts)
+            sides.append(side(diff))
+        text = f"T at the bound 1e-6 in {collapsed} of {total} fits; " + "; ".join(parts)
+        return text, collapsed, total, sides
 
+    cells = each(ts_strict)
+    effect = {"above 0": "raises ECE", "below 0": "lowers ECE", "includes 0": "leaves ECE"}
     lines.append(
         [
             "TS fails in the strict regime (only the distilled set to calibrate on).",
-            *each(ts_strict),
-            "yes: the students separate their training images, T collapses",
+            *(c[0] for c in cells),
+            "T collapses to its bound wherever the students separate their training images; "
+            + "; ".join(
+                f"{DATASETS[d]}: collapsed in {c[1]} of {c[2]} fits, "
+                f"{' / '.join(effect[x] for x in c[3])} (plain / mixup) against uncalibrated"
+                for d, c in zip(datasets, cells, strict=True)
+            ),
         ]
     )
 
     # 4. MTS in the strict regime
     def mts_strict(data):
         rows = data["rows"]
-        parts = []
+        parts, verdicts = [], []
         for student in ("plain", "mixup"):
             paper = interval(
                 ece(rows, seeds, student, "none", "-")
@@ -547,14 +560,21 @@ def claims_table(datasets, seeds) -> str:
                 f"{student}: none - MTS 0.1 {fmt(paper)}, none - MTS auto {fmt(auto)}, "
                 f"MTS auto / held-out TS {fmt(ratio, scale=1.0, signed=False)}"
             )
-        return "; ".join(parts)
+            verdicts.append((student, side(paper), side(auto), ratio[0]))
+        return "; ".join(parts), verdicts
 
+    cells = each(mts_strict)
+    better = {"above 0": "better than", "below 0": "worse than", "includes 0": "not different from"}
     lines.append(
         [
             "MTS calibrates in the strict regime.",
-            *each(mts_strict),
-            "see the pre-registered test: below uncalibrated where H3 passes, far from "
-            "held-out TS everywhere",
+            *(c[0] for c in cells),
+            "; ".join(
+                f"{DATASETS[d]} {student}: ratio 0.1 {better[paper]} uncalibrated, the default "
+                f"{better[auto]} uncalibrated and {ratio:.1f}x held-out TS"
+                for d, c in zip(datasets, cells, strict=True)
+                for student, paper, auto, ratio in c[1]
+            ),
         ]
     )
 
@@ -577,15 +597,20 @@ def claims_table(datasets, seeds) -> str:
         )
 
     cells = each(concentration)
+    concentrated = {
+        "below 0": "more concentrated",
+        "above 0": "less concentrated",
+        "includes 0": "no more concentrated",
+    }
     lines.append(
         [
             "Maximum logits of distilled-data students are more concentrated (smaller CV).",
             *(c[0] for c in cells),
             "; ".join(
-                f"{DATASETS[d]}: training images {c[1]}, test images {c[2]}"
+                f"{DATASETS[d]}: {concentrated[c[1]]} than the full-data network's on training "
+                f"images, {concentrated[c[2]]} on test images"
                 for d, c in zip(datasets, cells, strict=True)
-            )
-            + " (below 0: more concentrated than the full-data network)",
+            ),
         ]
     )
 
@@ -593,14 +618,18 @@ def claims_table(datasets, seeds) -> str:
     def spreads(data):
         values = per_seed(data["diagnostics"], seeds, "spread_ratio", network="DM")
         triple = interval(values)
-        return f"IQR masked / clean, DM student: {fmt(triple, scale=1.0)}", triple[1] > 1
+        shifted = (triple[0] - 1, triple[1] - 1, triple[2] - 1)
+        return f"IQR masked / clean, DM student: {fmt(triple, scale=1.0)}", side(shifted)
 
     cells = each(spreads)
+    spread = {"above 0": "spreads them", "below 0": "narrows them", "includes 0": "no change"}
     lines.append(
         [
             "Masking spreads the maximum logits.",
             *(c[0] for c in cells),
-            "yes" if all(c[1] for c in cells) else "not everywhere",
+            "; ".join(
+                f"{DATASETS[d]}: {spread[c[1]]}" for d, c in zip(datasets, cells, strict=True)
+            ),
         ]
     )
 
@@ -623,12 +652,24 @@ def claims_table(datasets, seeds) -> str:
         return "MDT - DM, plain students: " + "; ".join(parts), sides
 
     cells = each(mdt)
-    none = all(s == "includes 0" for c in cells for s in c[1])
+    labels = ("accuracy", "uncalibrated ECE", "ECE after MTS's default")
+    direction = {"above 0": "higher", "below 0": "lower"}
+
+    def summary(sides):
+        moved = [
+            f"{label} {direction[x]}"
+            for label, x in zip(labels, sides, strict=True)
+            if x != "includes 0"
+        ]
+        return "no measurable effect" if not moved else "MDT " + ", ".join(moved)
+
     lines.append(
         [
             "Masked distillation training (our reading) improves calibration.",
             *(c[0] for c in cells),
-            "no measurable effect" if none else "an effect in some rows: see the intervals",
+            "; ".join(
+                f"{DATASETS[d]}: {summary(c[1])}" for d, c in zip(datasets, cells, strict=True)
+            ),
         ]
     )
     return markdown(header, lines)
@@ -695,8 +736,48 @@ def generated(datasets: dict) -> dict[Path, str]:
             claims_table(datasets, FRESH),
         ]
     )
+    files[OUT / "key_numbers.md"] = key_numbers(datasets)
     files[README] = readme(datasets)
     return files
+
+
+def key_numbers(datasets) -> str:
+    """The numbers the results page quotes in prose, per dataset and DM student."""
+    out = ["Generated by `python benchmarks/report_results.py` from the per-seed files.", ""]
+    out.append(
+        "In words (seeds 3-12, n = 10; test ECE-15 in %, mean over seeds; intervals are 95% "
+        "t-intervals of paired differences, or seed-bootstrap intervals of ratios):"
+    )
+    out.append("")
+    for dataset, data in datasets.items():
+        rows = data["rows"]
+        for student in ("plain", "mixup"):
+            result = endpoints(data, FRESH, student=student)
+
+            def mean(calibrator, regime, student=student, rows=rows):
+                return 100 * ece(rows, FRESH, student, calibrator, regime).mean()
+
+            ratio = per_seed(
+                rows,
+                FRESH,
+                "mask_ratio",
+                training_set="DM",
+                student=student,
+                calibrator="MTS auto",
+                regime="strict",
+            )
+            out.append(
+                f"- {DATASETS[dataset]}, {student} DM student: uncalibrated "
+                f"{mean('none', '-'):.2f}; TS on held-out images {mean('TS', 'held-out'):.2f}, "
+                f"the default on them {mean('MTS auto', 'held-out'):.2f} (difference "
+                f"{fmt(result['H1'][0])}); on the distilled set alone, TS "
+                f"{mean('TS', 'strict'):.2f}, the paper's ratio 0.1 "
+                f"{mean('MTS 0.1', 'strict'):.2f}, the default "
+                f"{mean('MTS auto', 'strict'):.2f} (ratio {ratio.mean():.2f} ± "
+                f"{ratio.std(ddof=1):.2f}): {fmt(result['H2'][0], scale=1.0, signed=False)} "
+                f"times held-out TS, {fmt(result['H3'][0])} points below uncalibrated."
+            )
+    return "\n".join(out)
 
 
 def readme(datasets) -> str:
@@ -704,34 +785,68 @@ def readme(datasets) -> str:
     if BEGIN not in text or END not in text:
         raise SystemExit(f"README.md lacks the markers {BEGIN!r} ... {END!r}")
     digits = datasets["digits"]
-    rows = [
-        r
-        for r in digits["rows"]
-        if r["seed"] in DEVELOPMENT and r["training_set"] == "DM" and r["student"] == "plain"
-    ]
+    rows = [r for r in digits["rows"] if r["seed"] in DEVELOPMENT]
     for row in rows:
         row["detected"] = row["detected"] or ""
         row["note"] = row["note"] or ""
-    table = format_summary(summarise(rows))
+    # What `distcal` prints (seeds 0-2), verbatim: its header and the plain DM student's rows.
+    printed = format_summary(summarise(rows)).splitlines()
+    table = "\n".join(
+        [printed[0], *(line for line in printed[1:] if line.split()[:2] == ["DM", "plain"])]
+    )
     lines = ["```", table, "```", ""]
     if "fashion-mnist" in datasets:
         fm = datasets["fashion-mnist"]
-        plain = endpoints(fm, FRESH)
+        plain, mixup = endpoints(fm, FRESH), endpoints(fm, FRESH, student="mixup")
         dp = endpoints(digits, FRESH)
         held = ece(fm["rows"], FRESH, "plain", "TS", "held-out")
         auto = ece(fm["rows"], FRESH, "plain", "MTS auto", "strict")
         none = ece(fm["rows"], FRESH, "plain", "none", "-")
+
+        def held_t(data):
+            return per_seed(
+                data["rows"],
+                FRESH,
+                "temperature",
+                training_set="DM",
+                student="plain",
+                calibrator="TS",
+                regime="held-out",
+            ).mean()
+
+        verdict = {
+            "above 0": "better than",
+            "below 0": "worse than",
+            "includes 0": "no better than",
+        }
+        misread = sum(
+            r["detected"] != "training"
+            for r in select(
+                fm["rows"],
+                FRESH,
+                training_set="DM",
+                student="mixup",
+                calibrator="MTS auto",
+                regime="strict",
+            )
+        )
         lines.append(
             "On ten fresh seeds of Fashion-MNIST (seeds 3-12, pre-registered), the plain DM "
             f"student's test ECE is {100 * none.mean():.2f}% uncalibrated, "
             f"{100 * held.mean():.2f}% with TS on held-out images and "
             f"{100 * auto.mean():.2f}% with the default MTS on its distilled set alone: "
-            f"{plain['H2'][0][0]:.2f}x held-out TS (target {TARGET}x), "
-            f"{100 * plain['H3'][0][0]:.2f} points below uncalibrated "
+            f"{plain['H2'][0][0]:.2f}x held-out TS (the target was {TARGET}x; digits: "
+            f"{dp['H2'][0][0]:.2f}x), {100 * plain['H3'][0][0]:.2f} points below uncalibrated "
             f"(95% interval {100 * plain['H3'][0][1]:.2f} to {100 * plain['H3'][0][2]:.2f}). "
-            f"On digits the same ratio is {dp['H2'][0][0]:.2f}x. With held-out data the default "
-            "is plain TS within noise (auto - TS: "
-            f"{fmt(plain['H1'][0])} points on Fashion-MNIST, {fmt(dp['H1'][0])} on digits)."
+            f"For the mixup student it is {verdict[side(mixup['H3'][0])]} uncalibrated "
+            f"({100 * mixup['H3'][0][0]:+.2f} points, {100 * mixup['H3'][0][1]:+.2f} to "
+            f"{100 * mixup['H3'][0][2]:+.2f}): in {misread} of 10 seeds that student "
+            "misclassifies more than 1% of its own distilled images, and the default reads "
+            "them as held-out data. Held-out TS wants T = "
+            f"{held_t(fm):.2f} on Fashion-MNIST and {held_t(digits):.2f} on digits, while the "
+            "masked distilled images look alike on both. With held-out data the default is "
+            f"plain TS within noise (auto - TS: {fmt(plain['H1'][0])} points on "
+            f"Fashion-MNIST, {fmt(dp['H1'][0])} on digits)."
         )
     block = "\n".join(lines)
     start = text.index(BEGIN) + len(BEGIN)
@@ -750,13 +865,16 @@ def main(argv=None) -> int:
         help="a finished `distcal run` output folder to import first",
     )
     parser.add_argument(
+        "--commit", default=None, help="the commit that made the imported runs (default: HEAD)"
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="write nothing; exit 1 if a generated file would change",
     )
     args = parser.parse_args(argv)
     for folder in args.run:
-        import_run(folder)
+        import_run(folder, args.commit)
     datasets = {d: load(d) for d in DATASETS if (RUNS / d / "run.json").is_file()}
     if not datasets:
         raise SystemExit(f"no imported run in {RUNS}")
