@@ -566,3 +566,16 @@ def check_input_shape(X, estimator) -> torch.Tensor:
             )
         raise ValueError(message)
     return inputs
+
+
+def check_param(value, constraint, name: str, caller: str):
+    """Check one argument of a function against a constraint, as estimators' parameters are.
+
+    Raises :class:`InvalidParameterError` naming ``name`` and ``caller``, the constraint and the
+    value that arrived; returns ``value`` otherwise.
+    """
+    if not constraint.is_satisfied_by(value):
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {caller} must be {constraint}. Got {value!r} instead."
+        )
+    return value

@@ -1,11 +1,12 @@
 """Calibrators that map logits to calibrated probabilities, and their Pipeline building blocks."""
 
+from .._masking import mask_inputs, mask_logits
 from ._base import BaseLogitCalibrator
 from ._ensemble import EnsembleTemperatureScaling
+from ._input_masker import InputMasker
 from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
 from ._masked_scaling import MaskedScaling
 from ._masked_temperature import MaskedTemperatureScaling
-from ._masking import InputMasker, mask_inputs, mask_logits
 from ._model import LogitTransformer, module_logits
 from ._one_vs_rest import HistogramBinning, IsotonicCalibration
 from ._persistence import load_calibrator, save_calibrator

@@ -10,6 +10,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import draw_seed
+from .._masking import mask_inputs, mask_logits
 from .._validation import (
     Interval,
     Logits,
@@ -21,7 +22,6 @@ from .._validation import (
     validate_params,
 )
 from ._auto_ratio import choose_ratio, resolve_n_masks
-from ._masking import mask_inputs, mask_logits
 from ._model import module_logits
 from ._temperature import TemperatureScaling, fit_temperature, temperature_statistics
 

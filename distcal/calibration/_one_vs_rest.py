@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from sklearn.isotonic import isotonic_regression
 
+from .._binning import bin_edges, bin_indices
 from .._device import as_tensor, row_chunks, to_numpy
 from .._softmax import softmax
 from .._validation import Interval, Options
-from ..metrics._binning import bin_edges, bin_indices
 from ._base import BaseLogitCalibrator
 
 __all__ = ["HistogramBinning", "IsotonicCalibration"]

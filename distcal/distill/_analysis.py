@@ -11,9 +11,9 @@ import torch
 from sklearn.utils import Bunch
 
 from .._device import make_generator, module_device
-from ..calibration._masking import mask_inputs
-from ..calibration._model import module_logits
-from ..metrics._diagnostics import masking_spread_ratio, max_logit_statistics
+from .._masking import mask_inputs
+from .._modules import module_logits
+from ..metrics import masking_spread_ratio, max_logit_statistics
 
 __all__ = ["masking_spread", "max_logit_statistics"]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..calibration._masking import mask_inputs
+from .._masking import mask_inputs
 
 __all__ = ["METHODS", "DistillationMethod", "MDTMask", "RealData", "StepContext"]
 
@@ -89,11 +89,7 @@ class MDTMask:
         """Mask ``images`` if the mask applies to ``which`` batches ("real" or "synthetic")."""
         if self.ratio == 0 or self.apply_to not in (which, "both"):
             return images
-        if self.kind == "zero":
-            return mask_inputs(images, self.ratio, generator=generator)
-        keep = torch.rand(images.shape, generator=generator, device=images.device) >= self.ratio
-        channel_mean = images.mean(dim=(0, *range(2, images.ndim)), keepdim=True)
-        return torch.where(keep, images, channel_mean)
+        return mask_inputs(images, self.ratio, generator=generator, kind=self.kind)
 
 
 @dataclass

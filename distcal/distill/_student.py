@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._device import PortablePickleMixin, draw_seed, like, make_generator, resolve_device
 from .._files import FORMAT_VERSION, read_tensors, write_tensors
+from .._modules import module_logits
 from .._progress import progress
 from .._validation import (
     Interval,
@@ -20,7 +21,6 @@ from .._validation import (
     record_input_shape,
     validate_params,
 )
-from ..calibration._model import module_logits
 from ._augment import make_augment
 from ._data import check_samples
 from ._networks import NETWORKS, build_network

@@ -8,15 +8,14 @@ import torch
 from sklearn.utils import Bunch
 
 from .._batches import unpack_batch
+from .._binning import bin_edges
 from .._distributed import agree, all_reduce, check_distributed
-from .._validation import Interval, Options, check_logits
-from ._binning import bin_edges
+from .._validation import Interval, Options, check_logits, check_param
 from .functional import (
     _brier_update,
     _calibration_compute,
     _calibration_update,
     _check_inputs,
-    _check_param,
     _nll_update,
 )
 
@@ -78,7 +77,7 @@ class CalibrationAccumulator:
 
     def __init__(self, n_bins: int = 15, *, input_type: str = "probabilities"):
         for name, constraint in self._constraints.items():
-            _check_param(locals()[name], constraint, name, type(self).__name__)
+            check_param(locals()[name], constraint, name, type(self).__name__)
         self.n_bins = int(n_bins)
         self.input_type = input_type
         self.reset()

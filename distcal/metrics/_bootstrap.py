@@ -8,8 +8,7 @@ import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
 from .._device import as_tensor, to_numpy
-from .._validation import Interval
-from .functional import _check_param
+from .._validation import Interval, check_param
 
 __all__ = ["bootstrap_ci", "bootstrap_difference"]
 
@@ -25,10 +24,10 @@ def _check(metric, n_resamples, confidence, caller):
             f"metric must be a callable metric(y_true, y_prob) returning a float, such as "
             f"distcal.metrics.expected_calibration_error; got a {type(metric).__name__}."
         )
-    _check_param(
+    check_param(
         n_resamples, Interval(numbers.Integral, 1, None, closed="left"), "n_resamples", caller
     )
-    _check_param(confidence, Interval(numbers.Real, 0, 1, closed="neither"), "confidence", caller)
+    check_param(confidence, Interval(numbers.Real, 0, 1, closed="neither"), "confidence", caller)
 
 
 def _as_arrays(y_true, *probas):

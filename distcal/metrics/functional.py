@@ -20,16 +20,16 @@ import torch
 from scipy.optimize import brentq
 from sklearn.utils import Bunch
 
+from .._binning import bin_edges, bin_statistics
 from .._device import row_chunks
 from .._validation import (
     Interval,
     Options,
+    check_param,
     check_probabilities,
     check_sample_weight,
     check_targets,
 )
-from ..exceptions import InvalidParameterError
-from ._binning import bin_edges, bin_statistics
 
 __all__ = [
     "adaptive_calibration_error",
@@ -58,19 +58,11 @@ _INT_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, to
 # --------------------------------------------------------------------------------------------
 
 
-def _check_param(value, constraint, name: str, caller: str):
-    if not constraint.is_satisfied_by(value):
-        raise InvalidParameterError(
-            f"The {name!r} parameter of {caller} must be {constraint}. Got {value!r} instead."
-        )
-    return value
-
-
 def _check_binning_params(n_bins, strategy, kind, caller: str, norm="l1") -> int:
-    _check_param(n_bins, Interval(numbers.Integral, 1, None, closed="left"), "n_bins", caller)
-    _check_param(norm, Options(*_NORMS), "norm", caller)
-    _check_param(strategy, Options(*_STRATEGIES), "strategy", caller)
-    _check_param(kind, Options(*_KINDS), "kind", caller)
+    check_param(n_bins, Interval(numbers.Integral, 1, None, closed="left"), "n_bins", caller)
+    check_param(norm, Options(*_NORMS), "norm", caller)
+    check_param(strategy, Options(*_STRATEGIES), "strategy", caller)
+    check_param(kind, Options(*_KINDS), "kind", caller)
     return int(n_bins)
 
 
@@ -229,7 +221,7 @@ def _calibration_error(
 def _ks_calibration_error(
     preds, target, *, kind, sample_weight, caller, preds_name="preds", target_name="target"
 ) -> torch.Tensor:
-    _check_param(kind, Options(*_KINDS), "kind", caller)
+    check_param(kind, Options(*_KINDS), "kind", caller)
     probs, labels, weights = _check_inputs(
         preds, target, sample_weight, preds_name=preds_name, target_name=target_name
     )

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from distcal._binning import _uniform_n_bins, bin_edges, bin_indices, bin_statistics
 from distcal.metrics import functional as F
-from distcal.metrics._binning import _uniform_n_bins, bin_edges, bin_indices, bin_statistics
 
 from . import _oracle
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import torch
 
-from .._device import row_chunks
+from ._device import row_chunks
 
 __all__ = ["bin_edges", "bin_indices", "bin_statistics"]
 
@@ -90,7 +90,7 @@ def bin_edges(
     Examples
     --------
     >>> import torch
-    >>> from distcal.metrics._binning import bin_edges
+    >>> from distcal._binning import bin_edges
     >>> bin_edges(torch.tensor([0.1, 0.5, 0.9]), 4)
     tensor([0.0000, 0.2500, 0.5000, 0.7500, 1.0000], dtype=torch.float64)
     >>> bin_edges(torch.tensor([0.1, 0.2, 0.6, 0.9]), 2, "quantile")
@@ -282,7 +282,7 @@ def bin_statistics(
     Examples
     --------
     >>> import torch
-    >>> from distcal.metrics._binning import bin_edges, bin_statistics
+    >>> from distcal._binning import bin_edges, bin_statistics
     >>> confidences = torch.tensor([0.0, 0.25, 0.5, 1.0])
     >>> correct = torch.tensor([False, True, True, True])
     >>> bin_statistics(confidences, correct, bin_edges(confidences, 2))

@@ -1,17 +1,17 @@
-"""Random masks: of model inputs (as in the paper) and of logits (when no model is at hand).
+"""InputMasker: masking as a scikit-learn transformer step.
 
-Both functions draw from an explicit :class:`torch.Generator`; neither touches global state.
+The masks themselves are drawn by ``distcal._masking``, which distillation shares.
 """
 
 from __future__ import annotations
 
 import numbers
 
-import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import like, make_generator
+from .._masking import mask_inputs
 from .._validation import (
     Interval,
     check_input_shape,
@@ -20,65 +20,7 @@ from .._validation import (
     validate_params,
 )
 
-__all__ = ["InputMasker", "mask_inputs", "mask_logits"]
-
-
-def mask_inputs(x: torch.Tensor, mask_ratio: float, *, generator: torch.Generator) -> torch.Tensor:
-    """Zero each element of each sample independently with probability ``mask_ratio``.
-
-    This is the masking of Masked Temperature Scaling (Zhu et al., ICCV 2023): one Bernoulli draw
-    per input element (every channel of every pixel on its own), no ``1 / (1 - p)`` rescaling of
-    the elements that are kept.
-
-    Parameters
-    ----------
-    x : Tensor of shape (n_samples, ...)
-        A batch of inputs; the mask is drawn on its device.
-    mask_ratio : float
-        Probability in [0, 1) that an element is zeroed.
-    generator : torch.Generator
-        Source of randomness, on the device of ``x``.
-
-    Returns
-    -------
-    Tensor
-        A masked copy of ``x``; ``x`` itself is not modified.
-    """
-    keep = torch.rand(x.shape, generator=generator, device=x.device) >= mask_ratio
-    return x * keep.to(x.dtype)
-
-
-def mask_logits(
-    logits: torch.Tensor, mask_ratio: float, *, n_masks: int, generator: torch.Generator
-) -> torch.Tensor:
-    """Mask logits: each entry is replaced, with probability ``mask_ratio``, by its row's mean.
-
-    This is the logit-space stand-in for input masking, for users who only have logits. A masked
-    entry takes the mean logit of its (unmasked) row: it then carries no evidence for or against
-    its class relative to the others, and the operation commutes with adding a constant to a
-    row, as the softmax does. (Replacing by 0 would not: ``[10, 11, 12]`` and ``[0, 1, 2]``
-    give the same probabilities but would mask differently.) Each of ``n_masks`` draws masks
-    every row independently; the draws are stacked, draw after draw.
-
-    Parameters
-    ----------
-    logits : Tensor of shape (n_samples, n_classes)
-    mask_ratio : float
-        Probability in [0, 1) that an entry is masked.
-    n_masks : int
-        Number of independent masked copies of each row.
-    generator : torch.Generator
-        Source of randomness, on the device of ``logits``.
-
-    Returns
-    -------
-    Tensor of shape (n_masks * n_samples, n_classes)
-        Rows ``d * n_samples + i`` hold draw ``d`` of sample ``i``.
-    """
-    repeated = logits.repeat(n_masks, 1)
-    row_mean = repeated.mean(dim=1, keepdim=True)
-    masked = torch.rand(repeated.shape, generator=generator, device=logits.device) < mask_ratio
-    return torch.where(masked, row_mean, repeated)
+__all__ = ["InputMasker"]
 
 
 class InputMasker(TransformerMixin, BaseEstimator):
