@@ -178,7 +178,14 @@ def _calibration_update(
 
 
 def _calibration_compute(statistics: torch.Tensor, norm: str) -> torch.Tensor:
-    """Reduce per-bin sums of shape (3, n_groups, n_bins) to the mean calibration error."""
+    """Reduce per-bin sums of shape (3, n_groups, n_bins) to one calibration error.
+
+    Groups (classes, with ``kind="classwise"``) are aggregated as the reference package of
+    Kumar et al. (``uncertainty-calibration``, marginal mode) does: by the power mean of the
+    norm, ``(mean_k CE_k^p)^(1/p)``, so "l1" averages the per-class errors and "l2" takes the
+    root of the mean squared error over classes (the per-class squares are what is estimated,
+    and what the debiased estimator corrects). "max" averages the per-class maxima.
+    """
     weight, confidence_sum, outcome_sum = statistics
     total = weight.sum(dim=-1)
     # |sum of outcomes - sum of confidences| is w_b * |acc_b - conf_b|; empty bins give 0 here.
@@ -189,7 +196,7 @@ def _calibration_compute(statistics: torch.Tensor, norm: str) -> torch.Tensor:
         per_group = gap_mass.sum(dim=-1) / total
     elif norm == "l2":
         squared = torch.where(occupied, gap_mass.square() / safe_weight, 0.0)
-        per_group = torch.sqrt(squared.sum(dim=-1) / total)
+        return torch.sqrt((squared.sum(dim=-1) / total).mean())
     else:
         per_group = torch.where(occupied, gap_mass / safe_weight, 0.0).amax(dim=-1)
     return per_group.mean()
@@ -446,8 +453,10 @@ def calibration_error(
         ``"top-label"``: the confidence is the largest probability of each row and the event is
         that its class (the first one, on ties, as ``argmax``) is the label. ``"classwise"``:
         for every class ``k`` the confidence is ``p_k`` and the event ``target == k``; the
-        calibration error of each class is computed and the mean over classes returned
-        (Kull et al., 2019).
+        calibration error of each class is computed and the errors are aggregated as their
+        power mean (Kull et al., 2019; Kumar et al., 2019): the mean for ``"l1"`` and
+        ``"max"``, the root of the mean square for ``"l2"``, the definition that
+        :func:`debiased_calibration_error` and the authors' package use.
     sample_weight : array-like or Tensor of shape (n_samples,), default=None
         Non-negative sample weights. An integer weight counts as that many copies of the sample
         and a zero weight removes it.
@@ -807,7 +816,8 @@ def debiased_calibration_error(
     strategy : {"uniform", "quantile"}, default="uniform"
         Equal-width or equal-mass bins.
     kind : {"top-label", "classwise"}, default="top-label"
-        Top-label, or the mean over classes of the squared one-vs-rest error.
+        Top-label, or classwise: the root of the mean over classes of the squared one-vs-rest
+        error, as :func:`calibration_error` with ``norm="l2"`` aggregates.
     sample_weight : array-like or Tensor of shape (n_samples,), default=None
         Non-negative weights; integer weights count as copies.
 

@@ -83,10 +83,11 @@ def calibration_error(probs, y, *, n_bins, norm, strategy, kind, weights=None):
         if norm == "l1":
             errors.append(np.sum(masses / total * gaps))
         elif norm == "l2":
-            errors.append(np.sqrt(np.sum(masses / total * gaps**2)))
+            errors.append(np.sum(masses / total * gaps**2))
         else:
             errors.append(gaps.max())
-    return float(np.mean(errors))
+    # classes combine by the power mean of the norm: root of the mean square for l2
+    return float(np.sqrt(np.mean(errors)) if norm == "l2" else np.mean(errors))
 
 
 def calibration_curve(probs, y, *, n_bins, strategy, kind, weights=None):

@@ -78,3 +78,54 @@ def test_agrees_with_the_authors_package(kind):
     )
     ours = debiased_calibration_error(y, p, n_bins=15, kind=kind)
     assert ours == pytest.approx(theirs, rel=1e-9)
+
+
+def test_classwise_l2_plug_in_agrees_with_the_authors_package():
+    """One classwise L2 aggregation across the metrics: the root of the mean square over
+    classes, the reference package's marginal definition, for the plug-in estimate too."""
+    calibration = pytest.importorskip("calibration")
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(20_000, 5))
+    y = (z + rng.gumbel(size=z.shape)).argmax(axis=1)
+    p = np.exp(2 * z) / np.exp(2 * z).sum(axis=1, keepdims=True)
+    theirs = calibration.lower_bound_scaling_ce(
+        p,
+        y,
+        p=2,
+        debias=False,
+        num_bins=15,
+        binning_scheme=calibration.get_equal_prob_bins,
+        mode="marginal",
+    )
+    ours = calibration_error(y, p, n_bins=15, norm="l2", kind="classwise")
+    assert ours == pytest.approx(theirs, rel=1e-9)
+
+
+def test_classwise_l2_is_the_root_mean_square_of_the_per_class_errors():
+    rng = np.random.default_rng(6)
+    proba = rng.dirichlet(np.ones(4), size=3000)
+    y = rng.integers(0, 4, size=3000)
+    # Each class on its own, as a binary classwise problem: its two columns mirror each other
+    # and have the same error, so the binary result is that class's error.
+    per_class = [
+        calibration_error(
+            (y == k).astype(int),
+            np.stack([1 - proba[:, k], proba[:, k]], 1),
+            n_bins=10,
+            norm="l2",
+            kind="classwise",
+        )
+        for k in range(4)
+    ]
+    combined = calibration_error(y, proba, n_bins=10, norm="l2", kind="classwise")
+    assert combined == pytest.approx(np.sqrt(np.mean(np.square(per_class))), rel=1e-12)
+
+
+def test_the_debiased_classwise_error_never_exceeds_the_plug_in_it_corrects():
+    """The case that exposed two aggregations: constant predictions, skewed labels."""
+    rng = np.random.default_rng(7)
+    p = np.full((20_000, 10), 0.1)
+    y = rng.choice(10, size=20_000, p=np.r_[0.5, np.full(9, 0.5 / 9)])
+    plug_in = calibration_error(y, p, norm="l2", kind="classwise")
+    debiased = debiased_calibration_error(y, p, kind="classwise")
+    assert debiased <= plug_in
