@@ -62,6 +62,7 @@ def mask_logits(
     Parameters
     ----------
     logits : Tensor of shape (n_samples, n_classes)
+        Logits of clean inputs; each row is masked towards its own mean.
     mask_ratio : float
         Probability in [0, 1) that an entry is masked.
     n_masks : int

@@ -83,7 +83,13 @@ class CalibrationAccumulator:
         self.reset()
 
     def reset(self) -> CalibrationAccumulator:
-        """Forget every batch seen; return ``self``."""
+        """Forget every batch seen; return ``self``.
+
+        Returns
+        -------
+        self : CalibrationAccumulator
+            The accumulator, for chaining.
+        """
         self.n_classes_ = None
         self.n_samples_ = 0
         self._top = None  # (3, 1, n_bins) per-bin sums of the top-label confidences
@@ -103,6 +109,11 @@ class CalibrationAccumulator:
             Integer labels indexing the columns of ``preds``.
         sample_weight : array-like or Tensor of shape (n_samples,), default=None
             Non-negative weights.
+
+        Returns
+        -------
+        self : CalibrationAccumulator
+            The accumulator, for chaining.
         """
         if self.input_type == "logits":
             logits = check_logits(preds, name="preds")
@@ -155,6 +166,17 @@ class CalibrationAccumulator:
         """Add every batch of an iterable of ``(preds, target[, sample_weight])``; return ``self``.
 
         One pass: a generator, a ``DataLoader`` or a list all work.
+
+        Parameters
+        ----------
+        batches : iterable of tuples
+            Each item is ``(preds, target)`` or ``(preds, target, sample_weight)``, as
+            :meth:`update` takes them.
+
+        Returns
+        -------
+        self : CalibrationAccumulator
+            The accumulator, for chaining.
         """
         if not hasattr(batches, "__iter__") or isinstance(batches, torch.Tensor | str | bytes):
             raise TypeError(
@@ -166,7 +188,19 @@ class CalibrationAccumulator:
         return self
 
     def merge(self, other: CalibrationAccumulator) -> CalibrationAccumulator:
-        """Add the statistics of another accumulator (same ``n_bins``); return ``self``."""
+        """Add the statistics of another accumulator (same ``n_bins``); return ``self``.
+
+        Parameters
+        ----------
+        other : CalibrationAccumulator
+            An accumulator with the same ``n_bins`` (and classes, once both have seen data),
+            for example one filled on another process or shard.
+
+        Returns
+        -------
+        self : CalibrationAccumulator
+            The accumulator, for chaining.
+        """
         if not isinstance(other, CalibrationAccumulator):
             raise TypeError(
                 f"other must be a CalibrationAccumulator; got a {type(other).__name__}."

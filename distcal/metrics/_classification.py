@@ -74,8 +74,10 @@ def calibration_error(
 
     See Also
     --------
-    expected_calibration_error, maximum_calibration_error, adaptive_calibration_error,
-    classwise_calibration_error : This function with one option fixed.
+    expected_calibration_error : This function with ``kind="top-label"``.
+    maximum_calibration_error : This function with ``norm="max"``.
+    adaptive_calibration_error : This function with ``strategy="quantile"``.
+    classwise_calibration_error : This function with ``kind="classwise"``.
     calibration_curve : The per-bin values behind the error.
 
     Notes
@@ -641,7 +643,7 @@ def calibration_curve(
     Returns
     -------
     curve : :class:`~sklearn.utils.Bunch`
-        float64 numpy arrays:
+        Float64 numpy arrays:
 
         bin_edges : ndarray of shape (n_bins + 1,)
             The bin edges (shape (n_classes, n_bins + 1) for classwise quantile bins).

@@ -99,6 +99,7 @@ def max_logit_concentration(logits) -> float:
     Returns
     -------
     float
+        Standard deviation over mean of the row maxima (lower: more concentrated).
 
     Examples
     --------
@@ -127,6 +128,7 @@ def masking_spread_ratio(logits, masked_logits) -> float:
     Returns
     -------
     float
+        IQR of the masked row maxima over the IQR of the clean ones (above 1: masking spreads).
 
     Examples
     --------

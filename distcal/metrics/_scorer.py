@@ -115,7 +115,7 @@ def get_scorer(name: str):
 
     See Also
     --------
-    sklearn.metrics.get_scorer : scikit-learn's scorers (accuracy, ROC AUC, ...).
+    sklearn.metrics.get_scorer : Scikit-learn's scorers (accuracy, ROC AUC, ...).
 
     Examples
     --------

@@ -468,8 +468,10 @@ def calibration_error(
 
     See Also
     --------
-    expected_calibration_error, maximum_calibration_error, adaptive_calibration_error,
-    classwise_calibration_error : This function with one option fixed.
+    expected_calibration_error : This function with ``kind="top-label"``.
+    maximum_calibration_error : This function with ``norm="max"``.
+    adaptive_calibration_error : This function with ``strategy="quantile"``.
+    classwise_calibration_error : This function with ``kind="classwise"``.
     distcal.metrics.calibration_error : The scikit-learn style version returning a float.
     calibration_curve : The per-bin accuracies and confidences behind the error.
 
@@ -949,6 +951,16 @@ def max_logit_concentration(logits) -> torch.Tensor:
 
     See :func:`distcal.metrics.max_logit_concentration`.
 
+    Parameters
+    ----------
+    logits : array-like or Tensor of shape (n_samples, n_classes)
+        Logits of a network.
+
+    Returns
+    -------
+    Tensor of shape ()
+        Standard deviation over mean of the row maxima (lower: more concentrated).
+
     Examples
     --------
     >>> import torch
@@ -965,6 +977,18 @@ def masking_spread_ratio(logits, masked_logits) -> torch.Tensor:
     """Ratio of the interquartile ranges of masked and clean maximum logits (0-d tensor).
 
     See :func:`distcal.metrics.masking_spread_ratio`.
+
+    Parameters
+    ----------
+    logits : array-like or Tensor of shape (n_samples, n_classes)
+        Logits of clean inputs.
+    masked_logits : array-like or Tensor of shape (n_masked, n_classes)
+        Logits of masked inputs.
+
+    Returns
+    -------
+    Tensor of shape ()
+        IQR of the masked row maxima over the IQR of the clean ones (above 1: masking spreads).
 
     Examples
     --------
@@ -1093,7 +1117,7 @@ def calibration_curve(
     Returns
     -------
     curve : :class:`~sklearn.utils.Bunch`
-        float64 tensors on the device of ``preds``:
+        Float64 tensors on the device of ``preds``:
 
         bin_edges : Tensor of shape (n_bins + 1,)
             The bin edges. Classwise quantile bins have one row of edges per class, shape
