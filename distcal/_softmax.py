@@ -2,8 +2,8 @@
 
 ``torch.softmax(x, dim=1)`` on a CPU vectorises along the rows' length; with few classes (the
 common case of calibration: K = 2..100) the rows are too short for that, and the fused kernel
-is about 4x slower than its four elementwise steps (1e5 x 10 float64: 9.5 ms against 2.3 ms, 2
-threads). :func:`softmax` takes those steps on a CPU for rows shorter than
+is slower than its four elementwise steps (docs/benchmarks.md has the measurement).
+:func:`softmax` takes those steps on a CPU for rows shorter than
 ``_FUSED_FROM_CLASSES``, and the fused kernel otherwise (long rows, and every accelerator, where
 one kernel launch beats four). The two differ by rounding only (a few ulps).
 """
@@ -14,8 +14,8 @@ import torch
 
 __all__ = ["softmax"]
 
-# Row length from which torch's fused CPU kernel is at least as fast (measured on 1e3..1e5 rows
-# of float32 and float64: the steps win at K = 2 and 10, the fused kernel at K = 100 and 1000).
+# Row length from which torch's fused CPU kernel is at least as fast: the elementwise steps win
+# at K = 2 and 10, the fused kernel at K = 100 and 1000 (1e3..1e5 rows, float32 and float64).
 _FUSED_FROM_CLASSES = 64
 
 
