@@ -39,6 +39,11 @@ import torch
 
 from ._device import row_chunks
 
+# The largest number of bins any binned statistic accepts. Per-bin sums take 3 x groups x bins
+# float64s (classwise: one group per class), so an unbounded count is an unbounded allocation;
+# 1e5 bins is already far more than any calibration set can fill.
+MAX_BINS = 100_000
+
 __all__ = ["bin_edges", "bin_indices", "bin_statistics"]
 
 _STRATEGIES = ("uniform", "quantile")

@@ -8,7 +8,7 @@ import torch
 from sklearn.utils import Bunch
 
 from .._batches import unpack_batch
-from .._binning import bin_edges
+from .._binning import MAX_BINS, bin_edges
 from .._distributed import agree, all_reduce, check_distributed
 from .._validation import Interval, Options, check_logits, check_param
 from .functional import (
@@ -71,7 +71,7 @@ class CalibrationAccumulator:
     """
 
     _constraints = {
-        "n_bins": Interval(numbers.Integral, 1, None, closed="left"),
+        "n_bins": Interval(numbers.Integral, 1, MAX_BINS, closed="both"),
         "input_type": Options("probabilities", "logits"),
     }
 

@@ -44,7 +44,19 @@ def _as_arrays(y_true, *probas):
     return y, arrays
 
 
-def _interval(values: np.ndarray, estimate: float, confidence: float) -> Bunch:
+def _interval(values: np.ndarray, estimate: float, confidence: float, metric) -> Bunch:
+    # A NaN would make np.quantile return a NaN interval without a word; say where it came from.
+    n_nan = int(np.isnan(values).sum())
+    if n_nan or np.isnan(estimate):
+        name = getattr(metric, "__name__", type(metric).__name__)
+        parts = ["on the full data"] if np.isnan(estimate) else []
+        parts += [f"on {n_nan} of {len(values)} resamples"] if n_nan else []
+        where = " and ".join(parts)
+        raise ValueError(
+            f"metric {name} returned NaN {where}; a bootstrap interval of NaN values is "
+            "undefined. Check the metric's inputs (NaN probabilities, or a resample where the "
+            "metric is undefined, such as one class only for a ranking metric)."
+        )
     alpha = (1 - confidence) / 2
     low, high = np.quantile(values, [alpha, 1 - alpha])
     return Bunch(
@@ -104,7 +116,7 @@ def bootstrap_ci(
     y, (proba,) = _as_arrays(y_true, y_prob)
     indices = _resample_indices(len(y), n_resamples, random_state)
     values = np.array([metric(y[i], proba[i]) for i in indices], dtype=np.float64)
-    return _interval(values, metric(y, proba), confidence)
+    return _interval(values, metric(y, proba), confidence, metric)
 
 
 def bootstrap_difference(
@@ -156,6 +168,6 @@ def bootstrap_difference(
         )
     indices = _resample_indices(len(y), n_resamples, random_state)
     values = np.array([metric(y[i], a[i]) - metric(y[i], b[i]) for i in indices], dtype=np.float64)
-    result = _interval(values, metric(y, a) - metric(y, b), confidence)
+    result = _interval(values, metric(y, a) - metric(y, b), confidence, metric)
     result.excludes_zero = bool(result.low > 0 or result.high < 0)
     return result

@@ -34,7 +34,7 @@ def max_logit_statistics(logits) -> Bunch:
         Floats ``mean``, ``std``, ``median``, ``iqr`` (interquartile range) of the maximum
         logits, and ``cv``, their coefficient of variation ``std / |mean|``: the smaller, the
         more concentrated. ``cv`` is scale-free, so it compares networks whose logits differ in
-        scale; it is ``inf`` when the mean is 0.
+        scale; it is NaN when the mean is 0 (undefined, see :func:`max_logit_concentration`).
 
     Examples
     --------
@@ -54,7 +54,7 @@ def max_logit_statistics(logits) -> Bunch:
         std=std,
         median=median,
         iqr=q3 - q1,
-        cv=std / abs(mean) if mean != 0 else float("inf"),
+        cv=std / abs(mean) if mean != 0 else float("nan"),
         n_samples=int(values.numel()),
     )
 
@@ -73,7 +73,12 @@ def _concentration(logits) -> torch.Tensor:
     values = _max_logits(logits, "logits")
     mean = values.mean()
     if mean == 0:
-        return torch.tensor(float("inf"), dtype=torch.float64, device=values.device)
+        raise ValueError(
+            "The concentration std / |mean| of the maximum logits is undefined: their mean is "
+            f"0 (std {float(values.std(unbiased=False)):.6g}). Logits that are constant or "
+            "centred at 0 have no scale to compare the spread with; report "
+            "max_logit_statistics(logits).std instead."
+        )
     return values.std(unbiased=False) / mean.abs()
 
 
@@ -81,15 +86,21 @@ def _spread_ratio(logits, masked_logits) -> torch.Tensor:
     clean = _iqr(_max_logits(logits, "logits"))
     masked = _iqr(_max_logits(masked_logits, "masked_logits"))
     if clean == 0:
-        return torch.tensor(float("inf"), dtype=torch.float64, device=clean.device)
+        raise ValueError(
+            "The masking spread ratio is undefined: the maximum logits of the clean inputs "
+            "(logits) have an interquartile range of 0, so no spread can be compared with "
+            f"theirs (masked_logits' is {float(masked):.6g}). Compare the two "
+            "max_logit_statistics instead."
+        )
     return masked / clean
 
 
 def max_logit_concentration(logits) -> float:
     """Coefficient of variation ``std / |mean|`` of the maximum logits: small is concentrated.
 
-    Scale-free, so it compares networks whose logits differ in scale; ``inf`` when the mean is
-    0. :func:`distcal.metrics.functional.max_logit_concentration` returns it as a tensor.
+    Scale-free, so it compares networks whose logits differ in scale; undefined (a
+    ``ValueError``) when the mean is 0.
+    :func:`distcal.metrics.functional.max_logit_concentration` returns it as a tensor.
 
     Parameters
     ----------
@@ -115,8 +126,8 @@ def masking_spread_ratio(logits, masked_logits) -> float:
     """How much masking spreads the maximum logits: the ratio of their interquartile ranges.
 
     Above 1 when the maximum logits of the masked inputs are more spread than those of the
-    clean inputs (``inf`` when the clean ones have no spread). The two sets may differ in size
-    (several masked copies per input).
+    clean inputs; undefined (a ``ValueError``) when the clean ones have no spread. The two sets
+    may differ in size (several masked copies per input).
 
     Parameters
     ----------

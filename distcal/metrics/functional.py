@@ -20,7 +20,7 @@ import torch
 from scipy.optimize import brentq
 from sklearn.utils import Bunch
 
-from .._binning import bin_edges, bin_statistics
+from .._binning import MAX_BINS, bin_edges, bin_statistics
 from .._device import row_chunks
 from .._validation import (
     Interval,
@@ -59,7 +59,7 @@ _INT_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, to
 
 
 def _check_binning_params(n_bins, strategy, kind, caller: str, norm="l1") -> int:
-    check_param(n_bins, Interval(numbers.Integral, 1, None, closed="left"), "n_bins", caller)
+    check_param(n_bins, Interval(numbers.Integral, 1, MAX_BINS, closed="both"), "n_bins", caller)
     check_param(norm, Options(*_NORMS), "norm", caller)
     check_param(strategy, Options(*_STRATEGIES), "strategy", caller)
     check_param(kind, Options(*_KINDS), "kind", caller)

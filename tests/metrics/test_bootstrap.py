@@ -75,3 +75,19 @@ def test_tensors_and_errors():
         bootstrap_ci(expected_calibration_error, y, p, confidence=1.5)
     with pytest.raises(ValueError, match="at least 2 samples"):
         bootstrap_ci(expected_calibration_error, y[:1], p[:1])
+
+
+def test_a_metric_returning_nan_is_an_error_not_a_nan_interval():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=50)
+    y = (rng.uniform(size=50) < p).astype(int)
+
+    def sometimes_nan(y_true, y_prob):
+        return float("nan") if y_true.sum() % 2 else float(np.mean(y_prob))
+
+    with pytest.raises(ValueError, match=r"sometimes_nan returned NaN on \d+ of 200 resamples"):
+        bootstrap_ci(sometimes_nan, y, p, n_resamples=200, random_state=0)
+    with pytest.raises(ValueError, match="NaN on the full data"):
+        bootstrap_ci(lambda a, b: float("nan"), y, p, n_resamples=10, random_state=0)
+    with pytest.raises(ValueError, match="returned NaN"):
+        bootstrap_difference(sometimes_nan, y, p, 1 - p, n_resamples=200, random_state=0)

@@ -27,9 +27,18 @@ def test_concentration_and_spread_against_numpy():
     assert from_distill is max_logit_statistics  # one implementation, two homes
 
 
-def test_degenerate_inputs_give_inf_not_nan():
-    assert max_logit_concentration(np.zeros((3, 2))) == float("inf")
+def test_undefined_diagnostics_raise_instead_of_returning_inf():
+    """std/|mean| at mean 0 and an IQR ratio over a zero IQR are undefined; an inf would pass
+    silently into a table. Each says what is undefined and what to report instead."""
+    with pytest.raises(ValueError, match="mean is 0"):
+        max_logit_concentration(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="mean is 0"):
+        F.max_logit_concentration(torch.zeros(3, 2))
     same = np.ones((4, 3))
-    assert masking_spread_ratio(same, np.random.default_rng(0).normal(size=(4, 3))) == float("inf")
+    with pytest.raises(ValueError, match="interquartile range of 0"):
+        masking_spread_ratio(same, np.random.default_rng(0).normal(size=(4, 3)))
+    with pytest.raises(ValueError, match="interquartile range of 0"):
+        masking_spread_ratio(np.zeros((5, 3)), np.zeros((5, 3)))
+    assert np.isnan(max_logit_statistics(np.zeros((3, 2))).cv)
     with pytest.raises(ValueError, match="NaN"):
         max_logit_concentration(np.array([[np.nan, 1.0]]))

@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from distcal.exceptions import InvalidParameterError
 from distcal.metrics import functional as F
 
 from . import _oracle
@@ -285,3 +286,18 @@ def test_top_label_keys_agree_with_max(dtype, n_samples, n_classes, levels, seed
     assert confidence.dtype == dtype
     assert torch.equal(confidence, values)
     assert torch.equal(correct, index == labels)
+
+
+@pytest.mark.parametrize("n_bins", [10**9, 100_001])
+def test_an_unbounded_bin_count_is_refused_before_anything_is_allocated(n_bins):
+    """Per-bin sums are 3 x groups x bins float64s: 1e9 bins would try to allocate 24 GB."""
+    from distcal.metrics import CalibrationAccumulator
+
+    probs = np.full((400, 2), 0.5)
+    y = np.zeros(400, dtype=int)
+    for function in (F.calibration_error, F.calibration_curve, F.debiased_calibration_error):
+        with pytest.raises(InvalidParameterError, match=r"'n_bins'.*\[1, 100000\].*Got"):
+            function(probs, y, n_bins=n_bins)
+    with pytest.raises(InvalidParameterError, match="'n_bins'"):
+        CalibrationAccumulator(n_bins=n_bins).update(probs, y)
+    assert F.calibration_error(probs, y, n_bins=100_000).item() == pytest.approx(0.5)
