@@ -46,18 +46,16 @@ def main(output=Path("distcal-output")):
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from distcal.plotting import reliability_diagram
+        from distcal.plotting import ReliabilityDisplay
     except ImportError:
         print("matplotlib is not installed: no figure (pip install 'distcal[plot]')")
         return
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True, height_ratios=[3, 1])
-    reliability_diagram(y[test], softmax(logits[test]), ax=axes[:, 0], label="uncalibrated")
-    reliability_diagram(y[test], ts.predict_proba(logits[test]), ax=axes[:, 1], label="TS")
-    fig.tight_layout()
+    # Both on one diagram, in distinct colours, one legend entry each (one paper column wide).
+    display = ReliabilityDisplay.from_predictions(
+        y[test], {"uncalibrated": softmax(logits[test]), "TS": ts.predict_proba(logits[test])}
+    )
     output.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output / "calibrate_logits.png", dpi=100)
+    display.figure_.savefig(output / "calibrate_logits.png", dpi=150)
     print(f"saved {output / 'calibrate_logits.png'}")
 
 

@@ -103,23 +103,14 @@ def main(output=Path("distcal-output")):
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from distcal.plotting import reliability_diagram
+        from distcal.plotting import ReliabilityDisplay
     except ImportError:
         print("matplotlib is not installed: no figure (pip install 'distcal[plot]')")
         return
-    names = list(probabilities)
-    fig, axes = plt.subplots(
-        2, len(names), figsize=(2.6 * len(names), 4.2), sharex=True, height_ratios=[3, 1]
-    )
-    for column, name in enumerate(names):
-        reliability_diagram(y_test, probabilities[name], n_bins=10, ax=axes[:, column])
-        axes[0, column].set_title(name, fontsize=9)
-        axes[0, column].legend().remove()
-    fig.tight_layout()
+    # One panel per calibrator, laid out as a grid at a paper's page width.
+    display = ReliabilityDisplay.from_predictions(y_test, probabilities, n_bins=10, layout="grid")
     output.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output / "compare_calibrators.png", dpi=90)
+    display.figure_.savefig(output / "compare_calibrators.png", dpi=150)
     print(f"saved {output / 'compare_calibrators.png'}")
 
 

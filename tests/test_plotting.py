@@ -12,7 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 
 from distcal.metrics import calibration_curve, calibration_error  # noqa: E402
-from distcal.plotting import max_logit_histogram, reliability_diagram  # noqa: E402
+from distcal.plotting import (  # noqa: E402
+    ReliabilityDisplay,
+    max_logit_histogram,
+    reliability_diagram,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -61,8 +65,14 @@ def test_reliability_diagram_draws_the_curve(strategy):
     (histogram,) = histogram_ax.containers
     np.testing.assert_allclose(bar_heights(histogram), curve.counts)
     ece = calibration_error(y, probs, n_bins=10, strategy=strategy)
-    legend = [text.get_text() for text in diagram_ax.get_legend().get_texts()]
+    legend = [text.get_text() for text in diagram_ax.figure.legends[0].get_texts()]
     assert any(f"{100 * ece:.2f}%" in text and "ECE" in text for text in legend)
+    # Each gap is coloured by its direction, and the legend names the directions present.
+    over = curve.mean_confidence[occupied] > curve.accuracy[occupied]
+    colours = {tuple(patch.get_facecolor()[:3]) for patch in gap_bars.patches}
+    assert len(colours) == (2 if over.any() and (~over).any() else 1)
+    assert ("Gap: over-confident" in legend) == over.any()
+    assert ("Gap: under-confident" in legend) == (~over).any()
 
 
 def test_reliability_diagram_on_given_axes_without_histogram():
@@ -90,20 +100,21 @@ def test_reliability_diagram_rejects_a_single_axes_with_histogram():
         reliability_diagram(y, probs, ax=[ax, ax], show_histogram=False)
 
 
-def test_classwise_reliability_diagram_draws_one_line_per_class():
+def test_classwise_reliability_diagram_is_small_multiples_one_panel_per_class():
     y, probs = make_data(seed=4)
-    diagram_ax, histogram_ax = reliability_diagram(y, probs, n_bins=8, kind="classwise")
+    diagram_axes, histogram_axes = reliability_diagram(y, probs, n_bins=8, kind="classwise")
+    assert diagram_axes.shape == histogram_axes.shape == (3,)
     curve = calibration_curve(y, probs, n_bins=8, kind="classwise")
-    lines = [line for line in diagram_ax.get_lines() if line.get_label().startswith("class ")]
-    assert len(lines) == 3
-    for k, line in enumerate(lines):
+    for k, ax in enumerate(diagram_axes):
+        assert ax.get_title() == f"class {k}"
+        _, line = ax.get_lines()
         occupied = curve.counts[k] > 0
         np.testing.assert_allclose(line.get_ydata(), curve.accuracy[k][occupied])
         np.testing.assert_allclose(line.get_xdata(), curve.mean_confidence[k][occupied])
-    assert len(histogram_ax.patches) == 3  # one stairs outline per class
+        assert len(histogram_axes[k].patches) == 1  # the class's own counts
     ece = calibration_error(y, probs, n_bins=8, kind="classwise")
-    legend = [text.get_text() for text in diagram_ax.get_legend().get_texts()]
-    assert f"classwise ECE = {100 * ece:.2f}%" in legend
+    legend = [text.get_text() for text in diagram_axes[0].figure.legends[0].get_texts()]
+    assert legend == ["Perfect calibration", f"Accuracy (classwise ECE = {100 * ece:.2f}%)"]
 
 
 def test_reliability_diagram_validates_like_the_metrics():
@@ -170,3 +181,117 @@ def test_max_logit_histogram_densities_integrate_to_one():
         areas = [patch.get_height() * patch.get_width() for patch in container]
         assert sum(areas) == pytest.approx(1.0)
     plt.close("all")
+
+
+def make_logits(n_samples=600, n_classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n_samples, n_classes))
+    y = (z + rng.gumbel(size=z.shape)).argmax(axis=1)
+    return y, 3 * z  # over-confident by a factor 3
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_several_models_overlay_in_distinct_colours_with_one_legend_entry_each():
+    y, z = make_logits()
+    models = {"uncalibrated": softmax(z), "T = 3": softmax(z / 3), "T = 6": softmax(z / 6)}
+    display = ReliabilityDisplay.from_predictions(y, models, n_bins=10)
+    ax = display.ax_
+    curves = [line for line in ax.get_lines() if line.get_label() != "Perfect calibration"]
+    assert [line.get_label().split(" (")[0] for line in curves] == list(models)
+    assert len({line.get_color() for line in curves}) == 3
+    for line, proba in zip(curves, models.values(), strict=True):
+        curve = calibration_curve(y, proba, n_bins=10)
+        occupied = curve.counts > 0
+        np.testing.assert_allclose(line.get_ydata(), curve.accuracy[occupied])
+        error = calibration_error(y, proba, n_bins=10)
+        assert line.get_label().endswith(f"(ECE = {100 * error:.2f}%)")
+    legend = [text.get_text() for text in display.legend_.get_texts()]
+    assert legend.count("Perfect calibration") == 1
+    assert len(legend) == 4
+    # the histogram draws each model's counts as an outline in its colour
+    assert [patch.get_edgecolor() for patch in display.histogram_ax_.patches] == [
+        matplotlib.colors.to_rgba(line.get_color()) for line in curves
+    ]
+
+
+def test_the_sides_of_the_diagonal_are_labelled():
+    y, z = make_logits(seed=1)
+    display = ReliabilityDisplay.from_logits(y, z, show_histogram=False)
+    texts = {text.get_text() for text in display.ax_.texts}
+    assert {"over-confident", "under-confident"} <= texts
+
+
+def test_from_logits_and_from_estimator_draw_what_from_predictions_draws():
+    from distcal import TemperatureScaling
+
+    y, z = make_logits(seed=2)
+    ts = TemperatureScaling().fit(z[:300], y[:300])
+    by_estimator = ReliabilityDisplay.from_estimator(ts, z[300:], y[300:], n_bins=8)
+    by_predictions = ReliabilityDisplay.from_predictions(
+        y[300:], ts.predict_proba(z[300:]), name="TemperatureScaling", n_bins=8
+    )
+    by_logits = ReliabilityDisplay.from_logits(y[300:], z[300:] / ts.temperature_, n_bins=8)
+    for display in (by_estimator, by_logits):
+        np.testing.assert_allclose(
+            display.curves[next(iter(display.curves))]["accuracy"],
+            by_predictions.curves["TemperatureScaling"]["accuracy"],
+            equal_nan=True,
+        )
+    assert next(iter(by_estimator.curves)) == "TemperatureScaling"
+    both = ReliabilityDisplay.from_estimator(
+        {"TS": ts, "again": ts}, z[300:], y[300:], show_histogram=False
+    )
+    assert list(both.curves) == ["TS", "again"]
+
+
+def test_a_figure_distcal_makes_keeps_its_legend_off_the_data():
+    """The legend sits below the panels (it hides no bar, line or count)."""
+    y, z = make_logits(seed=3)
+    display = ReliabilityDisplay.from_logits(y, {"a": z, "b": z / 3})
+    display.figure_.canvas.draw()
+    renderer = display.figure_.canvas.get_renderer()
+    legend_box = display.legend_.get_window_extent(renderer)
+    for ax in (display.ax_, display.histogram_ax_):
+        assert not legend_box.overlaps(ax.get_window_extent(renderer))
+    single = ReliabilityDisplay.from_logits(y, z)
+    assert single.figure_.get_size_inches()[0] == pytest.approx(3.3)  # one paper column
+
+
+def test_grid_layout_and_classwise_small_multiples_are_readable_panels():
+    y, z = make_logits(n_classes=10, n_samples=2000, seed=4)
+    models = {f"T = {t}": z / t for t in (1, 2, 3, 4)}
+    grid = ReliabilityDisplay.from_logits(y, models, layout="grid")
+    assert grid.ax_.shape == (4,)
+    assert [ax.get_title().split("\n")[0] for ax in grid.ax_] == list(models)
+    assert grid.figure_.get_size_inches()[0] == pytest.approx(6.9)  # the page width
+    for ax in grid.ax_:
+        assert ax.title.get_fontsize() >= 7
+    classwise = ReliabilityDisplay.from_logits(y, models, kind="classwise", show_histogram=False)
+    assert classwise.ax_.shape == (10,)
+    rows = {ax.get_subplotspec().rowspan.start for ax in classwise.ax_}
+    assert len(rows) == 2  # ten classes in two rows of five, not one strip
+    # every class panel overlays the four models in the same four colours
+    colours = [tuple(line.get_color() for line in ax.get_lines()[1:]) for ax in classwise.ax_]
+    assert len(set(colours)) == 1
+    assert len(set(colours[0])) == 4
+
+
+def test_display_errors_name_the_argument():
+    y, z = make_logits(seed=5)
+    with pytest.raises(ValueError, match="name must be None when logits is a mapping"):
+        ReliabilityDisplay.from_logits(y, {"a": z}, name="b")
+    with pytest.raises(ValueError, match=r"'layout' parameter of ReliabilityDisplay\.plot"):
+        ReliabilityDisplay.from_logits(y, z, layout="strip")
+    _, ax = plt.subplots()
+    with pytest.raises(TypeError, match=r"sequence of 2 Axes for 2 panels \(one per model\)"):
+        ReliabilityDisplay.from_logits(
+            y, {"a": z, "b": z}, layout="grid", ax=ax, show_histogram=False
+        )
+    with pytest.raises(TypeError, match="estimator 'x' has no predict_proba"):
+        ReliabilityDisplay.from_estimator({"x": object()}, z, y)
+    with pytest.raises(ValueError, match=r"y_prob\['b'\] must hold probabilities"):
+        ReliabilityDisplay.from_predictions(y, {"a": softmax(z), "b": z})
