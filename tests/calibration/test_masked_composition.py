@@ -144,3 +144,35 @@ def test_masked_temperature_scaling_with_zero_ratio_is_temperature_scaling(templ
     X, y = d["logits"][d["held"]], d["y"][d["held"]]
     mts = MaskedTemperatureScaling(0.0, random_state=0).fit(X, y)
     assert mts.temperature_ == TemperatureScaling().fit(X, y).temperature_
+
+
+def test_the_hierarchy_is_composition_right_side_up():
+    from distcal.calibration import MaskedScaling, VectorScaling
+    from distcal.calibration._masked_fit import _MaskedFit
+
+    assert not isinstance(MaskedScaling(VectorScaling()), TemperatureScaling)
+    assert not isinstance(MaskedTemperatureScaling(), TemperatureScaling)
+    assert isinstance(MaskedTemperatureScaling(), MaskedScaling)
+    assert isinstance(MaskedScaling(), _MaskedFit)
+    assert "calibrator" not in MaskedTemperatureScaling().get_params()
+    assert not hasattr(MaskedTemperatureScaling(), "fit_batches")
+
+
+def test_the_temperature_case_exposes_its_fit_as_a_calibrator(template_problem):
+    from distcal.calibration import MaskedScaling
+
+    d = template_problem
+    X, y = d["X"][d["held"]], d["y"][d["held"]]
+    mts = MaskedTemperatureScaling(0.2, n_masks=2, model=d["net"], random_state=0).fit(X, y)
+    general = MaskedScaling(TemperatureScaling(), 0.2, n_masks=2, model=d["net"], random_state=0)
+    general.fit(X, y)
+    assert mts.temperature_ == general.temperature_ == general.calibrator_.temperature_
+    inner = mts.calibrator_
+    assert type(inner) is TemperatureScaling
+    assert inner.temperature_ == mts.temperature_
+    with torch.no_grad():
+        clean = d["net"](torch.from_numpy(X))
+    np.testing.assert_array_equal(
+        inner.predict_proba(clean), mts.predict_proba(torch.from_numpy(X))
+    )
+    assert not hasattr(MaskedTemperatureScaling(), "calibrator_")  # not fitted: no attribute
