@@ -1,4 +1,21 @@
-"""What every calibrator over logits shares: validation, prediction methods, pickling."""
+"""What every calibrator over logits shares: validation, prediction methods, pickling, registry.
+
+Conventions every calibrator follows (the common tests check them on every registered class):
+
+- **Fitted attributes.** Array-valued fitted attributes are torch tensors on the device of the
+  data given to ``fit`` (for a calibrator that runs a model: the device of the model's logits),
+  in the dtype the fit computed them in (float64 for parameters). Scalar fitted attributes are
+  Python scalars (``float``, ``int``, ``bool``, ``str`` or None). Two exceptions follow
+  scikit-learn: ``classes_`` is a numpy array, and ``input_shape_`` (the shape of one input
+  sample) is a tuple of ints. A fitted inner calibrator (``calibrator_``) is a calibrator.
+- **Registry.** Every concrete public subclass of :class:`BaseLogitCalibrator` registers
+  itself under its class name when it is defined (:func:`registered_calibrators`).
+  :func:`~distcal.calibration.save_calibrator` and :func:`~distcal.calibration.load_calibrator`
+  accept exactly the registered classes, and the common tests run on every registered class of
+  distcal. Adding a calibrator is one module with one class (plus its tests): subclass
+  :class:`BaseLogitCalibrator`, implement ``fit`` and ``_calibrate_logits``, follow the
+  conventions above, and persistence and the common checks take it up.
+"""
 
 from __future__ import annotations
 

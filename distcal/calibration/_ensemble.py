@@ -38,8 +38,9 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
     ----------
     temperature_ : float
         The temperature of the first component.
-    weights_ : ndarray of shape (3,)
-        The mixture weights of ``softmax(z / T)``, ``softmax(z)`` and the uniform.
+    weights_ : Tensor of shape (3,)
+        The mixture weights of ``softmax(z / T)``, ``softmax(z)`` and the uniform (float64, on
+        the device of the data given to ``fit``).
     nll_ : float
         Weighted mean NLL of the calibration data at the fit.
     n_iter_ : int
@@ -130,7 +131,7 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
         optimizer.step(closure)
         self.n_iter_ = int(result.n_iter) + int(optimizer.state[theta].get("n_iter", 0))
         mix = torch.softmax(theta.detach(), dim=0)
-        self.weights_ = mix.cpu().numpy()
+        self.weights_ = mix
         with torch.no_grad():
             losses = -torch.log(components @ mix)
             self.nll_ = float(losses.mean() if w is None else losses @ w)

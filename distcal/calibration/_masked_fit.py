@@ -20,7 +20,6 @@ import numbers
 from abc import abstractmethod
 from functools import partial
 
-import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
@@ -123,13 +122,18 @@ class _MaskedFit(BaseLogitCalibrator):
                 owner=type(self).__name__,
             )
             self.regime_, self.mask_ratio_ = chosen.regime, chosen.ratio
-            self.cv_ratios_ = np.array(list(chosen.cv_nll), dtype=np.float64)
-            self.cv_nll_ = np.array(list(chosen.cv_nll.values()), dtype=np.float64)
+            self.cv_ratios_ = torch.tensor(
+                list(chosen.cv_nll), dtype=torch.float64, device=clean.device
+            )
+            self.cv_nll_ = torch.tensor(
+                list(chosen.cv_nll.values()), dtype=torch.float64, device=clean.device
+            )
             values = chosen.values
         else:
             self.regime_ = None if self.regime == "auto" else self.regime
             self.mask_ratio_ = float(self.mask_ratio)
-            self.cv_ratios_ = self.cv_nll_ = np.empty(0)
+            self.cv_ratios_ = torch.empty(0, dtype=torch.float64, device=clean.device)
+            self.cv_nll_ = torch.empty(0, dtype=torch.float64, device=clean.device)
             values = clean if self.mask_ratio == 0 else draw(self.mask_ratio)
         n_draws = values.shape[0] // n_samples
         all_labels = labels.repeat(n_draws)
@@ -149,6 +153,32 @@ class _MaskedFit(BaseLogitCalibrator):
         self, fit_logits, fit_labels, fit_weights, test_logits, test_labels, test_weights
     ):
         """Cross-fitting score of the held-out rule: fit on one part, weighted NLL on the other."""
+
+    def fit_batches(self, batches):
+        """Not available: a masked calibrator does not fit from a stream of batches.
+
+        The solvers read their data several times, and the masks of a stream would be drawn
+        anew on every pass (and in another order when the batches are shuffled), so the passes
+        would not see the same data. Fit in memory with :meth:`fit`, or mask the calibration
+        data once, store the logits of the masked inputs, and stream those into
+        :meth:`TemperatureScaling.fit_batches`.
+
+        Parameters
+        ----------
+        batches : iterable or callable
+            Ignored.
+
+        Raises
+        ------
+        TypeError
+            Always.
+        """
+        raise TypeError(
+            f"{type(self).__name__}.fit_batches is not available: the solver reads the "
+            "batches several times and the masks would differ between passes. Use fit(X, y), "
+            "or compute the logits of masked inputs once and pass them to "
+            "TemperatureScaling().fit_batches."
+        )
 
     def _prediction_logits(self, X) -> Logits:
         if self.model is None:

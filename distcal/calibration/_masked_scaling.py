@@ -58,8 +58,9 @@ class MaskedScaling(_MaskedFit):
         The mask ratio used.
     regime_ : {"held-out", "training"} or None
         As in :class:`MaskedTemperatureScaling`.
-    cv_ratios_, cv_nll_ : ndarray of shape (n_candidates,)
-        The held-out rule's candidate ratios and their cross-fitted NLL (empty otherwise).
+    cv_ratios_, cv_nll_ : Tensor of shape (n_candidates,)
+        The held-out rule's candidate ratios and their cross-fitted NLL (empty otherwise;
+        float64, on the device of the logits).
     n_masks_ : int
         Masked copies per sample that were drawn.
     masked_accuracy_ : float

@@ -46,10 +46,8 @@ class MaskedTemperatureScaling(MaskedScaling):
     It is :class:`MaskedScaling` with the calibrator fixed to a temperature: the masking, the
     ratio choice and prediction through ``model`` are MaskedScaling's; the temperature is
     solved on the masked logits with :func:`~distcal.calibration.fit_temperature`. It is not a
-    :class:`TemperatureScaling` (it predicts from inputs when it has a model), and it has no
-    ``fit_batches``: the solver reads its data several times, and masks drawn on a stream would
-    differ between passes. To stream, mask the calibration data once, store the masked logits
-    and pass them to :meth:`TemperatureScaling.fit_batches`.
+    :class:`TemperatureScaling` (it predicts from inputs when it has a model), and its
+    ``fit_batches`` only explains why masks cannot be drawn on a stream.
 
     Parameters
     ----------
@@ -106,9 +104,10 @@ class MaskedTemperatureScaling(MaskedScaling):
     regime_ : {"held-out", "training"} or None
         The regime ``mask_ratio="auto"`` decided or was told; with a numeric ``mask_ratio``,
         ``regime`` unless it is "auto", else None.
-    cv_ratios_ : ndarray of shape (n_candidates,)
-        The candidate ratios of the held-out rule (empty in the other cases).
-    cv_nll_ : ndarray of shape (n_candidates,)
+    cv_ratios_ : Tensor of shape (n_candidates,)
+        The candidate ratios of the held-out rule (empty in the other cases; float64, on the
+        device of the logits).
+    cv_nll_ : Tensor of shape (n_candidates,)
         Their cross-fitted NLL, the held-out rule's criterion (empty in the other cases).
     n_masks_ : int
         Masked copies per sample that were drawn.

@@ -44,7 +44,7 @@ def test_weights_match_a_naive_simplex_fit():
 def test_predictions_are_the_mixture_and_keep_the_class():
     z, y = _data(noise=0.2, seed=1)
     ets = EnsembleTemperatureScaling().fit(z, y)
-    w, T = ets.weights_, ets.temperature_
+    w, T = ets.weights_.numpy(), ets.temperature_
     expected = w[0] * softmax(z / T, axis=1) + w[1] * softmax(z, axis=1) + w[2] / 5
     np.testing.assert_allclose(ets.predict_proba(z), expected, atol=1e-10)
     np.testing.assert_array_equal(ets.predict(z), z.argmax(axis=1))

@@ -155,7 +155,6 @@ def test_the_hierarchy_is_composition_right_side_up():
     assert isinstance(MaskedTemperatureScaling(), MaskedScaling)
     assert isinstance(MaskedScaling(), _MaskedFit)
     assert "calibrator" not in MaskedTemperatureScaling().get_params()
-    assert not hasattr(MaskedTemperatureScaling(), "fit_batches")
 
 
 def test_the_temperature_case_exposes_its_fit_as_a_calibrator(template_problem):
