@@ -289,6 +289,8 @@ def check_round_trip(estimator, folder):
 def _check_attributes(fitted, device):
     attributes = {k: v for k, v in vars(fitted).items() if k.endswith("_") and k[0] != "_"}
     assert attributes, "fit sets no fitted attribute"
+    if "n_iter_" in attributes:  # an iterative fit says whether it converged
+        assert type(attributes.get("converged_")) is bool, type(fitted).__name__
     for key, value in attributes.items():
         where = f"{type(fitted).__name__}.{key}"
         if key == "classes_":
