@@ -62,6 +62,7 @@ def mask_logits(
     Parameters
     ----------
     logits : Tensor of shape (n_samples, n_classes)
+        The clean logits (not modified).
     mask_ratio : float
         Probability in [0, 1) that an entry is masked.
     n_masks : int
