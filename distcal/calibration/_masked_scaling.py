@@ -18,9 +18,10 @@ __all__ = ["MaskedScaling"]
 class MaskedScaling(_MaskedFit):
     """Fit any logit calibrator on masked calibration inputs, as MTS fits a temperature.
 
-    The masking of :class:`MaskedTemperatureScaling` (inputs masked through ``model``, or
-    logits masked in logit space without one; ``mask_ratio="auto"`` for the half-accuracy
-    rule), with ``calibrator`` fitted on the masked logits instead of a single temperature:
+    The masked fit of Zhu et al. (inputs masked through ``model``, or logits masked in logit
+    space without one; ``mask_ratio="auto"`` for the regime's rule, as documented in
+    :class:`MaskedTemperatureScaling`), with ``calibrator`` fitted on the masked logits instead
+    of a single temperature:
     vector scaling, matrix or Dirichlet calibration, ensemble temperature scaling. This tries
     the paper's idea beyond a single temperature. Predictions run ``calibrator`` on the clean
     logits. ``MaskedScaling(TemperatureScaling())`` fits what ``MaskedTemperatureScaling``
@@ -54,6 +55,8 @@ class MaskedScaling(_MaskedFit):
     ----------
     calibrator_ : BaseLogitCalibrator
         The fitted clone of ``calibrator``.
+    temperature_ : float
+        Only when ``calibrator`` is a :class:`TemperatureScaling`: its fitted temperature.
     mask_ratio_ : float
         The mask ratio used.
     regime_ : {"held-out", "training"} or None
