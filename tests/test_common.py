@@ -1,4 +1,11 @@
-"""scikit-learn's common estimator checks, run on every public estimator of distcal.
+"""scikit-learn's common estimator checks, run on every public estimator of distcal, and
+distcal's own checks, run on every registered calibrator.
+
+The calibrators come from the registry (``distcal.calibration.registered_calibrators``), not
+from a list kept here: a new calibrator class is checked as soon as it is defined, with the
+defaults below (``calibrator_instance``, ``expected_failed_checks``). The ``check_*``
+functions are the project's common checks for one calibrator; a calibrator defined elsewhere
+(``tests/calibration/test_extension.py``) reuses them.
 
 scikit-learn's checks feed generic data: a few features unrelated to the number of classes,
 string labels, and so on. A calibrator over logits needs one column per class and labels that
@@ -7,6 +14,8 @@ reason, and ``test_logit_data_contract`` re-runs what those checks verify on log
 """
 
 import pickle
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,21 +29,20 @@ from distcal import (
     InputMasker,
     LogitTransformer,
     MaskedTemperatureScaling,
-    TemperatureScaling,
 )
 from distcal.calibration import (
     BaseLogitCalibrator,
     DirichletCalibration,
-    EnsembleTemperatureScaling,
     HistogramBinning,
-    IsotonicCalibration,
     MaskedScaling,
     MatrixScaling,
-    VectorScaling,
+    load_calibrator,
+    registered_calibrators,
+    save_calibrator,
 )
 from distcal.distill import MDTTrainer, StudentClassifier
 
-from .conftest import make_logits
+from .conftest import CUDA, make_logits
 
 _GENERIC_DATA = (
     "scikit-learn's generic data has a number of features unrelated to the number of classes; "
@@ -117,45 +125,56 @@ _TRAINER_EXCEPTIONS = {
 }
 
 
-def _expected_failed_checks(estimator):
-    if isinstance(estimator, MDTTrainer):
-        return _TRAINER_EXCEPTIONS
-    if isinstance(estimator, StudentClassifier):
-        return _STUDENT_EXCEPTIONS
-    if isinstance(estimator, MaskedTemperatureScaling):
-        return _MASKED_EXCEPTIONS
-    if isinstance(estimator, DirichletCalibration):
-        # on log-probabilities the generic features' ranking happens to be kept
-        return {
-            k: v for k, v in _LINEAR_EXCEPTIONS.items() if k != "check_decision_proba_consistency"
-        }
-    if isinstance(estimator, MatrixScaling):
-        return _LINEAR_EXCEPTIONS
-    if isinstance(estimator, VectorScaling):
-        # K + K parameters: the closed-form gradient reaches the same optimum either way
-        return _CALIBRATOR_EXCEPTIONS
-    if isinstance(estimator, EnsembleTemperatureScaling | HistogramBinning | IsotonicCalibration):
-        return _CALIBRATOR_EXCEPTIONS
-    if isinstance(estimator, TemperatureScaling):
-        return _CALIBRATOR_EXCEPTIONS
-    if isinstance(estimator, InputMasker):
-        return {
-            "check_transformer_general": _PASS_THROUGH,
-            "check_transformer_data_not_an_array": _PASS_THROUGH,
-        }
-    return {}
+# Checks that do not apply, by exact class (no isinstance chain, so no order to get right); a
+# calibrator not named here gets _CALIBRATOR_EXCEPTIONS.
+_EXCEPTIONS = {
+    MaskedTemperatureScaling: _MASKED_EXCEPTIONS,
+    MaskedScaling: _MASKED_EXCEPTIONS,
+    MatrixScaling: _LINEAR_EXCEPTIONS,
+    # on log-probabilities the generic features' ranking happens to be kept
+    DirichletCalibration: {
+        k: v for k, v in _LINEAR_EXCEPTIONS.items() if k != "check_decision_proba_consistency"
+    },
+    InputMasker: {
+        "check_transformer_general": _PASS_THROUGH,
+        "check_transformer_data_not_an_array": _PASS_THROUGH,
+    },
+    StudentClassifier: _STUDENT_EXCEPTIONS,
+    MDTTrainer: _TRAINER_EXCEPTIONS,
+}
 
+
+def expected_failed_checks(estimator):
+    """The scikit-learn checks that do not apply to ``estimator``, with the reasons."""
+    default = _CALIBRATOR_EXCEPTIONS if isinstance(estimator, BaseLogitCalibrator) else {}
+    return _EXCEPTIONS.get(type(estimator), default)
+
+
+# Parameters the common checks use, where the defaults do not suit small generic data.
+_CHECK_PARAMS = {
+    MatrixScaling: {"reg_lambda": 1e-3},
+    DirichletCalibration: {"reg_lambda": 1e-3},
+    HistogramBinning: {"n_bins": 5},
+}
+
+
+def calibrator_instance(cls):
+    """The instance of a calibrator class that the common checks run on (seeded if random)."""
+    params = dict(_CHECK_PARAMS.get(cls, {}))
+    if "random_state" in cls().get_params():
+        params["random_state"] = 0
+    return cls(**params)
+
+
+def distcal_calibrators():
+    """distcal's registered calibrator classes (not those defined by tests or users)."""
+    return [c for c in registered_calibrators().values() if c.__module__.startswith("distcal.")]
+
+
+CALIBRATORS = [calibrator_instance(cls) for cls in distcal_calibrators()]
 
 ESTIMATORS = [
-    TemperatureScaling(),
-    MaskedTemperatureScaling(random_state=0),
-    VectorScaling(),
-    MatrixScaling(reg_lambda=1e-3),
-    DirichletCalibration(reg_lambda=1e-3),
-    EnsembleTemperatureScaling(),
-    HistogramBinning(n_bins=5),
-    IsotonicCalibration(),
-    MaskedScaling(random_state=0),
+    *CALIBRATORS,
     InputMasker(random_state=0),
     LogitTransformer(RowStatisticsLogits()),
     StudentClassifier("mlp", width=16, depth=1, epochs=20, batch_size=32, lr=0.05, random_state=0),
@@ -186,19 +205,12 @@ def test_every_public_estimator_is_checked():
 # Generic data are not logits: fits on them legitimately warn (probability-like rows, separable
 # or uninformative data). The warnings are tested where they are meant to fire.
 @pytest.mark.filterwarnings("ignore::distcal.exceptions.DistcalWarning")
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
-CALIBRATORS = [
-    TemperatureScaling(),
-    MaskedTemperatureScaling(mask_ratio=0.2, random_state=0),
-]
-
-
-@pytest.mark.parametrize("estimator", CALIBRATORS, ids=lambda e: type(e).__name__)
-def test_logit_data_contract(estimator):
+def check_logit_data_contract(estimator):
     """What the skipped common checks verify, on logits whose columns are the classes."""
     X, y = make_logits(n_samples=120, n_classes=3, random_state=1)
     w = np.linspace(0.5, 2.0, len(y))
@@ -213,9 +225,11 @@ def test_logit_data_contract(estimator):
     X_ro, y_ro, w_ro = X.copy(), y.copy(), w.copy()
     for array in (X_ro, y_ro, w_ro):
         array.setflags(write=False)
-    from_readonly = clone(estimator).fit(X_ro, y_ro, sample_weight=w_ro).temperature_
+    from_readonly = clone(estimator).fit(X_ro, y_ro, sample_weight=w_ro)
     from_lists = clone(estimator).fit(X.tolist(), y.tolist(), sample_weight=w.tolist())
-    assert from_readonly == pytest.approx(from_lists.temperature_, rel=1e-12)
+    np.testing.assert_allclose(
+        from_readonly.predict_proba(X), from_lists.predict_proba(X), rtol=1e-12, atol=1e-15
+    )
 
     # sample_weight is not modified
     w_copy = w.copy()
@@ -244,12 +258,7 @@ def test_logit_data_contract(estimator):
         clone(estimator).fit(X, np.array(["a", "b", "c"])[y])
 
 
-@pytest.mark.parametrize(
-    "estimator",
-    [e for e in ESTIMATORS if isinstance(e, BaseLogitCalibrator)],
-    ids=lambda e: type(e).__name__,
-)
-def test_pandas_inputs(estimator):
+def check_pandas_inputs(estimator):
     """A DataFrame of logits, Series of labels and weights fit as their numpy values do."""
     pd = pytest.importorskip("pandas")
     X, y = make_logits(n_samples=120, n_classes=3, random_state=2)
@@ -260,3 +269,95 @@ def test_pandas_inputs(estimator):
     np.testing.assert_allclose(
         from_pandas.predict_proba(frame), from_numpy.predict_proba(X), rtol=1e-10, atol=1e-12
     )
+
+
+def check_round_trip(estimator, folder):
+    """Saved and loaded through the registry: same class, parameters and predictions."""
+    X, y = make_logits(n_samples=150, n_classes=4, random_state=3)
+    fitted = clone(estimator).fit(X, y)
+    loaded = load_calibrator(save_calibrator(fitted, Path(folder) / "c.safetensors"))
+    assert type(loaded) is type(fitted)
+    assert repr(loaded.get_params()) == repr(fitted.get_params())
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted.predict_proba(X))
+    np.testing.assert_array_equal(loaded.decision_function(X), fitted.decision_function(X))
+    z = X[:, 1] - X[:, 0]  # binary decision values
+    fitted = clone(estimator).fit(z, (y == 1).astype(int))
+    loaded = load_calibrator(save_calibrator(fitted, Path(folder) / "b.safetensors"))
+    np.testing.assert_array_equal(loaded.predict_proba(z), fitted.predict_proba(z))
+
+
+def _check_attributes(fitted, device):
+    attributes = {k: v for k, v in vars(fitted).items() if k.endswith("_") and k[0] != "_"}
+    assert attributes, "fit sets no fitted attribute"
+    if "n_iter_" in attributes:  # an iterative fit says whether it converged
+        assert type(attributes.get("converged_")) is bool, type(fitted).__name__
+    for key, value in attributes.items():
+        where = f"{type(fitted).__name__}.{key}"
+        if key == "classes_":
+            assert isinstance(value, np.ndarray), where
+        elif key == "input_shape_":
+            assert isinstance(value, tuple), where
+            assert all(isinstance(v, int) for v in value), where
+        elif isinstance(value, torch.Tensor):
+            assert value.device.type == torch.device(device).type, f"{where} is on {value.device}"
+        elif isinstance(value, BaseLogitCalibrator):
+            _check_attributes(value, device)
+        else:
+            assert value is None or type(value) in (bool, int, float, str), (
+                f"{where} is a {type(value).__name__}: array-valued fitted attributes must be "
+                "tensors, scalar ones Python scalars"
+            )
+
+
+def check_fitted_attribute_convention(estimator, device="cpu"):
+    """The convention of ``distcal/calibration/_base.py`` for every fitted attribute."""
+    X, y = make_logits(n_samples=150, n_classes=4, random_state=4)
+    X, y = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
+    _check_attributes(clone(estimator).fit(X, y), device)
+
+
+def check_calibrator(estimator):
+    """Every distcal check of one calibrator but scikit-learn's (those run per check)."""
+    check_logit_data_contract(estimator)
+    check_pandas_inputs(estimator)
+    check_fitted_attribute_convention(estimator)
+    with tempfile.TemporaryDirectory() as folder:
+        check_round_trip(estimator, folder)
+
+
+def test_every_public_calibrator_is_registered():
+    import distcal.calibration as calibration
+
+    public = {
+        obj
+        for name in calibration.__all__
+        if isinstance(obj := getattr(calibration, name), type)
+        and issubclass(obj, BaseLogitCalibrator)
+        and obj is not BaseLogitCalibrator
+    }
+    assert public == set(distcal_calibrators())
+    assert len(public) == 9
+
+
+_IDS = {"ids": lambda e: type(e).__name__}
+
+
+@pytest.mark.parametrize("estimator", CALIBRATORS, **_IDS)
+def test_logit_data_contract(estimator):
+    check_logit_data_contract(estimator)
+
+
+@pytest.mark.parametrize("estimator", CALIBRATORS, **_IDS)
+def test_pandas_inputs(estimator):
+    check_pandas_inputs(estimator)
+
+
+@pytest.mark.parametrize("estimator", CALIBRATORS, **_IDS)
+def test_every_calibrator_saves_and_loads(estimator, tmp_path):
+    check_round_trip(estimator, tmp_path)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, CUDA])])
+@pytest.mark.parametrize("estimator", CALIBRATORS, **_IDS)
+def test_fitted_attributes_follow_the_convention(estimator, device):
+    check_fitted_attribute_convention(estimator, device)

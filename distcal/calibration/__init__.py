@@ -1,7 +1,7 @@
 """Calibrators that map logits to calibrated probabilities, and their Pipeline building blocks."""
 
 from .._masking import mask_inputs, mask_logits
-from ._base import BaseLogitCalibrator
+from ._base import BaseLogitCalibrator, registered_calibrators
 from ._ensemble import EnsembleTemperatureScaling
 from ._input_masker import InputMasker
 from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
@@ -31,5 +31,6 @@ __all__ = [
     "mask_inputs",
     "mask_logits",
     "module_logits",
+    "registered_calibrators",
     "save_calibrator",
 ]

@@ -1,8 +1,26 @@
-"""What every calibrator over logits shares: validation, prediction methods, pickling."""
+"""What every calibrator over logits shares: validation, prediction methods, pickling, registry.
+
+Conventions every calibrator follows (the common tests check them on every registered class):
+
+- **Fitted attributes.** Array-valued fitted attributes are torch tensors on the device of the
+  data given to ``fit`` (for a calibrator that runs a model: the device of the model's logits),
+  in the dtype the fit computed them in (float64 for parameters). Scalar fitted attributes are
+  Python scalars (``float``, ``int``, ``bool``, ``str`` or None). Two exceptions follow
+  scikit-learn: ``classes_`` is a numpy array, and ``input_shape_`` (the shape of one input
+  sample) is a tuple of ints. A fitted inner calibrator (``calibrator_``) is a calibrator.
+- **Registry.** Every concrete public subclass of :class:`BaseLogitCalibrator` registers
+  itself under its class name when it is defined (:func:`registered_calibrators`).
+  :func:`~distcal.calibration.save_calibrator` and :func:`~distcal.calibration.load_calibrator`
+  accept exactly the registered classes, and the common tests run on every registered class of
+  distcal. Adding a calibrator is one module with one class (plus its tests): subclass
+  :class:`BaseLogitCalibrator`, implement ``fit`` and ``_calibrate_logits``, follow the
+  conventions above, and persistence and the common checks take it up.
+"""
 
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from types import MappingProxyType
 
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -18,6 +36,36 @@ from .._validation import (
     validate_params,
 )
 
+# Class name -> class, for every concrete public calibrator defined so far (see __init_subclass__).
+_REGISTRY: dict[str, type] = {}
+
+
+def _is_abstract(cls) -> bool:
+    # ABCMeta records __abstractmethods__ only after __init_subclass__ has run, so look directly.
+    return any(getattr(getattr(cls, n, None), "__isabstractmethod__", False) for n in dir(cls))
+
+
+def registered_calibrators():
+    """Return the registered calibrator classes: every concrete public calibrator defined so far.
+
+    A class registers itself when it is defined, by subclassing :class:`BaseLogitCalibrator`
+    (classes whose name starts with ``_`` and abstract classes are left out). Persistence
+    (:func:`~distcal.calibration.save_calibrator`, :func:`~distcal.calibration.load_calibrator`)
+    accepts exactly these classes, and the common tests run on those of distcal.
+
+    Returns
+    -------
+    mapping
+        A read-only view of class name -> class, in the order the classes were defined.
+
+    Examples
+    --------
+    >>> from distcal.calibration import registered_calibrators
+    >>> registered_calibrators()["TemperatureScaling"].__name__
+    'TemperatureScaling'
+    """
+    return MappingProxyType(_REGISTRY)
+
 
 class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of calibrators that map logits to calibrated probabilities.
@@ -27,7 +75,9 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     probabilities directly also override ``_calibrate_proba``, so that ``predict_proba`` does not
     go through a log and back. Everything else (validation,
     ``predict_proba``, ``predict``, ``predict_log_proba``, ``decision_function``, pickling of
-    tensors and modules across devices) lives here or in its mixins.
+    tensors and modules across devices) lives here or in its mixins. Defining a concrete public
+    subclass registers it (:func:`registered_calibrators`), which is all that saving, loading
+    and the common tests need; its fitted attributes follow the convention of this module.
 
     Column ``j`` of the logits is class ``j``: labels are integers in ``[0, n_classes)``. Binary
     problems may be given as 1-D decision values ``z`` (or one column); they are treated as the
@@ -37,6 +87,20 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     """
 
     _parameter_constraints: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__name__.startswith("_") or _is_abstract(cls):
+            return
+        known = _REGISTRY.get(cls.__name__)
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        if known is not None and f"{known.__module__}.{known.__qualname__}" != where:
+            raise TypeError(
+                f"A calibrator named {cls.__name__!r} is already registered "
+                f"({known.__module__}.{known.__qualname__}); calibrator files name classes by "
+                f"their name, so calibrator names must be unique. Rename {where}."
+            )
+        _REGISTRY[cls.__name__] = cls  # a redefinition (module reload) replaces the old class
 
     # ------------------------------------------------------------------ validation helpers
     def _validate_fit_inputs(self, X, y, sample_weight):

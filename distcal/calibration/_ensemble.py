@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import torch
 
 from .._softmax import softmax
 from .._validation import Interval, Options
+from ..exceptions import ConvergenceWarning
 from ._base import BaseLogitCalibrator
+from ._lbfgs import minimize_lbfgs
 from ._temperature import _warn_for_fit, fit_temperature
 
 __all__ = ["EnsembleTemperatureScaling"]
@@ -30,7 +33,9 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
     input_type : {"logits", "probabilities"}, default="logits"
         What ``X`` holds (probabilities are converted with ``log(p)``).
     tol : float, default=1e-6
-        Tolerance of the temperature (see :class:`TemperatureScaling`) and of the weights.
+        Tolerance of the temperature (see :class:`TemperatureScaling`) and of the weights:
+        L-BFGS stops when the largest gradient entry falls below ``tol`` (or the loss changes
+        by less than ``tol / 1000``), the rule of every L-BFGS fit in distcal.
     max_iter : int, default=100
         Maximum passes of the temperature solver and iterations of the weight solver.
 
@@ -38,12 +43,15 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
     ----------
     temperature_ : float
         The temperature of the first component.
-    weights_ : ndarray of shape (3,)
-        The mixture weights of ``softmax(z / T)``, ``softmax(z)`` and the uniform.
+    weights_ : Tensor of shape (3,)
+        The mixture weights of ``softmax(z / T)``, ``softmax(z)`` and the uniform (float64, on
+        the device of the data given to ``fit``).
     nll_ : float
         Weighted mean NLL of the calibration data at the fit.
     n_iter_ : int
         Passes of the temperature solver plus iterations of the weight solver.
+    converged_ : bool
+        Whether both the temperature and the weights converged (a warning says why not).
     classes_ : ndarray of shape (n_classes,)
         ``arange(n_classes)``.
     n_features_in_ : int
@@ -92,6 +100,7 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
         Returns
         -------
         self : EnsembleTemperatureScaling
+            The fitted calibrator.
         """
         logits, labels, weights = self._validate_fit_inputs(X, y, sample_weight)
         values = logits.values
@@ -111,26 +120,27 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
         )
         w = None if weights is None else weights / weights.sum()
         theta = torch.zeros(3, dtype=torch.float64, device=z.device, requires_grad=True)
-        optimizer = torch.optim.LBFGS(
-            [theta],
-            max_iter=self.max_iter,
-            tolerance_grad=self.tol,
-            tolerance_change=self.tol * 1e-6,
-            line_search_fn="strong_wolfe",
-        )
 
         def closure():
-            optimizer.zero_grad()
+            theta.grad = None
             mixture = components @ torch.softmax(theta, dim=0)
             losses = -torch.log(mixture)
             loss = losses.mean() if w is None else losses @ w
             loss.backward()
             return loss
 
-        optimizer.step(closure)
-        self.n_iter_ = int(result.n_iter) + int(optimizer.state[theta].get("n_iter", 0))
+        weights_fit = minimize_lbfgs([theta], closure, tol=self.tol, max_iter=self.max_iter)
+        if not weights_fit.converged:
+            warnings.warn(
+                f"{type(self).__name__}: L-BFGS reached max_iter={self.max_iter} before the "
+                "mixture weights converged (or they became non-finite); increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self.n_iter_ = int(result.n_iter) + weights_fit.n_iter
+        self.converged_ = bool(result.converged and weights_fit.converged)
         mix = torch.softmax(theta.detach(), dim=0)
-        self.weights_ = mix.cpu().numpy()
+        self.weights_ = mix
         with torch.no_grad():
             losses = -torch.log(components @ mix)
             self.nll_ = float(losses.mean() if w is None else losses @ w)

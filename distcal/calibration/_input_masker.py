@@ -90,6 +90,7 @@ class InputMasker(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : InputMasker
+            The fitted transformer.
         """
         validate_params(self)
         record_input_shape(self, check_inputs(X))
@@ -126,7 +127,8 @@ class InputMasker(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X : the input itself
+        X : ndarray or Tensor
+            The input itself, unchanged.
         """
         check_is_fitted(self)
         check_input_shape(X, self)

@@ -5,8 +5,9 @@ and fits ``W`` and ``b`` by minimising the weighted negative log-likelihood of t
 data, plus the ODIR penalty of Kull et al. (2019) where asked: ``lambda`` times the mean squared
 off-diagonal entry of ``W`` plus ``mu`` times the mean squared intercept. The problems are
 smooth and convex in (W, b); they are solved in float64 with L-BFGS and a strong Wolfe line
-search, on the device of the logits, starting from the identity (``W = I``, ``b = 0``: the
-uncalibrated model).
+search (the stopping rule of ``_lbfgs.py``, shared with ensemble temperature scaling), on the
+device of the logits, starting from the identity (``W = I``, ``b = 0``: the uncalibrated
+model).
 
 - :class:`VectorScaling`: ``W`` diagonal, ``f(z) = z`` (Guo et al., 2017).
 - :class:`MatrixScaling`: ``W`` full, ``f(z) = z``.
@@ -23,6 +24,7 @@ import torch
 from .._validation import Interval, Options
 from ..exceptions import ConvergenceWarning
 from ._base import BaseLogitCalibrator
+from ._lbfgs import minimize_lbfgs
 
 __all__ = ["DirichletCalibration", "MatrixScaling", "VectorScaling"]
 
@@ -57,15 +59,6 @@ def _fit_affine(
     if not diagonal and n_classes > 1:
         off_diagonal = ~torch.eye(n_classes, dtype=torch.bool, device=device)
     n_off = n_classes * (n_classes - 1)
-    optimizer = torch.optim.LBFGS(
-        [scale, bias],
-        lr=1.0,
-        max_iter=max_iter,
-        tolerance_grad=tol,
-        tolerance_change=tol * 1e-3,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
     state = {"nll": float("nan")}
 
     def closure():
@@ -92,14 +85,8 @@ def _fit_affine(
         state["nll"] = float(nll)
         return loss
 
-    optimizer.step(closure)
-    lbfgs = optimizer.state[scale]
-    n_iter, evaluations = int(lbfgs.get("n_iter", 0)), int(lbfgs.get("func_evals", 0))
-    # L-BFGS stops on a small gradient or a small change, or at its caps: only the caps
-    # mean that it did not converge.
-    converged = n_iter < max_iter and evaluations < max_iter * 5 // 4
-    finite = bool(torch.isfinite(scale).all() and torch.isfinite(bias).all())
-    return scale, bias, state["nll"], n_iter, converged and finite
+    result = minimize_lbfgs([scale, bias], closure, tol=tol, max_iter=max_iter)
+    return scale, bias, state["nll"], result.n_iter, result.converged
 
 
 class _AffineCalibrator(BaseLogitCalibrator):

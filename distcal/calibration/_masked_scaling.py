@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import torch
 from sklearn.base import clone
 
-from .._validation import Interval, Options
+from .._validation import Options
 from ._base import BaseLogitCalibrator
-from ._masked_temperature import MaskedTemperatureScaling
+from ._masked_fit import MASKING_CONSTRAINTS, _MaskedFit
 from ._temperature import TemperatureScaling
 
 __all__ = ["MaskedScaling"]
 
 
-class MaskedScaling(MaskedTemperatureScaling):
+class MaskedScaling(_MaskedFit):
     """Fit any logit calibrator on masked calibration inputs, as MTS fits a temperature.
 
-    The masking of :class:`MaskedTemperatureScaling` (inputs masked through ``model``, or
-    logits masked in logit space without one; ``mask_ratio="auto"`` for the half-accuracy
-    rule), with ``calibrator`` fitted on the masked logits instead of a single temperature:
+    The masked fit of Zhu et al. (inputs masked through ``model``, or logits masked in logit
+    space without one; ``mask_ratio="auto"`` for the regime's rule, as documented in
+    :class:`MaskedTemperatureScaling`), with ``calibrator`` fitted on the masked logits instead
+    of a single temperature:
     vector scaling, matrix or Dirichlet calibration, ensemble temperature scaling. This tries
     the paper's idea beyond a single temperature. Predictions run ``calibrator`` on the clean
-    logits. ``MaskedScaling(TemperatureScaling())`` is ``MaskedTemperatureScaling``.
+    logits. ``MaskedScaling(TemperatureScaling())`` fits what ``MaskedTemperatureScaling``
+    fits; :class:`MaskedTemperatureScaling` is this class with the calibrator fixed to a
+    temperature.
 
     Parameters
     ----------
@@ -53,12 +55,15 @@ class MaskedScaling(MaskedTemperatureScaling):
     ----------
     calibrator_ : BaseLogitCalibrator
         The fitted clone of ``calibrator``.
+    temperature_ : float
+        Only when ``calibrator`` is a :class:`TemperatureScaling`: its fitted temperature.
     mask_ratio_ : float
         The mask ratio used.
     regime_ : {"held-out", "training"} or None
         As in :class:`MaskedTemperatureScaling`.
-    cv_ratios_, cv_nll_ : ndarray of shape (n_candidates,)
-        The held-out rule's candidate ratios and their cross-fitted NLL (empty otherwise).
+    cv_ratios_, cv_nll_ : Tensor of shape (n_candidates,)
+        The held-out rule's candidate ratios and their cross-fitted NLL (empty otherwise;
+        float64, on the device of the logits).
     n_masks_ : int
         Masked copies per sample that were drawn.
     masked_accuracy_ : float
@@ -82,14 +87,8 @@ class MaskedScaling(MaskedTemperatureScaling):
 
     _parameter_constraints = {
         "calibrator": [None, BaseLogitCalibrator],
-        "mask_ratio": [Interval(numbers.Real, 0.0, 1.0, closed="left"), Options("auto")],
-        "regime": [Options("auto", "held-out", "training")],
-        "n_masks": [Interval(numbers.Integral, 1, None, closed="left"), Options("auto")],
-        "model": [None, "module"],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        **MASKING_CONSTRAINTS,
         "input_type": [Options("logits", "probabilities")],
-        "cv": [Interval(numbers.Integral, 2, None, closed="left")],
-        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -119,7 +118,7 @@ class MaskedScaling(MaskedTemperatureScaling):
         from ._linear import VectorScaling
 
         inner = VectorScaling() if self.calibrator is None else clone(self.calibrator)
-        if isinstance(inner, MaskedTemperatureScaling):
+        if isinstance(inner, _MaskedFit):
             raise TypeError(
                 "calibrator must calibrate logits, not mask them again; got a "
                 f"{type(inner).__name__}."
@@ -140,7 +139,7 @@ class MaskedScaling(MaskedTemperatureScaling):
             return float(nll.mean())
         return float((nll * test_weights).sum() / test_weights.sum())
 
-    def _fit_logits(self, values, labels, weights, *, stacklevel=4):
+    def _fit_masked(self, values, labels, weights):
         inner = self._inner()
         self.calibrator_ = inner.fit(values, labels, sample_weight=weights)
         if isinstance(inner, TemperatureScaling):  # the temperature, where there is one

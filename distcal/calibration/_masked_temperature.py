@@ -1,32 +1,26 @@
-"""Masked Temperature Scaling (Zhu et al., ICCV 2023)."""
+"""Masked Temperature Scaling (Zhu et al., ICCV 2023): masked scaling with a temperature."""
 
 from __future__ import annotations
 
 import numbers
-from functools import partial
 
-import numpy as np
-import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .._device import draw_seed
-from .._masking import mask_inputs, mask_logits
-from .._validation import (
-    Interval,
-    Logits,
-    Options,
-    check_input_shape,
-    check_inputs,
-    check_logits,
-    record_input_shape,
-    validate_params,
+from .._softmax import softmax
+from .._validation import Interval, Options
+from ._masked_fit import MASKING_CONSTRAINTS
+from ._masked_scaling import MaskedScaling
+from ._temperature import (
+    TemperatureScaling,
+    _warn_for_fit,
+    fit_temperature,
+    temperature_statistics,
 )
-from ._auto_ratio import choose_ratio, resolve_n_masks
-from ._model import module_logits
-from ._temperature import TemperatureScaling, fit_temperature, temperature_statistics
+
+__all__ = ["MaskedTemperatureScaling"]
 
 
-class MaskedTemperatureScaling(TemperatureScaling):
+class MaskedTemperatureScaling(MaskedScaling):
     """Temperature scaling fitted on masked calibration data.
 
     Networks trained on distilled data are over-confident, and on the calibration data they were
@@ -48,6 +42,12 @@ class MaskedTemperatureScaling(TemperatureScaling):
       masking.
 
     With ``mask_ratio=0`` the fit is exactly :class:`TemperatureScaling` on the clean logits.
+
+    It is :class:`MaskedScaling` with the calibrator fixed to a temperature: the masking, the
+    ratio choice and prediction through ``model`` are MaskedScaling's; the temperature is
+    solved on the masked logits with :func:`~distcal.calibration.fit_temperature`. It is not a
+    :class:`TemperatureScaling` (it predicts from inputs when it has a model), and its
+    ``fit_batches`` only explains why masks cannot be drawn on a stream.
 
     Parameters
     ----------
@@ -104,9 +104,10 @@ class MaskedTemperatureScaling(TemperatureScaling):
     regime_ : {"held-out", "training"} or None
         The regime ``mask_ratio="auto"`` decided or was told; with a numeric ``mask_ratio``,
         ``regime`` unless it is "auto", else None.
-    cv_ratios_ : ndarray of shape (n_candidates,)
-        The candidate ratios of the held-out rule (empty in the other cases).
-    cv_nll_ : ndarray of shape (n_candidates,)
+    cv_ratios_ : Tensor of shape (n_candidates,)
+        The candidate ratios of the held-out rule (empty in the other cases; float64, on the
+        device of the logits).
+    cv_nll_ : Tensor of shape (n_candidates,)
         Their cross-fitted NLL, the held-out rule's criterion (empty in the other cases).
     n_masks_ : int
         Masked copies per sample that were drawn.
@@ -118,6 +119,9 @@ class MaskedTemperatureScaling(TemperatureScaling):
         Passes of the temperature solver.
     converged_ : bool
         Whether the solver reached a finite optimum within ``tol``.
+    calibrator_ : TemperatureScaling
+        The same fit as a calibrator of clean logits (built on access from the attributes
+        above).
     classes_ : ndarray of shape (n_classes,)
         ``arange(n_classes)``.
     n_features_in_ : int
@@ -128,6 +132,7 @@ class MaskedTemperatureScaling(TemperatureScaling):
     See Also
     --------
     TemperatureScaling : The unmasked calibrator.
+    MaskedScaling : Any calibrator fitted on masked data.
     InputMasker, LogitTransformer : The same method as Pipeline steps.
 
     References
@@ -163,14 +168,10 @@ class MaskedTemperatureScaling(TemperatureScaling):
     """
 
     _parameter_constraints = {
-        **TemperatureScaling._parameter_constraints,
-        "mask_ratio": [Interval(numbers.Real, 0.0, 1.0, closed="left"), Options("auto")],
-        "regime": [Options("auto", "held-out", "training")],
-        "n_masks": [Interval(numbers.Integral, 1, None, closed="left"), Options("auto")],
-        "model": [None, "module"],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "cv": [Interval(numbers.Integral, 2, None, closed="left")],
-        "random_state": ["random_state"],
+        "input_type": [Options("logits", "probabilities")],
+        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        **MASKING_CONSTRAINTS,
     }
 
     def __init__(
@@ -187,7 +188,6 @@ class MaskedTemperatureScaling(TemperatureScaling):
         tol=1e-6,
         max_iter=100,
     ):
-        super().__init__(input_type=input_type, tol=tol, max_iter=max_iter)
         self.mask_ratio = mask_ratio
         self.regime = regime
         self.n_masks = n_masks
@@ -195,86 +195,43 @@ class MaskedTemperatureScaling(TemperatureScaling):
         self.batch_size = batch_size
         self.cv = cv
         self.random_state = random_state
+        self.input_type = input_type
+        self.tol = tol
+        self.max_iter = max_iter
 
-    def fit(self, X, y, sample_weight=None):
-        """Fit the temperature on masked calibration data.
-
-        Parameters
-        ----------
-        X : array-like or Tensor
-            With ``model``: inputs of shape (n_samples, ...). Without: logits of shape
-            (n_samples, n_classes), or 1-D binary decision values.
-        y : array-like or Tensor of shape (n_samples,)
-            Labels: integers in ``[0, n_classes)``.
-        sample_weight : array-like or Tensor of shape (n_samples,), default=None
-            Non-negative weights, applied to every masked copy of a sample.
+    @property
+    def calibrator_(self):
+        """The fitted temperature as a :class:`TemperatureScaling`, as ``MaskedScaling`` has it.
 
         Returns
         -------
-        self : MaskedTemperatureScaling
-            The fitted calibrator.
+        TemperatureScaling
+            A calibrator of the clean logits with ``temperature_``, ``nll_``, ``n_iter_`` and
+            ``converged_`` of this fit.
         """
-        validate_params(self)
-        if self.model is None:
-            logits = check_logits(X, input_type=self.input_type)
-            self._record_input(logits)
-            labels, weights = self._validate_targets(y, sample_weight, logits.values)
-            clean = logits.values
-        else:
-            inputs = check_inputs(X)
-            clean = module_logits(self.model, inputs, batch_size=self.batch_size)
-            # With a model, the number of classes comes from its output.
-            self._record_input(Logits(clean, False, clean.shape[1]))
-            record_input_shape(self, inputs)
-            labels, weights = self._validate_targets(y, sample_weight, clean)
-        n_samples = labels.shape[0]
-        self.n_masks_ = resolve_n_masks(self.n_masks, n_samples)
-        seed = draw_seed(self.random_state)
-        generator = torch.Generator(device=clean.device)
+        check_is_fitted(self)
+        inner = self._inner()
+        for key in ("temperature_", "nll_", "n_iter_", "converged_", "classes_"):
+            setattr(inner, key, getattr(self, key))
+        # it calibrates logits, also when this calibrator runs a model on inputs
+        logit_mode = self.model is None
+        inner.n_features_in_ = self.n_features_in_ if logit_mode else len(self.classes_)
+        inner._binary_1d = self._binary_1d if logit_mode else False
+        return inner
 
-        def draw(ratio):
-            # The same seed at every call: masks are nested across ratios (see _auto_ratio).
-            generator.manual_seed(seed)
-            if self.model is None:
-                return mask_logits(clean, ratio, n_masks=self.n_masks_, generator=generator)
-            return module_logits(
-                self.model,
-                inputs,
-                batch_size=self.batch_size,
-                transform=partial(mask_inputs, mask_ratio=ratio, generator=generator),
-                n_repeats=self.n_masks_,
-            )
+    def _inner(self):
+        return TemperatureScaling(tol=self.tol, max_iter=self.max_iter)
 
-        if self.mask_ratio == "auto":
-            chosen = choose_ratio(
-                draw,
-                clean,
-                labels,
-                weights,
-                regime=self.regime,
-                n_masks=self.n_masks_,
-                cv=self.cv,
-                seed=seed,
-                fold_nll=self._fold_nll,
-                owner=type(self).__name__,
-            )
-            self.regime_, self.mask_ratio_ = chosen.regime, chosen.ratio
-            self.cv_ratios_ = np.array(list(chosen.cv_nll), dtype=np.float64)
-            self.cv_nll_ = np.array(list(chosen.cv_nll.values()), dtype=np.float64)
-            values = chosen.values
-        else:
-            self.regime_ = None if self.regime == "auto" else self.regime
-            self.mask_ratio_ = float(self.mask_ratio)
-            self.cv_ratios_ = self.cv_nll_ = np.empty(0)
-            values = clean if self.mask_ratio == 0 else draw(self.mask_ratio)
-        n_draws = values.shape[0] // n_samples
-        all_labels = labels.repeat(n_draws)
-        all_weights = None if weights is None else weights.repeat(n_draws)
-        correct = (values.argmax(dim=1) == all_labels).to(torch.float64)
-        self.masked_accuracy_ = float(
-            correct.mean() if all_weights is None else (correct @ all_weights) / all_weights.sum()
-        )
-        return self._fit_logits(values, all_labels, all_weights)
+    def _fit_masked(self, values, labels, weights):
+        # The temperature solver runs on the masked logits directly (no second validation), and
+        # its warnings name this class.
+        result = fit_temperature(values, labels, weights, tol=self.tol, max_iter=self.max_iter)
+        _warn_for_fit(result, type(self).__name__, self.max_iter, stacklevel=4)
+        self.temperature_ = float(result.temperature)
+        self.nll_ = float(result.nll)
+        self.n_iter_ = int(result.n_iter)
+        self.converged_ = bool(result.converged)
+        return self
 
     @staticmethod
     def _fold_nll(fit_logits, fit_labels, fit_weights, test_logits, test_labels, test_weights):
@@ -284,41 +241,8 @@ class MaskedTemperatureScaling(TemperatureScaling):
         weight_sum, loss = temperature_statistics(test_logits, test_labels, test_weights, beta)[:2]
         return float(loss / weight_sum)
 
-    def fit_batches(self, batches):
-        """Not available: masked temperature scaling does not fit from a stream of batches.
+    def _calibrate_logits(self, values):
+        return values / self.temperature_
 
-        The temperature solver reads its data several times, and the masks of a stream would be
-        drawn anew on every pass (and in another order when the batches are shuffled), so the
-        passes would not see the same data. Fit in memory with :meth:`fit`, or mask the
-        calibration data once, store the logits of the masked inputs, and stream those into
-        :meth:`TemperatureScaling.fit_batches`.
-
-        Raises
-        ------
-        TypeError
-            Always.
-        """
-        raise TypeError(
-            f"{type(self).__name__}.fit_batches is not available: the solver reads the "
-            "batches several times and the masks would differ between passes. Use fit(X, y), "
-            "or compute the logits of masked inputs once and pass them to "
-            "TemperatureScaling().fit_batches."
-        )
-
-    def _prediction_logits(self, X) -> Logits:
-        if self.model is None:
-            return super()._prediction_logits(X)
-        check_is_fitted(self)
-        inputs = check_input_shape(X, self)
-        values = module_logits(self.model, inputs, batch_size=self.batch_size)
-        if values.shape[1] != len(self.classes_):
-            raise ValueError(
-                f"model returned {values.shape[1]} logit columns, but {type(self).__name__} was "
-                f"fitted with {len(self.classes_)}."
-            )
-        return Logits(values, False, values.shape[1])
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.random_state is None and self.mask_ratio != 0
-        return tags
+    def _calibrate_proba(self, values):
+        return softmax(self._calibrate_logits(values))

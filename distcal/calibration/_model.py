@@ -78,6 +78,7 @@ class LogitTransformer(PortablePickleMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         self : LogitTransformer
+            The fitted transformer.
         """
         validate_params(self)
         record_input_shape(self, check_inputs(X))

@@ -119,9 +119,9 @@ class HistogramBinning(_OneVsRest):
     Attributes
     ----------
     bin_edges_ : Tensor of shape (n_classes, n_bins + 1)
-        Each class's bin edges (float64).
+        Each class's bin edges (float64, on the device of the data given to ``fit``).
     bin_values_ : Tensor of shape (n_classes, n_bins)
-        The calibrated probability of each bin.
+        The calibrated probability of each bin (float64, on the same device).
     n_uniform_rows_ : int
         Calibration rows whose calibrated values were all 0 (made uniform).
     classes_ : ndarray of shape (n_classes,)
@@ -187,8 +187,8 @@ class HistogramBinning(_OneVsRest):
         weight = weight.reshape(n_classes, self.n_bins)
         outcome = outcome.reshape(n_classes, self.n_bins)
         values = torch.where(weight > 0, outcome / weight.clamp_min(1e-300), centres)
-        self.bin_edges_ = per_class.cpu().clone()
-        self.bin_values_ = values.cpu()
+        self.bin_edges_ = per_class.clone()
+        self.bin_values_ = values
         if not bool((values == 0).any()):
             return 0  # no bin maps to 0, so no row can
         return int((values.reshape(-1)[cells] == 0).all(dim=1).sum())
@@ -251,11 +251,15 @@ class IsotonicCalibration(_OneVsRest):
 
     Attributes
     ----------
-    knots_ : list of ndarray
-        Per class, the knots of the map: the first and last distinct calibration probability
-        of every constant block of the isotonic fit.
-    knot_values_ : list of ndarray
-        Per class, the isotonic fit at those knots.
+    knots_ : Tensor of shape (n_classes, n_knots)
+        Row ``k`` holds the knots of class ``k``'s map in increasing order (the first and last
+        distinct calibration probability of every constant block of the isotonic fit), then
+        ``+inf`` after its ``n_knots_[k]`` knots (float64, on the device of the data given to
+        ``fit``).
+    knot_values_ : Tensor of shape (n_classes, n_knots)
+        The isotonic fit at those knots; the padding repeats each class's last value.
+    n_knots_ : Tensor of shape (n_classes,)
+        The number of knots of each class (int64).
     n_uniform_rows_ : int
         Calibration rows whose calibrated values were all 0 (made uniform).
     classes_ : ndarray of shape (n_classes,)
@@ -276,7 +280,7 @@ class IsotonicCalibration(_OneVsRest):
     >>> z = rng.normal(size=(2000, 3))
     >>> y = (z + rng.gumbel(size=z.shape)).argmax(axis=1)
     >>> iso = IsotonicCalibration().fit(4 * z, y)
-    >>> all(np.all(np.diff(v) >= 0) for v in iso.knot_values_)  # monotone per class
+    >>> bool((iso.knot_values_.diff(dim=1) >= 0).all())  # monotone per class
     True
     """
 
@@ -301,8 +305,18 @@ class IsotonicCalibration(_OneVsRest):
                 fits = list(pool.map(fit_class, range(len(columns))))
         else:
             fits = [fit_class(k) for k in range(len(columns))]
-        self.knots_ = [knots for knots, _ in fits]
-        self.knot_values_ = [values for _, values in fits]
+        # One tensor per attribute: knots padded with +inf (never reached), values with the
+        # last value of their class.
+        width = max(len(knots) for knots, _ in fits)
+        knots = torch.full((len(fits), width), np.inf, dtype=torch.float64)
+        values = torch.empty((len(fits), width), dtype=torch.float64)
+        for k, (x, f) in enumerate(fits):
+            knots[k, : len(x)] = as_tensor(x)
+            values[k, : len(f)] = as_tensor(f)
+            values[k, len(f) :] = f[-1]
+        self.knots_ = knots.to(logits.device)
+        self.knot_values_ = values.to(logits.device)
+        self.n_knots_ = torch.tensor([len(x) for x, _ in fits], device=logits.device)
         # The maps are non-decreasing and non-negative: class k maps to 0 exactly up to its
         # last knot of value 0 (every calibration probability is a knot or lies in a constant
         # block between two), so a calibration row maps to all zeros when each of its
@@ -316,21 +330,20 @@ class IsotonicCalibration(_OneVsRest):
         return int(below.all(dim=1).sum())
 
     def _maps(self, device):
-        # np.interp per class, for all classes at once: knots padded with +inf (never reached),
-        # values with the last value, slopes with 0.
-        n_classes = len(self.knots_)
-        width = max(len(knots) for knots in self.knots_)
-        knots = torch.full((n_classes, width), np.inf, dtype=torch.float64)
-        values = torch.empty((n_classes, width), dtype=torch.float64)
-        slopes = torch.zeros((n_classes, width), dtype=torch.float64)
-        for k, (x, f) in enumerate(zip(self.knots_, self.knot_values_, strict=True)):
-            knots[k, : len(x)] = as_tensor(x)
-            values[k, : len(f)] = as_tensor(f)
-            values[k, len(f) :] = f[-1]
-            slopes[k, : len(x) - 1] = as_tensor(np.diff(f) / np.diff(x))
+        # np.interp per class, for all classes at once: the padded knots (+inf) are never
+        # reached and the slopes after each class's last knot are 0.
+        knots = self.knots_.to(device)
+        values = self.knot_values_.to(device)
+        n_knots = self.n_knots_.to(device)
+        width = knots.shape[1]
+        slopes = torch.zeros_like(knots)
+        real = torch.arange(width - 1, device=device) < (n_knots[:, None] - 1)
+        slopes[:, :-1] = torch.where(
+            real, values.diff(dim=1) / knots.diff(dim=1), torch.zeros((), dtype=knots.dtype)
+        )
         lowest = knots[:, :1]
-        highest = as_tensor(np.array([x[-1] for x in self.knots_]))[:, None]
-        return tuple(t.to(device) for t in (knots, values, slopes, lowest, highest))
+        highest = knots.gather(1, (n_knots - 1)[:, None])
+        return knots, values, slopes, lowest, highest
 
     def _apply_maps(self, probs, maps):
         knots, values, slopes, lowest, highest = maps

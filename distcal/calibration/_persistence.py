@@ -2,10 +2,20 @@
 
 A pickle of a calibrator runs code when it is loaded, which is no way to receive one from
 someone else. :func:`save_calibrator` writes a safetensors file instead: the calibrator's class
-name (one of distcal's), its parameters and fitted attributes in the JSON header, tensors as
-tensors. :func:`load_calibrator` rebuilds the calibrator from an allow-list of classes. A model
+name, its parameters and scalar fitted attributes in the JSON header, tensors as tensors.
+:func:`load_calibrator` rebuilds the calibrator from an allow-list: the registered calibrator
+classes (:func:`~distcal.calibration.registered_calibrators`), so nothing else is ever
+constructed from a file, and every calibrator, distcal's or one defined by subclassing
+:class:`~distcal.calibration.BaseLogitCalibrator`, saves and loads without being listed here.
+
+The format is generic over the fitted-attribute convention of ``_base.py``: tensors (and numpy
+arrays, ``classes_``) go into the tensor part, Python scalars into the header, and a fitted
+inner calibrator (``MaskedScaling.calibrator_``) is stored the same way under ``nested``, its
+tensors named ``"<attribute>.<tensor>"``. A parameter that is a calibrator
+(``MaskedScaling(calibrator=...)``) is stored as its class and parameters. A model
 (``MaskedTemperatureScaling(model=...)``) is not stored: networks have their own files
-(:func:`distcal.distill.save_network`), and the model is passed again when loading.
+(:func:`distcal.distill.save_network`), and the model is passed again when loading. Files of
+format 1 written before the registry existed (the six classes it listed) load unchanged.
 """
 
 from __future__ import annotations
@@ -18,27 +28,14 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from .._files import read_tensors, write_tensors
-from ._base import BaseLogitCalibrator
-from ._ensemble import EnsembleTemperatureScaling
-from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
-from ._masked_temperature import MaskedTemperatureScaling
-from ._temperature import TemperatureScaling
+from ._base import BaseLogitCalibrator, registered_calibrators
 
 __all__ = ["load_calibrator", "save_calibrator"]
 
 _KIND = "calibrator"
-# The classes a file may name: nothing else is ever constructed from a file.
-_CLASSES = {
-    cls.__name__: cls
-    for cls in (
-        TemperatureScaling,
-        MaskedTemperatureScaling,
-        VectorScaling,
-        MatrixScaling,
-        DirichletCalibration,
-        EnsembleTemperatureScaling,
-    )
-}
+# Fitted attributes that the convention keeps as numpy arrays (scikit-learn's); every other
+# array-valued attribute loads as a tensor, also from files that stored it as numpy.
+_NUMPY_ATTRIBUTES = frozenset({"classes_"})
 
 
 def _json_value(value, name: str):
@@ -57,14 +54,69 @@ def _json_value(value, name: str):
     )
 
 
+def _registered_class(calibrator):
+    name = type(calibrator).__name__
+    if registered_calibrators().get(name) is not type(calibrator):
+        raise TypeError(
+            f"calibrator must be one of {sorted(registered_calibrators())} (the registered "
+            f"subclasses of BaseLogitCalibrator); got a {name}. Other estimators have no "
+            "code-free file format in distcal."
+        )
+    return name
+
+
+def _param_json(value, name: str):
+    """Return a parameter as JSON; a calibrator parameter becomes its class and parameters."""
+    if isinstance(value, BaseLogitCalibrator):
+        params = value.get_params(deep=False)
+        if params.get("model") is not None:
+            raise ValueError(f"Cannot save {name}: a calibrator parameter with a model.")
+        return {
+            "class": _registered_class(value),
+            "params": {k: _param_json(v, f"{name}__{k}") for k, v in params.items()},
+        }
+    return _json_value(value, name)
+
+
+def _describe(calibrator, prefix: str, tensors: dict) -> dict:
+    """Return the header entry of one fitted calibrator; add its tensors to ``tensors``."""
+    name = _registered_class(calibrator)
+    check_is_fitted(calibrator)
+    params = calibrator.get_params(deep=False)
+    has_model = params.pop("model", None) is not None
+    fitted, nested, as_numpy = {}, {}, []
+    for key, value in vars(calibrator).items():
+        if not key.endswith("_") or key.startswith("_") or key in params:
+            continue
+        if isinstance(value, BaseLogitCalibrator):
+            nested[key] = _describe(value, f"{prefix}{key}.", tensors)
+        elif isinstance(value, np.ndarray):
+            tensors[prefix + key] = torch.from_numpy(np.ascontiguousarray(value))
+            as_numpy.append(key)
+        elif isinstance(value, torch.Tensor):
+            tensors[prefix + key] = value
+        else:
+            fitted[key] = _json_value(value, key)
+    return {
+        "class": name,
+        "params": {key: _param_json(value, key) for key, value in params.items()},
+        "fitted": fitted,
+        "numpy": sorted(as_numpy),
+        "binary_1d": bool(getattr(calibrator, "_binary_1d", False)),
+        "has_model": has_model,
+        "nested": nested,
+    }
+
+
 def save_calibrator(calibrator, path) -> Path:
     """Save a fitted calibrator to a safetensors file (atomic; no pickle).
 
     Parameters
     ----------
     calibrator : BaseLogitCalibrator
-        A fitted ``TemperatureScaling``, ``MaskedTemperatureScaling``, ``VectorScaling``,
-        ``MatrixScaling`` or ``DirichletCalibration``.
+        A fitted calibrator of a registered class: any of distcal's, or a subclass of
+        :class:`~distcal.calibration.BaseLogitCalibrator` defined in this process. A
+        ``MaskedScaling`` is saved with its fitted inner calibrator.
     path : str or path
         Where to write; the folder is created, and a crash while writing leaves any previous
         file intact.
@@ -73,6 +125,14 @@ def save_calibrator(calibrator, path) -> Path:
     -------
     Path
         ``path``.
+
+    Raises
+    ------
+    TypeError
+        ``calibrator`` is not of a registered calibrator class.
+    ValueError
+        A parameter or fitted attribute cannot be stored (a ``RandomState`` instance as
+        ``random_state``, for instance).
 
     Examples
     --------
@@ -86,36 +146,74 @@ def save_calibrator(calibrator, path) -> Path:
     >>> loaded.temperature_ == ts.temperature_
     True
     """
-    name = type(calibrator).__name__
-    if _CLASSES.get(name) is not type(calibrator):
-        raise TypeError(
-            f"calibrator must be one of {sorted(_CLASSES)}; got a {name}. Other estimators "
-            "have no code-free file format in distcal."
-        )
-    check_is_fitted(calibrator)
-    params = calibrator.get_params(deep=False)
-    has_model = params.pop("model", None) is not None
-    tensors, fitted = {}, {}
-    for key, value in vars(calibrator).items():
-        if not key.endswith("_") or key.startswith("__") or key in params:
-            continue
-        if isinstance(value, np.ndarray):
-            tensors[key] = torch.from_numpy(np.ascontiguousarray(value))
-        elif isinstance(value, torch.Tensor):
-            tensors[key] = value
-        else:
-            fitted[key] = _json_value(value, key)
-    metadata = {
-        "kind": _KIND,
-        "format_version": 1,
-        "class": name,
-        "params": {key: _json_value(value, key) for key, value in params.items()},
-        "fitted": fitted,
-        "numpy": sorted(k for k, v in vars(calibrator).items() if isinstance(v, np.ndarray)),
-        "binary_1d": bool(getattr(calibrator, "_binary_1d", False)),
-        "has_model": has_model,
-    }
+    tensors: dict = {}
+    entry = _describe(calibrator, "", tensors)
+    metadata = {"kind": _KIND, "format_version": 1, **entry}
     return write_tensors(path, tensors, metadata)
+
+
+def _construct(spec, path):
+    """Build an unfitted calibrator from ``{"class": ..., "params": ...}`` (registry only)."""
+    try:
+        name, params = spec["class"], dict(spec["params"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a readable distcal calibrator: {exc!r} missing.") from exc
+    cls = registered_calibrators().get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"{path} names the class {name!r}, which is not a distcal calibrator.")
+    params = {
+        key: _construct(value, path) if isinstance(value, dict) else value
+        for key, value in params.items()
+    }
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ValueError(f"{path} has parameters {name} does not take: {exc}") from exc
+
+
+def _rebuild(entry, tensors: dict, prefix: str, path, model):
+    """Rebuild the fitted calibrator of one header entry (and its nested ones)."""
+    try:
+        name = entry["class"]
+        fitted, nested = dict(entry["fitted"]), dict(entry.get("nested", {}))
+        has_model, binary = bool(entry["has_model"]), bool(entry["binary_1d"])
+        entry["numpy"]
+        params = dict(entry["params"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a readable distcal calibrator: {exc!r} missing.") from exc
+    if has_model and model is None:
+        raise ValueError(
+            f"{path} holds a {name} fitted with a model: pass the network as model= (networks "
+            "are saved separately, with distcal.distill.save_network)."
+        )
+    if not has_model and model is not None and not prefix:
+        raise ValueError(f"{path} holds a {name} fitted without a model; model must be None.")
+    if has_model:
+        params["model"] = model
+    calibrator = _construct({"class": name, "params": params}, path)
+    own = {
+        key[len(prefix) :]: value
+        for key, value in tensors.items()
+        if key.startswith(prefix) and "." not in key[len(prefix) :]
+    }
+    for key in [*fitted, *own, *nested]:
+        if not key.endswith("_") or key.startswith("_"):
+            raise ValueError(f"{path} sets {key!r}, which is not a fitted attribute.")
+    if isinstance(fitted.get("input_shape_"), list):
+        fitted["input_shape_"] = tuple(fitted["input_shape_"])
+    values = {
+        key: value.numpy() if key in _NUMPY_ATTRIBUTES else value for key, value in own.items()
+    }
+    for key, value in nested.items():
+        values[key] = _rebuild(value, tensors, f"{prefix}{key}.", path, None)
+    for key, value in {**fitted, **values}.items():
+        try:
+            setattr(calibrator, key, value)
+        except AttributeError as exc:  # a read-only property
+            raise ValueError(f"{path} sets {key!r}, which is not a fitted attribute.") from exc
+    calibrator._binary_1d = binary
+    check_is_fitted(calibrator)
+    return calibrator
 
 
 def load_calibrator(path, *, model=None) -> BaseLogitCalibrator:
@@ -126,53 +224,19 @@ def load_calibrator(path, *, model=None) -> BaseLogitCalibrator:
     path : str or path
         The file.
     model : torch.nn.Module, default=None
-        The network of a ``MaskedTemperatureScaling`` saved with one (load it with
+        The network of a masked calibrator saved with one (load it with
         :func:`distcal.distill.load_network`); must be None for the others.
 
     Returns
     -------
     BaseLogitCalibrator
-        The fitted calibrator, of the class it was saved as.
+        The fitted calibrator, of the class it was saved as. Its tensors are on the CPU.
 
     Raises
     ------
     ValueError
-        The file is truncated, tampered with, not a calibrator, or names a class distcal does
-        not load; or ``model`` is missing or superfluous.
+        The file is truncated, tampered with, not a calibrator, or names a class that is not
+        a registered calibrator; or ``model`` is missing or superfluous.
     """
     tensors, metadata = read_tensors(path, kind=_KIND)
-    try:
-        name = metadata["class"]
-        params, fitted = dict(metadata["params"]), dict(metadata["fitted"])
-        has_model, binary = bool(metadata["has_model"]), bool(metadata["binary_1d"])
-        as_numpy = set(metadata["numpy"])
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not a readable distcal calibrator: {exc!r} missing.") from exc
-    if name not in _CLASSES:
-        raise ValueError(f"{path} names the class {name!r}, which is not a distcal calibrator.")
-    if has_model and model is None:
-        raise ValueError(
-            f"{path} holds a {name} fitted with a model: pass the network as model= (networks "
-            "are saved separately, with distcal.distill.save_network)."
-        )
-    if not has_model and model is not None:
-        raise ValueError(f"{path} holds a {name} fitted without a model; model must be None.")
-    if has_model:
-        params["model"] = model
-    for key in ("input_shape_",):
-        if isinstance(fitted.get(key), list):
-            fitted[key] = tuple(fitted[key])
-    try:
-        calibrator = _CLASSES[name](**params)
-    except TypeError as exc:
-        raise ValueError(f"{path} has parameters {name} does not take: {exc}") from exc
-    for key in [*fitted, *tensors]:
-        if not key.endswith("_") or key.startswith("_"):
-            raise ValueError(f"{path} sets {key!r}, which is not a fitted attribute.")
-    for key, value in fitted.items():
-        setattr(calibrator, key, value)
-    for key, value in tensors.items():
-        setattr(calibrator, key, value.numpy() if key in as_numpy else value)
-    calibrator._binary_1d = binary
-    check_is_fitted(calibrator)
-    return calibrator
+    return _rebuild(metadata, tensors, "", path, model)

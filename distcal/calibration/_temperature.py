@@ -49,7 +49,7 @@ _REMEDY = (
 class TemperatureFit:
     """Result of :func:`fit_temperature`.
 
-    Attributes
+    Parameters
     ----------
     temperature : float
         The fitted temperature.
@@ -153,8 +153,11 @@ def fit_temperature(
     Parameters
     ----------
     logits : Tensor of shape (n_samples, n_classes)
+        Logits in any floating dtype, on any device (the sums are taken in float64).
     labels : Tensor of shape (n_samples,)
+        Class indices (``torch.long``) on the device of ``logits``.
     weights : Tensor of shape (n_samples,) or None
+        Non-negative float64 weights; None weighs every sample equally.
     tol : float, default=1e-6
         Stop when a step changes ``log(T)`` by less than ``tol``. Halley's method converges
         cubically, so the error left is of order ``tol ** 3`` (``tol ** 2`` after a Newton
@@ -169,6 +172,8 @@ def fit_temperature(
     Returns
     -------
     TemperatureFit
+        The temperature, the NLL there, the passes made and whether (and how) the fit
+        converged.
     """
     if statistics is None:
 
@@ -318,7 +323,8 @@ class TemperatureScaling(BaseLogitCalibrator):
     --------
     MaskedTemperatureScaling : Temperature fitted on masked inputs, for networks trained on
         distilled data.
-    sklearn.calibration.CalibratedClassifierCV : scikit-learn's calibrators around an estimator.
+    sklearn.calibration.CalibratedClassifierCV : The calibrators of scikit-learn, around an
+        estimator.
 
     Notes
     -----

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from scipy.optimize import minimize
 from scipy.special import softmax
 
@@ -44,7 +45,7 @@ def test_weights_match_a_naive_simplex_fit():
 def test_predictions_are_the_mixture_and_keep_the_class():
     z, y = _data(noise=0.2, seed=1)
     ets = EnsembleTemperatureScaling().fit(z, y)
-    w, T = ets.weights_, ets.temperature_
+    w, T = ets.weights_.numpy(), ets.temperature_
     expected = w[0] * softmax(z / T, axis=1) + w[1] * softmax(z, axis=1) + w[2] / 5
     np.testing.assert_allclose(ets.predict_proba(z), expected, atol=1e-10)
     np.testing.assert_array_equal(ets.predict(z), z.argmax(axis=1))
@@ -57,3 +58,43 @@ def test_weighted_fit_equals_repeated_rows():
     weighted = EnsembleTemperatureScaling().fit(z, y, sample_weight=counts)
     repeated = EnsembleTemperatureScaling().fit(np.repeat(z, counts, axis=0), np.repeat(y, counts))
     np.testing.assert_allclose(weighted.weights_, repeated.weights_, atol=1e-5)
+
+
+def test_every_lbfgs_fit_stops_by_the_same_rule(monkeypatch):
+    """Vector/matrix scaling and the ETS weights build L-BFGS the same way (``_lbfgs.py``)."""
+    from distcal.calibration import MatrixScaling, VectorScaling
+
+    built = []
+    original = torch.optim.LBFGS
+
+    def recording(params, **options):
+        built.append(options)
+        return original(params, **options)
+
+    monkeypatch.setattr(torch.optim, "LBFGS", recording)
+    z, y = _data(noise=0.5, seed=3)
+    for calibrator in (
+        VectorScaling(tol=1e-7, max_iter=400),
+        MatrixScaling(tol=1e-7, max_iter=400),
+        EnsembleTemperatureScaling(tol=1e-7, max_iter=400),
+    ):
+        calibrator.fit(z, y)
+        assert calibrator.converged_ is True
+    assert len(built) == 3
+    assert built[0] == built[1] == built[2]
+    assert built[0]["tolerance_grad"] == 1e-7
+    assert built[0]["tolerance_change"] == pytest.approx(1e-10)
+    assert built[0]["max_eval"] == 500
+
+
+def test_ensemble_reports_a_fit_that_did_not_converge():
+    from distcal.exceptions import ConvergenceWarning
+
+    z, y = _data(noise=0.5, seed=4)
+    with (
+        pytest.warns(ConvergenceWarning, match="temperature fit did not converge"),
+        pytest.warns(ConvergenceWarning, match="before the mixture weights converged"),
+    ):
+        ets = EnsembleTemperatureScaling(max_iter=2).fit(z, y)
+    assert ets.converged_ is False
+    assert EnsembleTemperatureScaling().fit(z, y).converged_ is True

@@ -280,7 +280,7 @@ def test_auto_on_training_data_bisects_to_half_accuracy(digits_student):
     assert mts.regime_ == "training"  # the network fits its 100 training images
     assert mts.n_masks_ == 20  # ceil(2000 / 100)
     assert mts.converged_
-    assert mts.cv_nll_.size == 0
+    assert mts.cv_nll_.numel() == 0
     # The fit is the fixed-ratio fit at the chosen ratio, from the same draws.
     replay = MaskedTemperatureScaling(mts.mask_ratio_, n_masks=20, model=net, random_state=0).fit(
         d["X_train"], d["y_train"]
@@ -320,7 +320,7 @@ def test_auto_on_held_out_data_cross_fits_with_plain_ts_among_the_candidates(dig
     assert mts.regime_ == "held-out"
     assert mts.n_masks_ == 4  # ceil(2000 / 500)
     np.testing.assert_array_equal(mts.cv_ratios_, HELD_OUT_RATIOS)
-    assert mts.mask_ratio_ == mts.cv_ratios_[np.argmin(mts.cv_nll_)]  # ties: the smaller ratio
+    assert mts.mask_ratio_ == mts.cv_ratios_[mts.cv_nll_.argmin()]  # ties: the smaller ratio
     # Candidate 0 is plain temperature scaling, cross-fitted: replay it by hand.
     clean = module_logits(net, X, batch_size=256).double()
     labels = torch.from_numpy(y)
@@ -341,7 +341,7 @@ def test_auto_regime_can_be_declared(digits_student):
     declared = MaskedTemperatureScaling(regime="training", model=net, random_state=0)
     declared.fit(d["X_cal"], d["y_cal"])
     assert declared.regime_ == "training"
-    assert declared.cv_nll_.size == 0
+    assert declared.cv_nll_.numel() == 0
     # Training data declared held-out: every fold is classified perfectly, so the cross-fitted
     # NLL is lowest for plain TS, which collapses; the warning names the remedy. This is the
     # mistake the regime detection exists to avoid.
