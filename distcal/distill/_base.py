@@ -471,36 +471,36 @@ class DistillationMethod(ABC):
 METHODS: dict[str, type[DistillationMethod]] = {}
 
 
-def register_method(cls: type[DistillationMethod]) -> type[DistillationMethod]:
+def register_method(method: type[DistillationMethod]) -> type[DistillationMethod]:
     """Add a method to :data:`METHODS` under its ``name`` (a class decorator).
 
     Parameters
     ----------
-    cls : type
+    method : type
         A :class:`DistillationMethod` subclass with a ``name``, and one entry of
         ``_parameter_constraints`` for every key of ``defaults``.
 
     Returns
     -------
     type
-        ``cls`` itself.
+        ``method`` itself.
 
     Raises
     ------
     TypeError
-        If ``cls`` is not a DistillationMethod, has no name, or its constraints do not cover
+        If ``method`` is not a DistillationMethod, has no name, or its constraints do not cover
         exactly its options.
     """
-    if not (isinstance(cls, type) and issubclass(cls, DistillationMethod)):
-        raise TypeError(f"register_method takes a DistillationMethod subclass; got {cls!r}.")
-    if not isinstance(cls.name, str) or not cls.name:
-        raise TypeError(f"{cls.__name__}.name must be a non-empty str; got {cls.name!r}.")
-    declared, constrained = set(cls.defaults), set(cls._parameter_constraints)
+    if not (isinstance(method, type) and issubclass(method, DistillationMethod)):
+        raise TypeError(f"register_method takes a DistillationMethod subclass; got {method!r}.")
+    if not isinstance(method.name, str) or not method.name:
+        raise TypeError(f"{method.__name__}.name must be a non-empty str; got {method.name!r}.")
+    declared, constrained = set(method.defaults), set(method._parameter_constraints)
     if declared != constrained:
         raise TypeError(
-            f"{cls.__name__}._parameter_constraints must have one entry per option of defaults; "
+            f"{method.__name__}._parameter_constraints must have one entry per option of defaults; "
             f"options without constraints: {sorted(declared - constrained)}, constraints "
             f"without options: {sorted(constrained - declared)}."
         )
-    METHODS[cls.name] = cls
-    return cls
+    METHODS[method.name] = method
+    return method

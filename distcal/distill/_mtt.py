@@ -315,6 +315,7 @@ class MTT(DistillationMethod):
         Returns
         -------
         self : MTT
+            The method, ready for :meth:`step`.
         """
         options = self.options
         dtype, device = real.images.dtype, real.images.device
@@ -387,7 +388,13 @@ class MTT(DistillationMethod):
         return self
 
     def extra_parameters(self) -> dict[str, torch.Tensor]:
-        """Return the learnable log learning rate, ``{"log_lr": tensor}`` (after :meth:`setup`)."""
+        """Return the learnable log learning rate (after :meth:`setup`).
+
+        Returns
+        -------
+        dict of str to Tensor
+            ``{"log_lr": tensor}``, a scalar leaf tensor with gradients.
+        """
         self._check_prepared()
         return {"log_lr": self.log_lr}
 
@@ -395,12 +402,23 @@ class MTT(DistillationMethod):
         """Return the optimizer group of ``log_lr``: learning rate ``lr_lr``, momentum 0.5.
 
         Momentum 0.5 is MTT's for its learning-rate optimizer (and for its images).
+
+        Returns
+        -------
+        list of dict
+            One parameter group holding :attr:`log_lr`.
         """
         self._check_prepared()
         return [{"params": [self.log_lr], "lr": self.options["lr_lr"], "momentum": 0.5}]
 
     def learned_learning_rate(self) -> float:
-        """Return the current student learning rate, ``exp(log_lr)`` (step per student step)."""
+        """Return the current student learning rate.
+
+        Returns
+        -------
+        float
+            ``exp(log_lr)``, the SGD step size of every student step.
+        """
         self._check_prepared()
         return math.exp(float(self.log_lr.detach()))
 
@@ -417,6 +435,12 @@ class MTT(DistillationMethod):
 
     def step(self, ctx: StepContext) -> dict:
         """Run one trajectory-matching iteration and step ``ctx.optimizer``.
+
+        Parameters
+        ----------
+        ctx : StepContext
+            The images to update, their optimizer (holding :attr:`log_lr` too) and this
+            iteration's generator.
 
         Returns
         -------

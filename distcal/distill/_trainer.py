@@ -292,6 +292,7 @@ class MDTTrainer(BaseEstimator):
         Returns
         -------
         self : MDTTrainer
+            The fitted trainer.
         """
         method, augmenter = self._validate()
         method_cls = type(method)
@@ -460,7 +461,14 @@ class MDTTrainer(BaseEstimator):
 
     # ----------------------------------------------------------------------------- results
     def to_distilled_set(self) -> DistilledSet:
-        """Return the distilled set with its normalisation, learned lr and configuration."""
+        """Return the distilled set with its normalisation, learned lr and configuration.
+
+        Returns
+        -------
+        DistilledSet
+            The fitted images and labels, ``mean_``, ``std_``, ``learning_rate_``, the
+            configuration and the history.
+        """
         check_is_fitted(self)
         return DistilledSet(
             images=self.images_,
@@ -476,11 +484,34 @@ class MDTTrainer(BaseEstimator):
         """Write the distilled set to a safetensors file (no pickle; atomic).
 
         Load it with :func:`distcal.distill.load_distilled`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
         """
         return self.to_distilled_set().save(path)
 
     def save_network(self, path, network: torch.nn.Module) -> Path:
-        """Save a network of this trainer's architecture (weights + spec; no pickle)."""
+        """Save a network of this trainer's architecture (weights + spec; no pickle).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        network : torch.nn.Module
+            A network of this trainer's architecture (for example a trained student's).
+
+        Returns
+        -------
+        pathlib.Path
+            The path written; :func:`distcal.distill.load_network` rebuilds the network.
+        """
         check_is_fitted(self)
         return save_network(path, network, spec=dict(self.network_spec_))
 
