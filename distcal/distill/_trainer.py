@@ -366,7 +366,7 @@ class MDTTrainer(BaseEstimator):
             callbacks.append(ProgressBar())
         for callback in callbacks:
             callback.on_fit_begin(self, start_iteration=state.start_iteration, state=state)
-        self.seed_ = state.seed  # a resumed run with random_state=None continues the saved seed
+            self.seed_ = state.seed  # a run resumed with random_state=None continues its seed
         history = state.history
         for iteration in range(state.start_iteration, self.iterations):
             generator = torch.Generator(device=self.device_)

@@ -358,3 +358,21 @@ def test_a_stopped_run_saves_its_last_iteration(digits, tmp_path):
 def test_checkpoint_rejects_bad_arguments(args, match):
     with pytest.raises(InvalidParameterError, match=match):
         Checkpoint(*args)
+
+
+def test_a_run_without_random_state_resumes_with_the_saved_seed(digits, tmp_path):
+    X, y = digits
+    path = tmp_path / "unseeded.safetensors"
+    first = tiny(iterations=3, random_state=None, checkpoint=path, checkpoint_every=3).fit(X, y)
+    seeds = []
+
+    class Seed(EarlyStopping):
+        def on_fit_begin(self, trainer, *, start_iteration, **info):
+            seeds.append(trainer.seed_)
+            super().on_fit_begin(trainer, start_iteration=start_iteration, **info)
+
+    resumed = tiny(iterations=6, random_state=None, checkpoint=path, callbacks=[Seed(100)])
+    resumed.fit(X, y)
+    assert seeds == [first.seed_]
+    assert resumed.seed_ == first.seed_
+    assert resumed.history_[:3] == first.history_
