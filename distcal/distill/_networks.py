@@ -89,7 +89,7 @@ class ConvNet(nn.Module):
 
         Parameters
         ----------
-        x : Tensor of shape (n, *input_shape)
+        x : Tensor of shape (n, C, H, W) or (n, ...)
             Input samples.
 
         Returns
@@ -104,7 +104,7 @@ class ConvNet(nn.Module):
 
         Parameters
         ----------
-        x : Tensor of shape (n, *input_shape)
+        x : Tensor of shape (n, C, H, W) or (n, ...)
             Input samples.
 
         Returns
@@ -148,7 +148,7 @@ class MLP(nn.Module):
 
         Parameters
         ----------
-        x : Tensor of shape (n, *input_shape)
+        x : Tensor of shape (n, C, H, W) or (n, ...)
             Input samples.
 
         Returns
@@ -163,7 +163,7 @@ class MLP(nn.Module):
 
         Parameters
         ----------
-        x : Tensor of shape (n, *input_shape)
+        x : Tensor of shape (n, C, H, W) or (n, ...)
             Input samples.
 
         Returns
