@@ -31,6 +31,7 @@ __all__ = [
     "check_sample_weight",
     "check_targets",
     "record_input_shape",
+    "validate_constraints",
     "validate_params",
 ]
 
@@ -149,6 +150,52 @@ def _as_constraint(spec):
     return spec
 
 
+def validate_constraints(values: dict, constraints: dict, owner: str, *, noun: str = "parameter"):
+    """Check named values against a ``_parameter_constraints``-style table.
+
+    This is the one implementation behind :func:`validate_params` (estimators' parameters) and
+    the options of distillation methods.
+
+    Parameters
+    ----------
+    values : dict
+        The values by name; every name of ``constraints`` must be a key.
+    constraints : dict
+        For each name, a list of accepted specifications: None, ``"boolean"``,
+        ``"random_state"``, ``"device"``, ``"module"``, ``"callable"``, a type, or an object with
+        ``is_satisfied_by(value)`` and ``__str__`` (such as :class:`Interval` or :class:`Options`).
+    owner : str
+        The name of the owner of the values, used in error messages.
+    noun : str, default="parameter"
+        What a value is called in error messages (``"parameter"``, ``"option"``).
+
+    Raises
+    ------
+    InvalidParameterError
+        For the first value that satisfies none of its constraints, with a message such as
+        ``The 'mask_ratio' parameter of MaskedTemperatureScaling must be a float in the range
+        [0.0, 1.0). Got 1.5 instead.``
+    """
+    for name, specs in constraints.items():
+        value = values[name]
+        checks = [_as_constraint(spec) for spec in specs]
+        satisfied = any(
+            (callable(value) if spec == "callable" else c.is_satisfied_by(value))
+            for spec, c in zip(specs, checks, strict=True)
+        )
+        if satisfied:
+            continue
+        descriptions = [str(c) for c in checks]
+        expected = (
+            descriptions[0]
+            if len(descriptions) == 1
+            else ", ".join(descriptions[:-1]) + " or " + descriptions[-1]
+        )
+        raise InvalidParameterError(
+            f"The {name!r} {noun} of {owner} must be {expected}. Got {value!r} instead."
+        )
+
+
 def validate_params(estimator) -> None:
     """Check every parameter of ``estimator`` against its ``_parameter_constraints`` table.
 
@@ -159,26 +206,11 @@ def validate_params(estimator) -> None:
         ``The 'mask_ratio' parameter of MaskedTemperatureScaling must be a float in the range
         [0.0, 1.0). Got 1.5 instead.``
     """
-    params = estimator.get_params(deep=False)
-    for name, specs in estimator._parameter_constraints.items():
-        value = params[name]
-        constraints = [_as_constraint(spec) for spec in specs]
-        satisfied = any(
-            (callable(value) if spec == "callable" else c.is_satisfied_by(value))
-            for spec, c in zip(specs, constraints, strict=True)
-        )
-        if satisfied:
-            continue
-        descriptions = [str(c) for c in constraints]
-        expected = (
-            descriptions[0]
-            if len(descriptions) == 1
-            else ", ".join(descriptions[:-1]) + " or " + descriptions[-1]
-        )
-        raise InvalidParameterError(
-            f"The {name!r} parameter of {type(estimator).__name__} must be {expected}. "
-            f"Got {value!r} instead."
-        )
+    validate_constraints(
+        estimator.get_params(deep=False),
+        estimator._parameter_constraints,
+        type(estimator).__name__,
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,14 +1,24 @@
 """Dataset distillation and students: data, networks, distillation methods, MDTTrainer.
 
-Importing this package registers the distillation methods in :data:`METHODS`.
+Importing this package registers the distillation methods in :data:`METHODS`. A new method is
+a :class:`DistillationMethod` subclass with ``defaults`` and ``_parameter_constraints``,
+decorated with :func:`register_method` (see ``docs/distill.md``).
 """
 
 from . import _dm  # noqa: F401 - registers "dm"
 from ._analysis import masking_spread, max_logit_statistics
 from ._artifact import DistilledSet, load_distilled, load_network, save_network
 from ._augment import SiameseAugment
-from ._base import METHODS, DistillationMethod, MDTMask, RealData, StepContext
-from ._callbacks import Callback, EarlyStopping, ProgressBar
+from ._base import (
+    METHODS,
+    DistillationMethod,
+    MDTMask,
+    RealData,
+    SetupContext,
+    StepContext,
+    register_method,
+)
+from ._callbacks import Callback, Checkpoint, EarlyStopping, FitState, ProgressBar
 from ._data import (
     channel_statistics,
     check_images,
@@ -32,17 +42,20 @@ __all__ = [
     "MTT",
     "NETWORKS",
     "Callback",
+    "Checkpoint",
     "ConvNet",
     "DistillationMethod",
     "DistilledSet",
     "EarlyStopping",
     "ExpertTrajectories",
+    "FitState",
     "GradientMatching",
     "GradientMatchingDSA",
     "MDTMask",
     "MDTTrainer",
     "ProgressBar",
     "RealData",
+    "SetupContext",
     "SiameseAugment",
     "StepContext",
     "StudentClassifier",
@@ -59,6 +72,7 @@ __all__ = [
     "masking_spread",
     "max_logit_statistics",
     "normalize",
+    "register_method",
     "save_network",
     "stratified_split",
     "train_expert_trajectories",

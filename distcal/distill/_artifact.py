@@ -29,19 +29,21 @@ __all__ = [
 class DistilledSet:
     """A distilled set and everything needed to use it, loaded from one file.
 
-    Attributes
+    Parameters
     ----------
     images : Tensor of shape (n, C, H, W)
         Synthetic images in the normalised space they were distilled in.
     labels : Tensor of shape (n,)
         Their class indices.
-    mean, std : Tensor of shape (C,)
-        The per-channel normalisation of the real data (apply it to real test images).
-    learning_rate : float or None
+    mean : Tensor of shape (C,)
+        The per-channel mean of the real data (apply the normalisation to real test images).
+    std : Tensor of shape (C,)
+        The per-channel standard deviation of the real data.
+    learning_rate : float or None, default=None
         The learned student learning rate (MTT), or None.
-    config : dict
+    config : dict, default={}
         The trainer's full configuration.
-    history : list of dict
+    history : list of dict, default=[]
         Per-iteration records of the distillation.
     """
 
@@ -55,17 +57,40 @@ class DistilledSet:
 
     @property
     def n_classes(self) -> int:
+        """The number of classes (from the configuration, else from the labels)."""
         return int(self.config.get("n_classes", int(self.labels.max()) + 1))
 
     def normalize(self, images) -> torch.Tensor:
-        """Apply the distilled set's normalisation to real images in [0, 1]."""
+        """Apply the distilled set's normalisation to real images in [0, 1].
+
+        Parameters
+        ----------
+        images : array-like or Tensor of shape (n, C, H, W)
+            Real images with values in [0, 1].
+
+        Returns
+        -------
+        Tensor of shape (n, C, H, W)
+            The images in the space of :attr:`images` (float32).
+        """
         from ._data import check_images, normalize
 
         images, _ = check_images(images)
         return normalize(images.float(), self.mean, self.std)
 
     def save(self, path) -> Path:
-        """Write the set to a safetensors file (atomic)."""
+        """Write the set to a safetensors file (atomic).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write; its folder is created if needed.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
         tensors = {"images": self.images, "labels": self.labels, "mean": self.mean, "std": self.std}
         metadata = {
             "kind": "distilled-set",
@@ -130,7 +155,18 @@ class DistilledSet:
 
 
 def load_distilled(path) -> DistilledSet:
-    """Load a distilled set written by :meth:`MDTTrainer.save` or :meth:`DistilledSet.save`."""
+    """Load a distilled set written by :meth:`MDTTrainer.save` or :meth:`DistilledSet.save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    DistilledSet
+        The images, labels, normalisation, learned learning rate, configuration and history.
+    """
     tensors, metadata = read_tensors(path, kind="distilled-set")
     missing = {"images", "labels", "mean", "std"} - set(tensors)
     if missing:
@@ -149,15 +185,40 @@ def load_distilled(path) -> DistilledSet:
 def save_network(path, network: torch.nn.Module, *, spec: dict) -> Path:
     """Save a registry network's weights and the ``spec`` that rebuilds it (no pickle).
 
-    ``spec`` holds ``build_network``'s arguments: ``name``, ``input_shape``, ``n_classes`` and
-    architecture options.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (atomically).
+    network : torch.nn.Module
+        A network built by :func:`build_network`.
+    spec : dict
+        ``build_network``'s arguments: ``name``, ``input_shape``, ``n_classes`` and
+        architecture options.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
     """
     metadata = {"kind": "network", "format_version": FORMAT_VERSION, "spec": spec}
     return write_tensors(path, dict(network.state_dict()), metadata)
 
 
 def load_network(path, *, device=None) -> torch.nn.Module:
-    """Rebuild a network saved by :func:`save_network`, in eval mode."""
+    """Rebuild a network saved by :func:`save_network`, in eval mode.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    device : str, torch.device or None, default=None
+        Where to put the network (the CPU when None).
+
+    Returns
+    -------
+    torch.nn.Module
+        The network with the saved weights, in eval mode.
+    """
     from ._networks import build_network
 
     tensors, metadata = read_tensors(path, kind="network")

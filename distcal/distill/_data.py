@@ -66,10 +66,21 @@ def check_samples(X, y=None, *, name: str = "X"):
 def check_images(X, y=None, *, name: str = "X"):
     """Validate images of shape (n, channels, height, width) and, if given, their labels.
 
+    Parameters
+    ----------
+    X : array-like or Tensor of shape (n, C, H, W)
+        Images; finite numbers.
+    y : array-like or Tensor of shape (n,) or None, default=None
+        Integer class labels.
+    name : str, default="X"
+        The argument's name, used in error messages.
+
     Returns
     -------
     images : Tensor of shape (n, C, H, W), float
+        The images as a floating-point tensor (sharing memory with ``X`` where possible).
     labels : Tensor of shape (n,), long, or None
+        The labels, or None when ``y`` is None.
     """
     images, labels = check_samples(X, y, name=name)
     if images.ndim != 4:
@@ -81,7 +92,7 @@ def check_images(X, y=None, *, name: str = "X"):
 
 
 def load_digits() -> Bunch:
-    """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), shipped with it.
+    """Load scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), shipped with it.
 
     Returns
     -------
@@ -255,13 +266,40 @@ def channel_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
     Axis 1 is the channel axis: for images (n, C, H, W) the statistics are per colour channel,
     for feature vectors (n, F) per feature.
+
+    Parameters
+    ----------
+    images : Tensor of shape (n, C, ...)
+        The samples.
+
+    Returns
+    -------
+    mean : Tensor of shape (C,), float64
+        The mean of every channel.
+    std : Tensor of shape (C,), float64
+        Its standard deviation (unbiased).
     """
     flat = images.transpose(0, 1).reshape(images.shape[1], -1).to(torch.float64)
     return flat.mean(dim=1), flat.std(dim=1)
 
 
 def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
-    """Standardise each channel (axis 1): ``(images - mean) / std``."""
+    """Standardise each channel (axis 1): ``(images - mean) / std``.
+
+    Parameters
+    ----------
+    images : Tensor of shape (n, C, ...)
+        The samples.
+    mean : array-like or Tensor of shape (C,)
+        The mean of every channel.
+    std : array-like or Tensor of shape (C,)
+        The standard deviation of every channel; all positive.
+
+    Returns
+    -------
+    Tensor of shape (n, C, ...)
+        The standardised samples, in the dtype of ``images``.
+    """
     shape = (1, -1) + (1,) * (images.ndim - 2)
     mean = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(shape)
     std = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(shape)
@@ -278,6 +316,13 @@ def load_dataset(name: str, *, root=None) -> Bunch:
 
     ``"digits"`` gives all 1,797 images; ``"fashion-mnist"`` the training and test images
     concatenated, with ``test_start`` marking where the official test split begins.
+
+    Parameters
+    ----------
+    name : {"digits", "fashion-mnist"}
+        The dataset.
+    root : str, os.PathLike or None, default=None
+        Where Fashion-MNIST's files are (see :func:`load_fashion_mnist`); unused for digits.
 
     Returns
     -------

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
 from .._distributed import all_reduce
+from .._validation import Interval
 from ._base import DistillationMethod, StepContext, register_method
 
 __all__ = ["DistributionMatching"]
@@ -38,11 +40,11 @@ class DistributionMatching(DistillationMethod):
 
     Parameters
     ----------
-    options : dict
+    options : dict or None, default=None
         Method options (the trainer's ``method_params``), merged over :attr:`defaults`:
 
         batch_real : int, default=256
-            Real images per class per iteration.
+            Real images per class per iteration, at least 1.
 
     References
     ----------
@@ -51,11 +53,24 @@ class DistributionMatching(DistillationMethod):
 
     name = "dm"
     defaults = {"batch_real": 256}
+    _parameter_constraints = {"batch_real": [Interval(numbers.Integral, 1, None, closed="left")]}
     default_lr_img = 1.0
     default_augment = True
     supports_distributed = True
 
     def step(self, ctx: StepContext) -> dict:
+        """Run one iteration with all classes in one forward pass per batch kind.
+
+        Parameters
+        ----------
+        ctx : StepContext
+            The images to update, their optimizer, the real data and this iteration's generator.
+
+        Returns
+        -------
+        dict
+            ``{"loss": float}``, the summed squared distance of the class means.
+        """
         network = self._network(ctx)
         if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in network.modules()):
             if ctx.world_size > 1:
@@ -91,7 +106,18 @@ class DistributionMatching(DistillationMethod):
         return self._update(ctx, loss)
 
     def reference_step(self, ctx: StepContext) -> dict:
-        """Run the original algorithm, one class at a time (reference for tests and benchmarks)."""
+        """Run the original algorithm, one class at a time (reference for tests and benchmarks).
+
+        Parameters
+        ----------
+        ctx : StepContext
+            As for :meth:`step`.
+
+        Returns
+        -------
+        dict
+            ``{"loss": float}``, as :meth:`step` (up to floating-point rounding).
+        """
         return self._reference_step(ctx, self._network(ctx))
 
     def _reference_step(self, ctx: StepContext, network) -> dict:

@@ -161,14 +161,17 @@ class ExpertTrajectories(Sequence):
 
     @property
     def n_experts(self) -> int:
+        """The number of experts."""
         return len(self.trajectories)
 
     @property
     def n_epochs(self) -> int:
+        """The epochs each expert trained for (its trajectory holds one more point)."""
         return self.trajectories[0].shape[0] - 1
 
     @property
     def n_params(self) -> int:
+        """The number of network parameters in one point of a trajectory."""
         return self.trajectories[0].shape[1]
 
     def __len__(self) -> int:
@@ -193,6 +196,11 @@ class ExpertTrajectories(Sequence):
         ``trajectories.json`` (format, layout and training configuration). Both are written to
         temporary names first and then renamed, so an interrupted save leaves no half file under
         the final names.
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            Where to write the buffer.
 
         Returns
         -------

@@ -18,7 +18,6 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from .._validation import Interval, Options
-from ..exceptions import InvalidParameterError
 from ._base import DistillationMethod, StepContext, register_method
 
 __all__ = ["GradientMatching", "GradientMatchingDSA"]
@@ -30,31 +29,6 @@ _PUBLISHED_LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40
 _BATCHNORM_IMAGES_PER_CLASS = 16
 # Added to the product of norms in every cosine, as in DC's ``distance_wb``.
 _COSINE_EPS = 1e-6
-
-_OPTION_CONSTRAINTS = {
-    "outer_loop": [None, Interval(numbers.Integral, 1, None, closed="left")],
-    "inner_loop": [None, Interval(numbers.Integral, 0, None, closed="left")],
-    "lr_net": [Interval(numbers.Real, 0, None, closed="neither")],
-    "momentum_net": [Interval(numbers.Real, 0, 1, closed="left")],
-    "batch_real": [Interval(numbers.Integral, 1, None, closed="left")],
-    "batch_train": [Interval(numbers.Integral, 1, None, closed="left")],
-    "distance": [Options("layerwise_cosine", "mse", "cosine")],
-    "vectorize": [Options(True, False)],
-}
-
-
-def _satisfies(value, constraint) -> bool:
-    if constraint is None:
-        return value is None
-    if isinstance(constraint, Options) and isinstance(value, bool) != any(
-        isinstance(v, bool) for v in constraint.values
-    ):
-        return False  # Keep True from passing for 1 and the reverse.
-    return constraint.is_satisfied_by(value)
-
-
-def _describe(constraint) -> str:
-    return "None" if constraint is None else str(constraint)
 
 
 # ------------------------------------------------------------------------------------ distances
@@ -128,7 +102,7 @@ class GradientMatching(DistillationMethod):
 
     Parameters
     ----------
-    options : dict
+    options : dict or None, default=None
         Method options (the trainer's ``method_params``), merged over :attr:`defaults`:
 
         outer_loop : int or None, default=None
@@ -218,27 +192,18 @@ class GradientMatching(DistillationMethod):
         "distance": "layerwise_cosine",
         "vectorize": True,
     }
+    _parameter_constraints = {
+        "outer_loop": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "inner_loop": [None, Interval(numbers.Integral, 0, None, closed="left")],
+        "lr_net": [Interval(numbers.Real, 0, None, closed="neither")],
+        "momentum_net": [Interval(numbers.Real, 0, 1, closed="left")],
+        "batch_real": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_train": [Interval(numbers.Integral, 1, None, closed="left")],
+        "distance": [Options("layerwise_cosine", "mse", "cosine")],
+        "vectorize": ["boolean"],
+    }
     default_lr_img = 0.1
     default_augment = False
-
-    def __init__(self, options: dict | None = None):
-        given = dict(options or {})
-        unknown = set(given) - set(self.defaults)
-        if unknown:
-            raise InvalidParameterError(
-                f"{type(self).__name__} got unknown options {sorted(unknown)}; valid options are "
-                f"{sorted(self.defaults)}."
-            )
-        merged = {**self.defaults, **given}
-        for key, constraints in _OPTION_CONSTRAINTS.items():
-            value = merged[key]
-            if not any(_satisfies(value, c) for c in constraints):
-                expected = " or ".join(_describe(c) for c in constraints)
-                raise InvalidParameterError(
-                    f"The {key!r} option of {type(self).__name__} must be {expected}. "
-                    f"Got {value!r} instead."
-                )
-        super().__init__(merged)
 
     @staticmethod
     def published_schedule(ipc: int) -> tuple[int, int]:
@@ -302,6 +267,7 @@ class GradientMatching(DistillationMethod):
         Parameters
         ----------
         ctx : StepContext
+            As for :meth:`step`.
 
         Returns
         -------
@@ -424,6 +390,11 @@ class GradientMatchingDSA(GradientMatching):
     augmented with the same sampled parameters before their gradients are compared, and the
     network of the inner loop trains on augmented synthetic images. The options, their defaults
     and the image learning rate (0.1) are those of :class:`GradientMatching`.
+
+    Parameters
+    ----------
+    options : dict or None, default=None
+        Method options (the trainer's ``method_params``), as for :class:`GradientMatching`.
 
     References
     ----------

@@ -15,7 +15,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,7 +22,14 @@ from torch.func import functional_call
 
 from .._validation import Interval, Options
 from ..exceptions import InvalidParameterError
-from ._base import DistillationMethod, MDTMask, RealData, StepContext, register_method
+from ._base import (
+    DistillationMethod,
+    MDTMask,
+    RealData,
+    SetupContext,
+    StepContext,
+    register_method,
+)
 from ._experts import (
     ExpertTrajectories,
     config_differences,
@@ -37,42 +43,7 @@ __all__ = ["MTT"]
 # The key of the experts' random stream: the trainer seeds its streams with [seed, 0] (initial
 # images) and [seed, 1, iteration]; "MTT" in ASCII keeps the experts' draws apart from them.
 _SETUP_STREAM = 0x4D5454
-
-
-class _PathLike:
-    def is_satisfied_by(self, value) -> bool:
-        return isinstance(value, str | os.PathLike)
-
-    def __str__(self) -> str:
-        return "a str or os.PathLike naming a directory"
-
-
-class _NoneOr:
-    def __init__(self, constraint):
-        self.constraint = constraint
-
-    def is_satisfied_by(self, value) -> bool:
-        return value is None or self.constraint.is_satisfied_by(value)
-
-    def __str__(self) -> str:
-        return f"{self.constraint} or None"
-
-
 _POSITIVE_INT = Interval(numbers.Integral, 1, None, closed="left")
-_CONSTRAINTS = {
-    "n_experts": _POSITIVE_INT,
-    "expert_epochs": _POSITIVE_INT,
-    "syn_steps": _POSITIVE_INT,
-    "max_start_epoch": _POSITIVE_INT,
-    "lr_teacher": Interval(numbers.Real, 0, None, closed="neither"),
-    "lr_lr": Interval(numbers.Real, 0, None, closed="left"),
-    "batch_syn": _NoneOr(_POSITIVE_INT),
-    "expert_train_epochs": _POSITIVE_INT,
-    "expert_lr": Interval(numbers.Real, 0, None, closed="neither"),
-    "expert_batch_size": _POSITIVE_INT,
-    "memory": Options("unrolled", "constant"),
-    "buffer": _NoneOr(_PathLike()),
-}
 
 
 class _FlatNetwork:
@@ -109,7 +80,7 @@ class MTT(DistillationMethod):
 
     Parameters
     ----------
-    options : dict
+    options : dict or None, default=None
         Method options (the trainer's ``method_params``), merged over :attr:`defaults`:
 
         n_experts : int, default=5
@@ -158,12 +129,10 @@ class MTT(DistillationMethod):
 
     Notes
     -----
-    **What ``setup`` reads from the trainer.** ``trainer._build_network(seed: int)`` (a fresh
-    network on the distillation device, as ``StepContext.build_network``), ``trainer.seed_``
-    and ``trainer.device_`` (the experts' generator is seeded from ``seed_`` on a stream of its
-    own), ``trainer._augmentation(MTT)`` (the ``(augment, sample_augment)`` pair the iterations
-    use, or ``(None, None)``), ``trainer.mask_ratio``, ``mask_apply_to``, ``mask_kind`` and
-    ``verbose``. :meth:`prepare` takes the same things as explicit arguments.
+    **What ``setup`` uses.** Only its :class:`SetupContext`: the network builder, a generator
+    on a stream of its own (seeded from the run's seed), the augmentation and the mask the
+    iterations use, and the verbosity. :meth:`prepare` takes the same things as explicit
+    arguments.
 
     **Optimizer.** :meth:`step` sets ``.grad`` of ``ctx.images`` and of :attr:`log_lr` and
     calls ``ctx.optimizer.step()``; the optimizer must hold both, ``log_lr`` through
@@ -254,22 +223,29 @@ class MTT(DistillationMethod):
         "memory": "unrolled",
         "buffer": None,
     }
+    _parameter_constraints = {
+        "n_experts": [_POSITIVE_INT],
+        "expert_epochs": [_POSITIVE_INT],
+        "syn_steps": [_POSITIVE_INT],
+        "max_start_epoch": [_POSITIVE_INT],
+        "lr_teacher": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr_lr": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_syn": [_POSITIVE_INT, None],
+        "expert_train_epochs": [_POSITIVE_INT],
+        "expert_lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "expert_batch_size": [_POSITIVE_INT],
+        "memory": [Options("unrolled", "constant")],
+        "buffer": [str, os.PathLike, None],
+    }
     default_lr_img = 100.0
     default_augment = True
 
     def __init__(self, options: dict | None = None):
-        options = {} if options is None else dict(options)
-        unknown = sorted(set(options) - set(self.defaults))
-        if unknown:
-            raise InvalidParameterError(
-                f"Unknown option(s) {unknown} for MTT; valid options are {sorted(self.defaults)}."
-            )
-        options = {**self.defaults, **options}
-        for key, constraint in _CONSTRAINTS.items():
-            if not constraint.is_satisfied_by(options[key]):
-                raise InvalidParameterError(
-                    f"The {key!r} option of MTT must be {constraint}. Got {options[key]!r} instead."
-                )
+        super().__init__(options)
+        self.log_lr: torch.Tensor | None = None
+
+    @classmethod
+    def _check_combination(cls, options: dict) -> None:
         last = options["max_start_epoch"] - 1 + options["expert_epochs"]
         if options["expert_train_epochs"] < last:
             raise InvalidParameterError(
@@ -278,34 +254,33 @@ class MTT(DistillationMethod):
                 f"expert_epochs = {options['expert_epochs']} reaches epoch {last}. Raise "
                 "expert_train_epochs or lower max_start_epoch."
             )
-        super().__init__(options)
-        self.log_lr: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------------------
     # Setup
     # ------------------------------------------------------------------------------------
 
-    def setup(self, real: RealData, trainer) -> None:
+    def setup(self, real: RealData, context: SetupContext) -> None:
         """Train (or load) the expert buffer and create the learnable learning rate.
 
-        Reads from ``trainer`` (an :class:`MDTTrainer` in ``fit``): ``_build_network(seed)``,
-        ``seed_`` and ``device_`` (the experts' generator is seeded from ``seed_`` on a stream
-        of its own), ``_augmentation(method_cls)`` (the ``(augment, sample_augment)`` pair of
-        the iterations), ``mask_ratio``, ``mask_apply_to``, ``mask_kind`` and ``verbose``; then
-        calls :meth:`prepare`.
+        Calls :meth:`prepare` with the context's network builder, augmentation, mask and
+        verbosity, and a generator on a stream of its own (``context.generator(0x4D5454)``,
+        "MTT" in ASCII), so that the experts' draws are independent of the iterations'.
+
+        Parameters
+        ----------
+        real : RealData
+            The real training images; the experts train on all of them.
+        context : SetupContext
+            What the trainer hands to every method once per fit.
         """
-        generator = torch.Generator(device=trainer.device_)
-        stream = np.random.SeedSequence([int(trainer.seed_), _SETUP_STREAM])
-        generator.manual_seed(int(stream.generate_state(1, dtype=np.uint64)[0] >> 1))
-        augment, sample_augment = trainer._augmentation(type(self))
         self.prepare(
             real,
-            build_network=trainer._build_network,
-            generator=generator,
-            augment=augment,
-            sample_augment=sample_augment,
-            mask=MDTMask(trainer.mask_ratio, trainer.mask_apply_to, trainer.mask_kind),
-            verbose=bool(trainer.verbose),
+            build_network=context.build_network,
+            generator=context.generator(_SETUP_STREAM),
+            augment=context.augment,
+            sample_augment=context.sample_augment,
+            mask=context.mask,
+            verbose=bool(context.verbose),
         )
 
     def prepare(
@@ -340,6 +315,7 @@ class MTT(DistillationMethod):
         Returns
         -------
         self : MTT
+            The method, ready for :meth:`step`.
         """
         options = self.options
         dtype, device = real.images.dtype, real.images.device
@@ -412,7 +388,13 @@ class MTT(DistillationMethod):
         return self
 
     def extra_parameters(self) -> dict[str, torch.Tensor]:
-        """Return the learnable log learning rate, ``{"log_lr": tensor}`` (after :meth:`setup`)."""
+        """Return the learnable log learning rate (after :meth:`setup`).
+
+        Returns
+        -------
+        dict of str to Tensor
+            ``{"log_lr": tensor}``, a scalar leaf tensor with gradients.
+        """
         self._check_prepared()
         return {"log_lr": self.log_lr}
 
@@ -420,19 +402,30 @@ class MTT(DistillationMethod):
         """Return the optimizer group of ``log_lr``: learning rate ``lr_lr``, momentum 0.5.
 
         Momentum 0.5 is MTT's for its learning-rate optimizer (and for its images).
+
+        Returns
+        -------
+        list of dict
+            One parameter group holding :attr:`log_lr`.
         """
         self._check_prepared()
         return [{"params": [self.log_lr], "lr": self.options["lr_lr"], "momentum": 0.5}]
 
     def learned_learning_rate(self) -> float:
-        """Return the current student learning rate, ``exp(log_lr)`` (step per student step)."""
+        """Return the current student learning rate.
+
+        Returns
+        -------
+        float
+            ``exp(log_lr)``, the SGD step size of every student step.
+        """
         self._check_prepared()
         return math.exp(float(self.log_lr.detach()))
 
     def _check_prepared(self) -> None:
         if self.log_lr is None:
             raise RuntimeError(
-                "MTT has no expert buffer or learning rate yet: call setup(real, trainer) (or "
+                "MTT has no expert buffer or learning rate yet: call setup(real, context) (or "
                 "prepare) before extra_parameters() and step()."
             )
 
@@ -442,6 +435,12 @@ class MTT(DistillationMethod):
 
     def step(self, ctx: StepContext) -> dict:
         """Run one trajectory-matching iteration and step ``ctx.optimizer``.
+
+        Parameters
+        ----------
+        ctx : StepContext
+            The images to update, their optimizer (holding :attr:`log_lr` too) and this
+            iteration's generator.
 
         Returns
         -------

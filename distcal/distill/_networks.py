@@ -85,10 +85,33 @@ class ConvNet(nn.Module):
         self.classifier = nn.Linear(self.feature_dim, n_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the flattened features before the classifier (used by distribution matching)."""
+        """Return the flattened features before the classifier (used by distribution matching).
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, C, H, W) or (n, ...)
+            Input samples.
+
+        Returns
+        -------
+        Tensor of shape (n, feature_dim)
+            The features.
+        """
         return self.features(x).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, C, H, W) or (n, ...)
+            Input samples.
+
+        Returns
+        -------
+        Tensor of shape (n, n_classes)
+            The classifier's outputs on :meth:`embed`.
+        """
         return self.classifier(self.embed(x))
 
 
@@ -121,10 +144,33 @@ class MLP(nn.Module):
         self.classifier = nn.Linear(features, n_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the last hidden layer's activations."""
+        """Return the last hidden layer's activations.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, C, H, W) or (n, ...)
+            Input samples.
+
+        Returns
+        -------
+        Tensor of shape (n, feature_dim)
+            The activations (the flattened input when ``depth=0``).
+        """
         return self.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, C, H, W) or (n, ...)
+            Input samples.
+
+        Returns
+        -------
+        Tensor of shape (n, n_classes)
+            The classifier's outputs on :meth:`embed`.
+        """
         return self.classifier(self.embed(x))
 
 
@@ -171,6 +217,7 @@ def build_network(
     Returns
     -------
     torch.nn.Module
+        The network, in training mode, on ``device``.
     """
     if name not in NETWORKS:
         raise ValueError(

@@ -177,6 +177,7 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         self : StudentClassifier
+            The fitted student.
         """
         validate_params(self)
         if y is None:
@@ -263,6 +264,16 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
 
         The file holds the network's weights, the specification that rebuilds it, the
         parameters and the training history; :func:`load_student` reads it back.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
         """
         check_is_fitted(self)
         params = self.get_params(deep=False)
@@ -315,6 +326,7 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         ndarray or Tensor of shape (n_samples, n_classes)
+            Class probabilities (softmax of the logits), in the container of ``X``.
         """
         logits = self.decision_function(X)
         if isinstance(logits, torch.Tensor):
@@ -332,6 +344,7 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         ndarray or Tensor of shape (n_samples,)
+            The class with the largest logit, in the container of ``X``.
         """
         logits = self.decision_function(X)
         return logits.argmax(1) if isinstance(logits, torch.Tensor) else logits.argmax(axis=1)
@@ -352,6 +365,11 @@ def load_student(path, *, device=None) -> StudentClassifier:
         The file.
     device : str, torch.device or None, default=None
         Where to put the network (None: the CPU).
+
+    Returns
+    -------
+    StudentClassifier
+        The fitted student with its weights, parameters and history.
 
     Raises
     ------

@@ -16,10 +16,10 @@ from .._device import draw_seed, resolve_device
 from .._distributed import all_reduce, check_distributed
 from .._validation import Interval, Options, record_input_shape, validate_params
 from ..exceptions import InvalidParameterError
-from ._artifact import FORMAT_VERSION, DistilledSet, read_tensors, save_network, write_tensors
+from ._artifact import DistilledSet, save_network
 from ._augment import make_augment
-from ._base import METHODS, MDTMask, RealData, StepContext
-from ._callbacks import Callback, ProgressBar
+from ._base import METHODS, MDTMask, RealData, SetupContext, StepContext, _seed_for
+from ._callbacks import Callback, Checkpoint, FitState, ProgressBar
 from ._data import channel_statistics, check_samples, normalize
 from ._networks import NETWORKS, build_network
 
@@ -35,11 +35,6 @@ _RUNTIME_PARAMS = (
     "iterations",
     "distributed",
 )
-
-
-def _seed_for(seed: int, *key: int) -> int:
-    """Derive a seed from ``seed`` and ``key`` (independent streams per iteration)."""
-    return int(np.random.SeedSequence([seed, *key]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class MDTTrainer(BaseEstimator):
@@ -234,14 +229,8 @@ class MDTTrainer(BaseEstimator):
                 f"Unknown network {self.network!r}; valid names are {sorted(NETWORKS)}."
             )
         method_cls = METHODS[self.method]
-        make_augment(self.augment, default=False)  # validates a strategy string early
-        given = dict(self.method_params or {})
-        unknown = set(given) - set(method_cls.defaults)
-        if unknown:
-            raise InvalidParameterError(
-                f"method_params has keys {sorted(unknown)} that method {self.method!r} does not "
-                f"take; valid keys are {sorted(method_cls.defaults)}."
-            )
+        method = method_cls(self.method_params)  # checks the options (shared validation)
+        augmenter = make_augment(self.augment, default=method_cls.default_augment)
         if self.distributed:
             check_distributed("MDTTrainer")
             if not method_cls.supports_distributed:
@@ -256,7 +245,7 @@ class MDTTrainer(BaseEstimator):
                     f"callbacks must hold distcal.distill.Callback instances; got "
                     f"{type(callback).__name__}."
                 )
-        return method_cls, {**method_cls.defaults, **given}
+        return method, augmenter
 
     def _network_spec(self, input_shape, n_classes) -> dict:
         spec = {
@@ -303,8 +292,10 @@ class MDTTrainer(BaseEstimator):
         Returns
         -------
         self : MDTTrainer
+            The fitted trainer.
         """
-        method_cls, options = self._validate()
+        method, augmenter = self._validate()
+        method_cls = type(method)
         if y is None:
             raise ValueError("MDTTrainer requires y to be passed, but the target y is None.")
         images, labels = check_samples(X, y)
@@ -327,6 +318,12 @@ class MDTTrainer(BaseEstimator):
             rank, world_size = self._agree(images, labels)
         self.network_spec_ = self._network_spec(images.shape[1:], self.n_classes_)
         self._build_network(0)  # the architecture must accept these samples; fail early if not
+        if augmenter is not None and len(self.network_spec_["input_shape"]) != 3:
+            raise ValueError(
+                f"augment={self.augment!r} needs images of shape (n, channels, height, width); "
+                f"got samples of shape {tuple(self.network_spec_['input_shape'])}. Use "
+                "augment='none'."
+            )
         if self.normalize:
             self.mean_, self.std_ = (s.to(torch.float32) for s in channel_statistics(images))
         else:
@@ -334,28 +331,44 @@ class MDTTrainer(BaseEstimator):
             self.mean_, self.std_ = torch.zeros(channels), torch.ones(channels)
         real_images = normalize(images.to(torch.float32), self.mean_, self.std_)
         real = RealData(real_images.to(self.device_), labels.to(self.device_), self.n_classes_)
-        fingerprint = _fingerprint(images, labels)
 
-        method = method_cls(options)
-        method.setup(real, self)
+        # Built once per fit; the method's setup and every iteration get the same objects.
+        context = SetupContext(
+            build_network=self._build_network,
+            seed=self.seed_,
+            device=self.device_,
+            augment=None if augmenter is None else augmenter.apply,
+            sample_augment=None if augmenter is None else augmenter.sample,
+            mask=MDTMask(self.mask_ratio, self.mask_apply_to, self.mask_kind),
+            verbose=bool(self.verbose),
+        )
+        method.setup(real, context)
         synthetic, synthetic_labels = self._initial_images(real)
         lr_img = self.lr_img if self.lr_img is not None else method_cls.default_lr_img
         groups = [{"params": [synthetic], "lr": lr_img, "momentum": self.momentum_img}]
         groups += method.parameter_groups()
         optimizer = torch.optim.SGD(groups)
-        augment, sample_augment = self._augmentation(method_cls)
-        mask = MDTMask(self.mask_ratio, self.mask_apply_to, self.mask_kind)
 
-        history, start = [], 0
-        if self.checkpoint is not None and Path(self.checkpoint).exists():
-            start, history = self._restore(synthetic, optimizer, method, fingerprint)
+        state = FitState(
+            images=synthetic,
+            optimizer=optimizer,
+            method=method,
+            seed=self.seed_,
+            config=self._resume_config(),
+            fingerprint=_fingerprint(images, labels),
+            seed_fixed=self.random_state is not None,
+            rank=rank,
+        )
         callbacks = list(self.callbacks or [])
+        if self.checkpoint is not None:
+            callbacks.insert(0, Checkpoint(self.checkpoint, every=self.checkpoint_every))
         if self.verbose and rank == 0:
             callbacks.append(ProgressBar())
         for callback in callbacks:
-            callback.on_fit_begin(self, start_iteration=start)
-        last_saved = start
-        for iteration in range(start, self.iterations):
+            callback.on_fit_begin(self, start_iteration=state.start_iteration, state=state)
+            self.seed_ = state.seed  # a run resumed with random_state=None continues its seed
+        history = state.history
+        for iteration in range(state.start_iteration, self.iterations):
             generator = torch.Generator(device=self.device_)
             generator.manual_seed(_seed_for(self.seed_, 1, iteration))
             ctx = StepContext(
@@ -364,12 +377,12 @@ class MDTTrainer(BaseEstimator):
                 optimizer=optimizer,
                 real=real,
                 generator=generator,
-                augment=augment,
-                sample_augment=sample_augment,
-                mask=mask,
+                augment=context.augment,
+                sample_augment=context.sample_augment,
+                mask=context.mask,
                 iteration=iteration,
-                build_network=self._build_network,
-                options=options,
+                build_network=context.build_network,
+                options=method.options,
                 rank=rank,
                 world_size=world_size,
             )
@@ -381,11 +394,8 @@ class MDTTrainer(BaseEstimator):
                         f"the synthetic images became NaN or infinite at iteration {iteration}"
                     )
             except FloatingPointError as exc:
-                kept = (
-                    f" The last good checkpoint, {self.checkpoint} (iteration {last_saved}), is "
-                    "kept."
-                    if self.checkpoint is not None and last_saved > 0
-                    else ""
+                kept = "".join(
+                    " " + c.kept() for c in callbacks if isinstance(c, Checkpoint) and c.kept()
                 )
                 raise RuntimeError(
                     f"Distillation diverged at iteration {iteration}: {exc}. Lower lr_img (now "
@@ -400,12 +410,7 @@ class MDTTrainer(BaseEstimator):
             history.append(record)
             stop = False
             for callback in callbacks:
-                stop = bool(callback.on_iteration_end(self, **record)) or stop
-            done = iteration + 1
-            if self.checkpoint is not None and (done % self.checkpoint_every == 0 or stop):
-                if rank == 0:
-                    self._save_checkpoint(done, synthetic, optimizer, method, history, fingerprint)
-                last_saved = done
+                stop = bool(callback.on_iteration_end(self, **record, state=state)) or stop
             if stop:
                 break
         self.n_iter_ = len(history)
@@ -413,10 +418,8 @@ class MDTTrainer(BaseEstimator):
         self.labels_ = synthetic_labels.cpu()
         self.learning_rate_ = method.learned_learning_rate()
         self.history_ = history
-        if self.checkpoint is not None and last_saved != len(history) and rank == 0:
-            self._save_checkpoint(len(history), synthetic, optimizer, method, history, fingerprint)
         for callback in callbacks:
-            callback.on_fit_end(self)
+            callback.on_fit_end(self, state=state)
         return self
 
     def _agree(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
@@ -448,95 +451,24 @@ class MDTTrainer(BaseEstimator):
             images = torch.randn(shape, generator=generator, device=self.device_)
         return images.requires_grad_(True), labels
 
-    def _augmentation(self, method_cls):
-        augmenter = make_augment(self.augment, default=method_cls.default_augment)
-        if augmenter is None:
-            return None, None
-        if len(self.network_spec_["input_shape"]) != 3:
-            raise ValueError(
-                f"augment={self.augment!r} needs images of shape (n, channels, height, width); "
-                f"got samples of shape {tuple(self.network_spec_['input_shape'])}. Use "
-                "augment='none'."
-            )
-        return augmenter.apply, augmenter.sample
-
-    # ----------------------------------------------------------------------------- checkpoints
-    def _save_checkpoint(self, done, synthetic, optimizer, method, history, fingerprint):
-        tensors = {"images": synthetic}
-        for key, value in method.state_dict().items():
-            tensors[f"method.{key}"] = value
-        optimizer_state = optimizer.state_dict()
-        for index, state in optimizer_state["state"].items():
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"optimizer.{index}.{key}"] = value
-        metadata = {
-            "kind": "checkpoint",
-            "format_version": FORMAT_VERSION,
-            "iteration": done,
-            "seed": self.seed_,
-            "config": self._resume_config(),
-            "fingerprint": fingerprint,
-            "history": history,
-            "param_groups": [
-                {k: v for k, v in group.items() if k != "params"}
-                for group in optimizer_state["param_groups"]
-            ],
-        }
-        write_tensors(self.checkpoint, tensors, metadata)
-
     def _resume_config(self) -> dict:
+        """Return the configuration a checkpoint must match to be resumed (JSON-safe)."""
         config = self._config()
         config.pop("random_state")
         for key in _RUNTIME_PARAMS:
             config.pop(key, None)
         return config
 
-    def _restore(self, synthetic, optimizer, method, fingerprint):
-        tensors, metadata = read_tensors(self.checkpoint, kind="checkpoint")
-        if self.random_state is None:
-            self.seed_ = int(metadata["seed"])  # random_state=None: continue the saved run
-        elif int(metadata["seed"]) != self.seed_:
-            raise ValueError(
-                f"The checkpoint {self.checkpoint} was written with random_state "
-                f"{metadata['seed']}, not {self.seed_}; delete it or use the same random_state."
-            )
-        current = self._resume_config()
-        saved = metadata["config"]
-        differing = sorted(k for k in set(current) | set(saved) if current.get(k) != saved.get(k))
-        if differing:
-            raise ValueError(
-                f"The checkpoint {self.checkpoint} was written with other settings "
-                f"({', '.join(f'{k}={saved.get(k)!r}' for k in differing)}); delete it or "
-                "restore those settings to resume."
-            )
-        if metadata["fingerprint"] != fingerprint:
-            raise ValueError(
-                f"The checkpoint {self.checkpoint} was written for other training data; delete "
-                "it or pass the same X and y to resume."
-            )
-        with torch.no_grad():
-            synthetic.copy_(tensors["images"].to(synthetic.device))
-        method.load_state_dict(
-            {
-                key.removeprefix("method."): value.to(self.device_)
-                for key, value in tensors.items()
-                if key.startswith("method.")
-            }
-        )
-        state = optimizer.state_dict()
-        for key, value in tensors.items():
-            if key.startswith("optimizer."):
-                _, index, name = key.split(".", 2)
-                state["state"].setdefault(int(index), {})[name] = value.to(self.device_)
-        for group, saved_group in zip(state["param_groups"], metadata["param_groups"], strict=True):
-            group.update(saved_group)
-        optimizer.load_state_dict(state)
-        return int(metadata["iteration"]), list(metadata["history"])
-
     # ----------------------------------------------------------------------------- results
     def to_distilled_set(self) -> DistilledSet:
-        """Return the distilled set with its normalisation, learned lr and configuration."""
+        """Return the distilled set with its normalisation, learned lr and configuration.
+
+        Returns
+        -------
+        DistilledSet
+            The fitted images and labels, ``mean_``, ``std_``, ``learning_rate_``, the
+            configuration and the history.
+        """
         check_is_fitted(self)
         return DistilledSet(
             images=self.images_,
@@ -552,11 +484,34 @@ class MDTTrainer(BaseEstimator):
         """Write the distilled set to a safetensors file (no pickle; atomic).
 
         Load it with :func:`distcal.distill.load_distilled`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
         """
         return self.to_distilled_set().save(path)
 
     def save_network(self, path, network: torch.nn.Module) -> Path:
-        """Save a network of this trainer's architecture (weights + spec; no pickle)."""
+        """Save a network of this trainer's architecture (weights + spec; no pickle).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        network : torch.nn.Module
+            A network of this trainer's architecture (for example a trained student's).
+
+        Returns
+        -------
+        pathlib.Path
+            The path written; :func:`distcal.distill.load_network` rebuilds the network.
+        """
         check_is_fitted(self)
         return save_network(path, network, spec=dict(self.network_spec_))
 

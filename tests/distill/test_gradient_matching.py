@@ -122,7 +122,7 @@ def test_registered_with_dc_defaults():
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"outer_loops": 3}, r"unknown options \['outer_loops'\]"),
+        ({"outer_loops": 3}, r"Unknown option\(s\) \['outer_loops'\] for GradientMatching"),
         ({"distance": "l2"}, r"'distance' option of GradientMatching must be one of"),
         ({"outer_loop": 0}, r"'outer_loop' option .* must be None or an int in the range \[1"),
         ({"outer_loop": True}, "'outer_loop' option"),

@@ -1,6 +1,5 @@
 import json
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from distcal.distill import (
     ExpertTrajectories,
     MDTMask,
     RealData,
+    SetupContext,
     StepContext,
     build_network,
     load_digits,
@@ -231,26 +231,25 @@ def test_saved_buffer_is_reused_and_must_match(real, buffer_dir):
         make_method(other, buffer_dir)
 
 
-def fake_trainer(**kwargs):
-    """The attributes of MDTTrainer that MTT.setup reads."""
+def setup_context(**kwargs):
+    """What MDTTrainer hands to MTT.setup."""
     fields = {
-        "_build_network": convnet_builder(),
-        "seed_": 0,
-        "device_": torch.device("cpu"),
-        "_augmentation": lambda method_cls: (None, None),
-        "mask_ratio": 0.0,
-        "mask_apply_to": "both",
-        "mask_kind": "zero",
+        "build_network": convnet_builder(),
+        "seed": 0,
+        "device": torch.device("cpu"),
+        "augment": None,
+        "sample_augment": None,
+        "mask": MDTMask(),
         "verbose": False,
     }
-    return SimpleNamespace(**{**fields, **kwargs})
+    return SetupContext(**{**fields, **kwargs})
 
 
-def test_setup_reads_the_trainer_and_masks_the_experts_real_batches(real):
+def test_setup_reads_its_context_and_masks_the_experts_real_batches(real):
     masked, plain, synthetic_only = MTT(EXPERTS), MTT(EXPERTS), MTT(EXPERTS)
-    masked.setup(real, fake_trainer(mask_ratio=0.5, mask_apply_to="real"))
-    plain.setup(real, fake_trainer())
-    synthetic_only.setup(real, fake_trainer(mask_ratio=0.5, mask_apply_to="synthetic"))
+    masked.setup(real, setup_context(mask=MDTMask(0.5, "real")))
+    plain.setup(real, setup_context())
+    synthetic_only.setup(real, setup_context(mask=MDTMask(0.5, "synthetic")))
     assert masked.experts_.config["mask"] == {"ratio": 0.5, "kind": "zero"}
     assert plain.experts_.config["mask"] is None
     assert synthetic_only.experts_.config["mask"] is None
