@@ -107,10 +107,69 @@ def test_max_iter_too_small_warns():
     assert not ms.converged_
 
 
+def _objective(calibrator, features, y, weights):
+    """The weighted mean NLL (plus penalties) a linear calibrator minimises, as a function of
+    its flattened parameters: the quantity whose gradient its stopping rule bounds."""
+    features = torch.as_tensor(features, dtype=torch.float64)
+    y = torch.as_tensor(y)
+    w = torch.as_tensor(weights, dtype=torch.float64) / float(np.sum(weights))
+    k = features.shape[1]
+    diagonal = isinstance(calibrator, VectorScaling)
+    reg_lambda, reg_mu = calibrator._penalties()
+    off = ~torch.eye(k, dtype=torch.bool)
+
+    def loss(theta):
+        scale = theta[:k] if diagonal else theta[: k * k].reshape(k, k)
+        bias = theta[-k:]
+        scores = features * scale + bias if diagonal else features @ scale.T + bias
+        value = -(torch.log_softmax(scores, dim=1)[torch.arange(len(y)), y] * w).sum()
+        if not diagonal:
+            value = value + reg_lambda * (scale[off] ** 2).mean()
+        return value + reg_mu * (bias**2).mean()
+
+    return loss
+
+
 @pytest.mark.parametrize("calibrator", [VectorScaling(), MatrixScaling(), DirichletCalibration()])
 def test_integer_weights_equal_repeated_rows(calibrator):
+    """Weights equal repetitions up to where each fit stopped, a distance derived from the fits.
+
+    Both fits minimise the same function; each stops with some gradient g left (its stopping
+    rule bounds it, but the rule also stops on small steps). Near the optimum the function is
+    quadratic with Hessian H, so each fit lies within |g| / lambda_min(H) of the optimum, and
+    the probabilities within |J| times that, J their Jacobian in the parameters. The bound is
+    measured on this machine's fits, so it holds on any CPU, whatever its reduction order.
+    """
     z, y = _data(n=400, seed=7)
     counts = np.random.default_rng(8).integers(0, 3, size=len(y))
     weighted = clone(calibrator).fit(z, y, sample_weight=counts)
     repeated = clone(calibrator).fit(np.repeat(z, counts, axis=0), np.repeat(y, counts))
-    np.testing.assert_allclose(weighted.predict_proba(z), repeated.predict_proba(z), atol=1e-6)
+    features = weighted._features(torch.as_tensor(z, dtype=torch.float64))
+    loss = _objective(weighted, features, y, counts)
+
+    def flat(fitted):
+        return torch.cat([fitted.coef_.reshape(-1), fitted.intercept_]).to(torch.float64)
+
+    theta_w, theta_r = flat(weighted), flat(repeated)
+    # Directions that leave every probability unchanged (a constant added to all biases, or to
+    # every row of W) are flat: the Hessian is singular there and the fits may differ along
+    # them freely. Work in the Hessian's range, the directions the data determine.
+    eigenvalues, eigenvectors = torch.linalg.eigh(torch.func.hessian(loss)(theta_w))
+    kept = eigenvalues > 1e-9 * eigenvalues[-1]
+    assert int((~kept).sum()) <= theta_w.numel() // 2  # a few symmetric directions, no more
+    basis = eigenvectors[:, kept]
+    gradients = [basis.T @ torch.func.grad(loss)(theta) for theta in (theta_w, theta_r)]
+    distance = sum(g.norm().item() for g in gradients) / eigenvalues[kept][0].item()
+    assert (basis.T @ (theta_w - theta_r)).norm().item() <= 2 * distance + 1e-12
+
+    def proba(theta):
+        k = z.shape[1]
+        diagonal = isinstance(weighted, VectorScaling)
+        scale = theta[:k] if diagonal else theta[: k * k].reshape(k, k)
+        scores = features * scale + theta[-k:] if diagonal else features @ scale.T + theta[-k:]
+        return torch.softmax(scores, dim=1)
+
+    jacobian = torch.func.jacrev(proba)(theta_w).reshape(-1, theta_w.numel())
+    bound = 2 * torch.linalg.matrix_norm(jacobian, ord=2).item() * distance + 1e-12
+    difference = np.abs(weighted.predict_proba(z) - repeated.predict_proba(z)).max()
+    assert difference <= bound, (difference, bound)
