@@ -268,6 +268,22 @@ class Checkpoint(Callback):
         self.every = every
         self.last_saved = 0
 
+    def saved_seed(self) -> int | None:
+        """Return the seed of the run saved at :attr:`path`, or None when there is no file.
+
+        The trainer reads it before a method's setup, so that a ``random_state=None`` run
+        resumes with everything its setup draws (MTT's expert trajectories) drawn as before.
+
+        Returns
+        -------
+        int or None
+            The saved run's seed.
+        """
+        if not self.path.exists():
+            return None
+        _, metadata = read_tensors(self.path, kind="checkpoint")
+        return int(metadata["seed"])
+
     def on_fit_begin(self, trainer, *, start_iteration: int, state: FitState, **info) -> None:
         """Resume the run from :attr:`path` if the file exists.
 
@@ -311,6 +327,14 @@ class Checkpoint(Callback):
             raise ValueError(
                 f"The checkpoint {self.path} was written for other training data; delete "
                 "it or pass the same X and y to resume."
+            )
+        iterations = getattr(trainer, "iterations", None)
+        if iterations is not None and int(metadata["iteration"]) > iterations:
+            raise ValueError(
+                f"The checkpoint {self.path} is at iteration {metadata['iteration']}, beyond "
+                f"iterations={iterations}: resuming would return the longer run. Set "
+                f"iterations to at least {metadata['iteration']}, or delete the checkpoint "
+                "to distil the shorter run."
             )
         device = state.images.device
         with torch.no_grad():

@@ -313,6 +313,13 @@ class MDTTrainer(BaseEstimator):
         record_input_shape(self, images)
         self.device_ = resolve_device(self.device, X)
         self.seed_ = draw_seed(self.random_state)
+        callbacks = list(self.callbacks or [])
+        if self.checkpoint is not None:
+            callbacks.insert(0, Checkpoint(self.checkpoint, every=self.checkpoint_every))
+        if self.random_state is None:
+            # A resumed run continues its own seed, from before the method's setup draws.
+            saved = next((c.saved_seed() for c in callbacks if isinstance(c, Checkpoint)), None)
+            self.seed_ = self.seed_ if saved is None else saved
         rank, world_size = 0, 1
         if self.distributed:
             rank, world_size = self._agree(images, labels)
@@ -359,9 +366,6 @@ class MDTTrainer(BaseEstimator):
             seed_fixed=self.random_state is not None,
             rank=rank,
         )
-        callbacks = list(self.callbacks or [])
-        if self.checkpoint is not None:
-            callbacks.insert(0, Checkpoint(self.checkpoint, every=self.checkpoint_every))
         if self.verbose and rank == 0:
             callbacks.append(ProgressBar())
         for callback in callbacks:

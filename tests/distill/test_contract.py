@@ -376,3 +376,39 @@ def test_a_run_without_random_state_resumes_with_the_saved_seed(digits, tmp_path
     assert seeds == [first.seed_]
     assert resumed.seed_ == first.seed_
     assert resumed.history_[:3] == first.history_
+
+
+_SMALL_MTT = {
+    "method": "mtt",
+    "ipc": 1,
+    "augment": "none",
+    "method_params": {
+        "n_experts": 1,
+        "expert_train_epochs": 2,
+        "max_start_epoch": 1,
+        "expert_epochs": 1,
+        "syn_steps": 1,
+    },
+}
+
+
+def test_mtt_without_random_state_resumes_to_the_uninterrupted_images(digits, tmp_path):
+    """MTT's setup trains its experts from the run's seed: a resumed random_state=None run must
+    take the saved seed before setup, or its experts (and images) differ from the saved run's."""
+    X, y = digits
+    path = tmp_path / "mtt.safetensors"
+    first = tiny(
+        **_SMALL_MTT, iterations=2, random_state=None, checkpoint=path, checkpoint_every=2
+    ).fit(X, y)
+    resumed = tiny(**_SMALL_MTT, iterations=4, random_state=None, checkpoint=path).fit(X, y)
+    whole = tiny(**_SMALL_MTT, iterations=4, random_state=first.seed_).fit(X, y)
+    assert resumed.seed_ == first.seed_
+    assert torch.equal(resumed.images_, whole.images_)
+
+
+def test_a_checkpoint_beyond_iterations_is_refused_not_returned(digits, tmp_path):
+    X, y = digits
+    path = tmp_path / "long.safetensors"
+    tiny(iterations=4, checkpoint=path, checkpoint_every=2).fit(X, y)
+    with pytest.raises(ValueError, match=r"at iteration 4, beyond iterations=2.*at least 4"):
+        tiny(iterations=2, checkpoint=path, checkpoint_every=2).fit(X, y)
