@@ -1,47 +1,112 @@
 """Files: the one place distcal writes results and reads its own files back.
 
-A file is written to a temporary file in the same folder, then renamed over the target, so a
-crash or a full disk while writing leaves the previous file (or no file) and never a
-half-written one; the temporary file is removed when the write fails. distcal's own files
-(distilled sets, networks, checkpoints, calibrators) are safetensors files: tensors and a JSON
-header, nothing that can execute code when loaded; a truncated or tampered file gives a
-``ValueError`` naming it.
+Every file distcal writes goes through :func:`atomic_write`: the content is written to a
+temporary file in the same folder (named after the target and the writing process), flushed to
+disk, given the permissions the umask allows, and renamed over the target. A crash, a kill or a
+full disk while writing leaves the previous file (or no file), never a half-written one; the
+temporary file is removed when the write fails, and temporaries left by a writer that was killed
+(its process no longer exists) are removed by the next write to the same target.
+
+distcal's own files (distilled sets, networks, checkpoints, calibrators, expert trajectories)
+are safetensors files: tensors and a JSON header, nothing that can execute code when loaded.
+They are serialised in memory and written by :func:`atomic_write` (the serializer's own
+file writer would leave a second full-size temporary behind when killed). The header carries a
+SHA-256 digest of the metadata and of every tensor's name, dtype, shape and bytes; reading
+recomputes it, so a truncated, damaged or edited file gives a ``ValueError`` naming it before
+anything is built from it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
+import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
+
+from .exceptions import DistcalWarning
 
 __all__ = [
     "FORMAT_VERSION",
     "atomic_write",
+    "atomic_write_bytes",
     "atomic_write_text",
     "read_tensors",
     "write_tensors",
 ]
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; the lock keeps distcal's own threads from
+    # seeing the temporary value.
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else (or unknowable): leave its files alone
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove temporaries of ``path`` left by writers whose process no longer exists."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp$")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match and int(match.group(1)) != os.getpid() and not _process_alive(int(match.group(1))):
+            entry.unlink(missing_ok=True)
+
 
 def atomic_write(path, write: Callable[[str], object]) -> Path:
-    """Call ``write(temporary_path)``, then rename the temporary file to ``path``."""
+    """Call ``write(temporary_path)``, then rename the temporary file to ``path``.
+
+    The temporary file lives in the folder of ``path`` and is named
+    ``.<name>.<pid>.<random>.tmp``; it is flushed to disk before the rename and given the
+    permissions a new file gets under the current umask.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temporaries(path)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     os.close(handle)
     try:
         write(temporary)
+        with open(temporary, "rb+") as flushed:
+            os.fsync(flushed.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda temporary: Path(temporary).write_bytes(data))
 
 
 def atomic_write_text(path, text: str) -> Path:
@@ -50,33 +115,60 @@ def atomic_write_text(path, text: str) -> Path:
 
 
 FORMAT_VERSION = 1
+_DIGEST_KEY = "distcal_sha256"
+
+
+def _digest(tensors: dict[str, torch.Tensor], metadata_json: str) -> str:
+    """SHA-256 of the metadata and of every tensor's name, dtype, shape and bytes."""
+    digest = hashlib.sha256(metadata_json.encode("utf-8"))
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode("utf-8"))
+        if tensor.numel():
+            digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+    return digest.hexdigest()
 
 
 def write_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict) -> Path:
     """Write tensors and a JSON-serialisable ``metadata`` dict atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = {"distcal": json.dumps(metadata, sort_keys=True)}
+    metadata_json = json.dumps(metadata, sort_keys=True)
     contiguous = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    return atomic_write(path, lambda temporary: save_file(contiguous, temporary, metadata=header))
+    header = {"distcal": metadata_json, _DIGEST_KEY: _digest(contiguous, metadata_json)}
+    return atomic_write_bytes(path, save(contiguous, metadata=header))
 
 
 def read_tensors(path, *, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read what :func:`write_tensors` wrote; check that the file holds a distcal ``kind``."""
+    """Read what :func:`write_tensors` wrote; check its digest and that it holds a ``kind``."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a distcal file.")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist.")
     try:
-        tensors = load_file(path)
-        from safetensors import safe_open
-
-        with safe_open(path, framework="pt") as handle:
-            header = handle.metadata() or {}
-        metadata = json.loads(header["distcal"])
-    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
+        data = path.read_bytes()
+        tensors = load(data)
+        header = _header(data)
+        metadata_json = header["distcal"]
+        metadata = json.loads(metadata_json)
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise ValueError(
             f"{path} is not a readable distcal file (truncated, corrupt or another format): {exc}"
         ) from exc
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path} is not a distcal file: its metadata is not a JSON object.")
+    expected = header.get(_DIGEST_KEY)
+    if expected is None:
+        warnings.warn(
+            f"{path} carries no checksum (written by a distcal before checksums were added), "
+            "so damage or tampering cannot be detected; save it again to add one.",
+            DistcalWarning,
+            stacklevel=3,
+        )
+    elif _digest(tensors, metadata_json) != expected:
+        raise ValueError(
+            f"{path} does not match its checksum: its content was damaged or edited after "
+            "distcal wrote it. Refusing to load it."
+        )
     if metadata.get("kind") != kind:
         raise ValueError(f"{path} holds a {metadata.get('kind')!r}, not a {kind!r}.")
     if metadata.get("format_version", 0) > FORMAT_VERSION:
@@ -85,3 +177,15 @@ def read_tensors(path, *, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
             f"version reads format {FORMAT_VERSION}."
         )
     return tensors, metadata
+
+
+def _header(data: bytes) -> dict:
+    """Return the ``__metadata__`` of a safetensors header (its string key-value pairs)."""
+    size = int.from_bytes(data[:8], "little")
+    if len(data) < 8 + size:
+        raise ValueError("the header is truncated")
+    header = json.loads(data[8 : 8 + size])
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("the header's metadata is not a JSON object")
+    return metadata
