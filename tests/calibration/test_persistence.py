@@ -9,6 +9,7 @@ import torch
 
 from distcal import MaskedTemperatureScaling, TemperatureScaling, load_calibrator, save_calibrator
 from distcal.calibration import load_calibrator as load_from_calibration
+from distcal.exceptions import DistcalWarning
 
 from ..conftest import make_logits
 
@@ -77,10 +78,17 @@ def test_bad_calibrators_and_files_are_refused(tmp_path):
         load_calibrator(pickled)
 
 
-def _tamper(path, tmp_path, change):
-    """Rewrite the JSON header of a safetensors file (same tensors)."""
+def _tamper(path, tmp_path, change, *, recompute_checksum=True):
+    """Rewrite the JSON header of a distcal file (same tensors).
+
+    With ``recompute_checksum`` the file is crafted through distcal's own writer, so it passes
+    the integrity check and reaches the validation of its content, as a file made by someone
+    who knows the format would; without, the edit is caught by the checksum.
+    """
     from safetensors import safe_open
     from safetensors.torch import save_file
+
+    from distcal._files import write_tensors
 
     with safe_open(path, framework="pt") as handle:
         header = handle.metadata()
@@ -88,8 +96,29 @@ def _tamper(path, tmp_path, change):
     metadata = json.loads(header["distcal"])
     change(metadata)
     out = tmp_path / "tampered.safetensors"
-    save_file(tensors, out, metadata={"distcal": json.dumps(metadata)})
+    if recompute_checksum:
+        write_tensors(out, tensors, metadata)
+    else:
+        save_file(tensors, out, metadata={**header, "distcal": json.dumps(metadata)})
     return out
+
+
+def test_an_edited_file_fails_its_checksum(tmp_path):
+    X, y = make_logits(n_samples=100, random_state=0)
+    ts = TemperatureScaling().fit(X, y)
+    path = save_calibrator(ts, tmp_path / "ts.safetensors")
+
+    def new_temperature(m):
+        m["fitted"]["temperature_"] = 2 * m["fitted"]["temperature_"]
+
+    edited = _tamper(path, tmp_path, new_temperature, recompute_checksum=False)
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        load_calibrator(edited)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # one flipped bit in the tensor data
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"ts\.safetensors does not match its checksum"):
+        load_calibrator(path)
 
 
 def test_tampered_headers_construct_nothing_unexpected(tmp_path):
@@ -166,7 +195,8 @@ def test_files_of_format_1_still_load(name, tmp_path):
     }
     path = tmp_path / "old.safetensors"
     save_file(tensors, path, metadata={"distcal": json.dumps(header)})
-    loaded = load_calibrator(path)
+    with pytest.warns(DistcalWarning, match="carries no checksum"):
+        loaded = load_calibrator(path)
     assert type(loaded) is type(fresh)
     assert isinstance(loaded.classes_, np.ndarray)
     for key in tensors.keys() - {"classes_"}:

@@ -258,12 +258,13 @@ def test_atomic_write_leaves_the_previous_file_when_saving_fails(tmp_path, monke
     before = path.read_bytes()
     import distcal._files as files
 
-    def failing_save(tensors, filename, metadata=None):
-        with open(filename, "wb") as handle:
-            handle.write(b"half")
+    real_write_bytes = files.Path.write_bytes
+
+    def failing_write(self, data):
+        real_write_bytes(self, data[:4])  # half written, then the disk is full
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(files, "save_file", failing_save)
+    monkeypatch.setattr(files.Path, "write_bytes", failing_write)
     with pytest.raises(OSError, match="No space left"):
         trainer.save(path)
     assert path.read_bytes() == before

@@ -1,0 +1,118 @@
+"""distcal's one file writer: atomic, cleaned up after kills, umask-respecting, checksummed."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from distcal._files import atomic_write_text, read_tensors, write_tensors
+from distcal.exceptions import DistcalWarning
+
+
+def _dead_pid():
+    """A process id that no longer exists: a child that has exited and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_write_removes_the_temporaries_of_killed_writers_and_keeps_live_ones(tmp_path):
+    target = tmp_path / "set.safetensors"
+    stale = tmp_path / f".set.safetensors.{_dead_pid()}.abc123.tmp"
+    stale.write_bytes(b"x" * 1000)
+    live = tmp_path / f".set.safetensors.{os.getppid()}.def456.tmp"  # a running process's
+    live.write_bytes(b"y")
+    other = tmp_path / ".other.safetensors.1.zzz.tmp"  # another target's: not ours to touch
+    other.write_bytes(b"z")
+    write_tensors(target, {"x": torch.ones(3)}, {"kind": "test"})
+    assert not stale.exists()
+    assert live.exists()
+    assert other.exists()
+    assert target.exists()
+
+
+def test_a_writer_killed_mid_write_leaves_one_temporary_that_the_next_write_removes(tmp_path):
+    """SIGKILL while a large file is written: the old file survives, one temporary is left (the
+    serializer writes no second one of its own), and the next write cleans it up."""
+    target = tmp_path / "big.safetensors"
+    write_tensors(target, {"x": torch.zeros(10)}, {"kind": "test"})
+    before = target.read_bytes()
+    script = (
+        "import torch, sys\n"
+        "from distcal._files import write_tensors\n"
+        "print('ready', flush=True)\n"
+        "big = {'x': torch.zeros(20_000_000)}\n"
+        "while True:\n"
+        f"    write_tensors({str(target)!r}, big, {{'kind': 'test'}})\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert child.stdout.readline().strip() == b"ready"
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".big.safetensors.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    leftovers = [p for p in tmp_path.iterdir() if p.name != "big.safetensors"]
+    assert len(leftovers) <= 1  # at most distcal's own temporary
+    assert read_tensors(target, kind="test")[0]["x"].numel() in (10, 20_000_000)
+    write_tensors(target, {"x": torch.zeros(10)}, {"kind": "test"})
+    assert [p.name for p in tmp_path.iterdir()] == ["big.safetensors"]
+    assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_get_the_permissions_the_umask_allows(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        tensors = write_tensors(tmp_path / "a.safetensors", {"x": torch.ones(2)}, {"kind": "t"})
+        text = atomic_write_text(tmp_path / "results.csv", "a,b\n")
+    finally:
+        os.umask(previous)
+    for path in (tensors, text):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_damaged_files_fail_their_checksum_and_name_the_file(tmp_path):
+    path = write_tensors(
+        tmp_path / "a.safetensors",
+        {"x": torch.arange(6.0), "b": torch.tensor([True]), "h": torch.ones(2).bfloat16()},
+        {"kind": "t", "value": 3},
+    )
+    tensors, metadata = read_tensors(path, kind="t")
+    assert metadata == {"kind": "t", "value": 3}
+    assert torch.equal(tensors["x"], torch.arange(6.0))
+    data = path.read_bytes()
+    data_start = 8 + int.from_bytes(data[:8], "little")  # after the header
+    for position in (data_start, len(data) - 1):  # the first and last tensor bytes
+        damaged = bytearray(data)
+        damaged[position] ^= 0x10
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(ValueError, match=r"a\.safetensors does not match its checksum"):
+            read_tensors(path, kind="t")
+    edited = data.replace(b'\\"value\\": 3', b'\\"value\\": 4')
+    assert edited != data
+    path.write_bytes(edited)
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        read_tensors(path, kind="t")
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable distcal file"):
+        read_tensors(path, kind="t")
+
+
+def test_a_file_without_checksum_loads_with_a_warning(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "old.safetensors"
+    save_file({"x": torch.ones(2)}, path, metadata={"distcal": '{"kind": "t"}'})
+    with pytest.warns(DistcalWarning, match="carries no checksum"):
+        tensors, _ = read_tensors(path, kind="t")
+    assert torch.equal(tensors["x"], torch.ones(2))
+
+
+def test_a_directory_is_named_as_a_directory(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory, not a distcal file"):
+        read_tensors(tmp_path, kind="t")
