@@ -134,7 +134,25 @@ def write_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict) -> Pat
     metadata_json = json.dumps(metadata, sort_keys=True)
     contiguous = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     header = {"distcal": metadata_json, _DIGEST_KEY: _digest(contiguous, metadata_json)}
-    return atomic_write_bytes(path, save(contiguous, metadata=header))
+    return atomic_write_bytes(path, _canonical(save(contiguous, metadata=header)))
+
+
+def _canonical(data: bytes) -> bytes:
+    """Return the same safetensors file with its header's keys in sorted order.
+
+    The serializer orders the header's metadata as a hash map does, differently from run to
+    run; sorted keys make the same content the same bytes. Offsets are relative to the data
+    after the header, so they do not change.
+    """
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    ordered = {}
+    if "__metadata__" in header:
+        ordered["__metadata__"] = dict(sorted(header.pop("__metadata__").items()))
+    ordered.update(sorted(header.items()))
+    text = json.dumps(ordered, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the format aligns the data to 8 bytes
+    return len(text).to_bytes(8, "little") + text + data[8 + size :]
 
 
 def read_tensors(path, *, kind: str) -> tuple[dict[str, torch.Tensor], dict]:

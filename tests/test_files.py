@@ -116,3 +116,14 @@ def test_a_file_without_checksum_loads_with_a_warning(tmp_path):
 def test_a_directory_is_named_as_a_directory(tmp_path):
     with pytest.raises(IsADirectoryError, match="is a directory, not a distcal file"):
         read_tensors(tmp_path, kind="t")
+
+
+def test_the_same_content_is_written_as_the_same_bytes(tmp_path):
+    tensors = {"b": torch.arange(4.0), "a": torch.ones(2, dtype=torch.int64)}
+    first = write_tensors(tmp_path / "1.safetensors", tensors, {"kind": "t", "z": 1, "a": 2})
+    for _ in range(5):
+        again = write_tensors(tmp_path / "2.safetensors", tensors, {"kind": "t", "z": 1, "a": 2})
+        assert again.read_bytes() == first.read_bytes()
+    loaded, metadata = read_tensors(first, kind="t")
+    assert metadata == {"kind": "t", "z": 1, "a": 2}
+    assert torch.equal(loaded["b"], tensors["b"])
