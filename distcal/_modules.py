@@ -73,10 +73,24 @@ def module_logits(
                     batch = inputs[start : start + batch_size].to(device=device, dtype=dtype)
                     if transform is not None:
                         batch = transform(batch)
-                    outputs.append(_check_output(module(batch), batch.shape[0], outputs, name))
+                    output = _check_output(module(batch), batch.shape[0], outputs, name)
+                    _check_finite(output, start, name)
+                    outputs.append(output)
     finally:
         module.train(was_training)
     return torch.cat(outputs)
+
+
+def _check_finite(output: torch.Tensor, start: int, name: str) -> None:
+    finite = torch.isfinite(output).all(dim=1)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten()
+        raise ValueError(
+            f"{name} returned NaN or infinite logits for {bad.numel()} of {output.shape[0]} "
+            f"inputs of a batch (the first at input {start + int(bad[0])}); no calibration or "
+            "prediction can be made from them. Check the model on those inputs (or the inputs "
+            "themselves)."
+        )
 
 
 def _check_output(output, n_rows: int, previous: list, name: str) -> torch.Tensor:

@@ -129,11 +129,13 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
             loss.backward()
             return loss
 
-        weights_fit = minimize_lbfgs([theta], closure, tol=self.tol, max_iter=self.max_iter)
+        weights_fit = minimize_lbfgs(
+            [theta], closure, tol=self.tol, max_iter=self.max_iter, owner=type(self).__name__
+        )
         if not weights_fit.converged:
             warnings.warn(
                 f"{type(self).__name__}: L-BFGS reached max_iter={self.max_iter} before the "
-                "mixture weights converged (or they became non-finite); increase max_iter.",
+                "mixture weights converged; increase max_iter.",
                 ConvergenceWarning,
                 stacklevel=2,
             )

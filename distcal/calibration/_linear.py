@@ -39,6 +39,7 @@ def _fit_affine(
     reg_mu: float,
     tol: float,
     max_iter: int,
+    owner: str,
 ):
     """Minimise the penalised weighted NLL of ``softmax(features @ W.T + b)``; return W, b."""
     n_samples, n_classes = features.shape
@@ -85,7 +86,7 @@ def _fit_affine(
         state["nll"] = float(nll)
         return loss
 
-    result = minimize_lbfgs([scale, bias], closure, tol=tol, max_iter=max_iter)
+    result = minimize_lbfgs([scale, bias], closure, tol=tol, max_iter=max_iter, owner=owner)
     return scale, bias, state["nll"], result.n_iter, result.converged
 
 
@@ -130,11 +131,12 @@ class _AffineCalibrator(BaseLogitCalibrator):
             reg_mu=reg_mu,
             tol=self.tol,
             max_iter=self.max_iter,
+            owner=type(self).__name__,
         )
         if not converged:
             warnings.warn(
                 f"{type(self).__name__}: L-BFGS reached max_iter={self.max_iter} before "
-                "converging (or its parameters became non-finite); increase max_iter.",
+                "converging; increase max_iter.",
                 ConvergenceWarning,
                 stacklevel=2,
             )

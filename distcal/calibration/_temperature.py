@@ -174,6 +174,12 @@ def fit_temperature(
     TemperatureFit
         The temperature, the NLL there, the passes made and whether (and how) the fit
         converged.
+
+    Raises
+    ------
+    ValueError
+        If the NLL or its derivatives are NaN or infinite at any pass (NaN or infinite logits
+        or weights, or an overflow): no fit is reported converged on a non-finite objective.
     """
     if statistics is None:
 
@@ -188,6 +194,8 @@ def fit_temperature(
     for n_iter in range(1, max_iter + 1):
         beta = math.exp(u)
         values = statistics(beta, n_iter == 1).tolist()
+        if not all(math.isfinite(value) for value in values):
+            raise ValueError(_non_finite_message(n_iter, beta, values))
         weight_sum, loss, grad, hess, skew = values[:5]
         nll = loss / weight_sum
         if n_iter == 1:
@@ -221,6 +229,22 @@ def fit_temperature(
     if converged and (u - tol <= -_LOG_T_BOUND or u + tol >= _LOG_T_BOUND):
         converged, status = False, "bound"
     return TemperatureFit(math.exp(-u), nll, n_iter, converged, status)
+
+
+def _non_finite_message(n_iter: int, beta: float, values: list) -> str:
+    """Say where the temperature fit met a NaN or an infinity, and what to check."""
+    nll = values[1] / values[0] if values[0] else float("nan")
+    if n_iter == 1:
+        return (
+            f"fit_temperature: the NLL at T = 1 is {nll:.6g} and its derivatives are not all "
+            "finite: the logits (or the weights) hold NaN or infinite values. A network that "
+            "returns them for some inputs cannot be calibrated on those inputs; check its "
+            "outputs (torch.isfinite(logits).all(dim=1) finds the rows)."
+        )
+    return (
+        f"fit_temperature: the NLL or its derivatives overflowed at T = {1 / beta:.6g} (pass "
+        f"{n_iter}); the fit is stopped rather than reported converged. Rescale the logits."
+    )
 
 
 def _safeguarded_step(f: float, slope: float, curvature: float) -> float:
