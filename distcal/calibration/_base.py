@@ -87,6 +87,13 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     """
 
     _parameter_constraints: dict = {}
+    #: Constraints on scalar fitted attributes (as ``_parameter_constraints`` has for the
+    #: parameters), checked when a calibrator is loaded from a file, so that a crafted file
+    #: cannot set a temperature of 0 or -1.
+    _fitted_constraints: dict = {}
+    #: Tensor fitted attributes that may hold infinities by design (padding); every other
+    #: floating fitted tensor must be finite in a loaded file.
+    _fitted_may_be_infinite: frozenset = frozenset()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -74,6 +74,9 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
     (True, True)
     """
 
+    _fitted_constraints = {
+        "temperature_": [Interval(numbers.Real, 0, None, closed="neither")],
+    }
     _parameter_constraints = {
         "input_type": [Options("logits", "probabilities")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],

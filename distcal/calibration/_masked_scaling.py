@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import torch
 from sklearn.base import clone
 
-from .._validation import Options
+from .._validation import Interval, Options
 from ._base import BaseLogitCalibrator
 from ._masked_fit import MASKING_CONSTRAINTS, _MaskedFit
 from ._temperature import TemperatureScaling
@@ -85,6 +86,9 @@ class MaskedScaling(_MaskedFit):
     True
     """
 
+    _fitted_constraints = {
+        "mask_ratio_": [Interval(numbers.Real, 0.0, 1.0, closed="left")],
+    }
     _parameter_constraints = {
         "calibrator": [None, BaseLogitCalibrator],
         **MASKING_CONSTRAINTS,

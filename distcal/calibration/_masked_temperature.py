@@ -167,6 +167,10 @@ class MaskedTemperatureScaling(MaskedScaling):
     ('held-out', True)
     """
 
+    _fitted_constraints = {
+        "temperature_": [Interval(numbers.Real, 0, None, closed="neither")],
+        "mask_ratio_": [Interval(numbers.Real, 0.0, 1.0, closed="left")],
+    }
     _parameter_constraints = {
         "input_type": [Options("logits", "probabilities")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],

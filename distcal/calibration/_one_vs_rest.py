@@ -284,6 +284,7 @@ class IsotonicCalibration(_OneVsRest):
     True
     """
 
+    _fitted_may_be_infinite = frozenset({"knots_"})  # padded with +inf
     _parameter_constraints = {"input_type": [Options("logits", "probabilities")]}
 
     def __init__(self, *, input_type="logits"):

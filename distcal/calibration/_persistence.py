@@ -28,6 +28,8 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from .._files import read_tensors, write_tensors
+from .._validation import validate_constraints
+from ..exceptions import InvalidParameterError
 from ._base import BaseLogitCalibrator, registered_calibrators
 
 __all__ = ["load_calibrator", "save_calibrator"]
@@ -213,7 +215,75 @@ def _rebuild(entry, tensors: dict, prefix: str, path, model):
             raise ValueError(f"{path} sets {key!r}, which is not a fitted attribute.") from exc
     calibrator._binary_1d = binary
     check_is_fitted(calibrator)
+    _check_content(calibrator, path)
+    if not has_model and not prefix:
+        _check_predictions(calibrator, path)
     return calibrator
+
+
+def _check_content(calibrator, path) -> None:
+    """Check a loaded calibrator's fitted attributes before anything predicts with them."""
+    name = type(calibrator).__name__
+    constraints = type(calibrator)._fitted_constraints
+    present = {key: getattr(calibrator, key) for key in constraints if hasattr(calibrator, key)}
+    try:
+        validate_constraints(present, {key: constraints[key] for key in present}, name,
+                             noun="fitted attribute")  # fmt: skip
+    except InvalidParameterError as exc:
+        raise ValueError(f"{path} holds an invalid {name}: {exc}") from None
+    for key, value in present.items():
+        if isinstance(value, float) and not np.isfinite(value):
+            raise ValueError(f"{path} holds an invalid {name}: {key} = {value} is not finite.")
+    classes = getattr(calibrator, "classes_", None)
+    if classes is not None and (np.ndim(classes) != 1 or len(classes) < 2):
+        raise ValueError(
+            f"{path} holds an invalid {name}: classes_ must list at least 2 classes; got "
+            f"shape {np.shape(classes)}."
+        )
+    for key, value in vars(calibrator).items():
+        if (
+            isinstance(value, torch.Tensor)
+            and value.is_floating_point()
+            and key not in type(calibrator)._fitted_may_be_infinite
+            and not bool(torch.isfinite(value).all())
+        ):
+            raise ValueError(
+                f"{path} holds an invalid {name}: its fitted tensor {key} has NaN or infinite "
+                "values."
+            )
+
+
+def _check_predictions(calibrator, path) -> None:
+    """Predict on a fixed probe of logits: shapes and probabilities must come out right.
+
+    A tensor of the wrong shape, or values no fit produces, would otherwise surface only at
+    the user's first prediction, as a torch error far from the file.
+    """
+    name = type(calibrator).__name__
+    n_columns = int(getattr(calibrator, "n_features_in_", len(calibrator.classes_)))
+    grid = torch.arange(16 * n_columns, dtype=torch.float64).reshape(16, n_columns)
+    probe = 5 * torch.sin(grid)  # spread, deterministic logits
+    if getattr(calibrator, "_binary_1d", False):
+        probe = probe[:, 0]
+    try:
+        proba = calibrator.predict_proba(probe)
+    except Exception as exc:
+        raise ValueError(
+            f"{path} holds a {name} that cannot predict ({type(exc).__name__}: {exc}); its "
+            "fitted attributes do not fit together."
+        ) from None
+    expected = (16, len(calibrator.classes_))
+    tolerance = 8 * expected[1] * torch.finfo(torch.float64).eps
+    if (
+        tuple(proba.shape) != expected
+        or not bool(torch.isfinite(proba).all())
+        or bool((proba < 0).any())
+        or float((proba.sum(dim=1) - 1).abs().max()) > tolerance
+    ):
+        raise ValueError(
+            f"{path} holds a {name} whose predictions are not probabilities of shape "
+            f"{expected} (got shape {tuple(proba.shape)}); its fitted attributes are invalid."
+        )
 
 
 def load_calibrator(path, *, model=None) -> BaseLogitCalibrator:

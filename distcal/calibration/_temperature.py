@@ -377,6 +377,9 @@ class TemperatureScaling(BaseLogitCalibrator):
     array([0, 1, 0, 1])
     """
 
+    _fitted_constraints = {
+        "temperature_": [Interval(numbers.Real, 0, None, closed="neither")],
+    }
     _parameter_constraints = {
         "input_type": [Options("logits", "probabilities")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],

@@ -227,3 +227,46 @@ def test_masked_scaling_saves_its_inner_calibrator(digits_student, tmp_path):
 
     with pytest.raises(ValueError, match="not a distcal calibrator"):
         load_calibrator(_tamper(path, tmp_path, rename_inner), model=d["net"])
+
+
+@pytest.mark.parametrize(
+    ("temperature", "message"),
+    [(0.0, "must be a float in the range"), (-1.0, "must be a float in the range")],
+)
+def test_a_crafted_temperature_is_refused_on_load(tmp_path, temperature, message):
+    """A file with a valid checksum but T = 0 (NaN predictions) or T = -1 (inverted
+    probabilities) names the file and the attribute; nothing predicts with it."""
+    X, y = make_logits(n_samples=100, random_state=0)
+    path = save_calibrator(TemperatureScaling().fit(X, y), tmp_path / "ts.safetensors")
+
+    def set_temperature(m):
+        m["fitted"]["temperature_"] = temperature
+
+    crafted = _tamper(path, tmp_path, set_temperature)
+    with pytest.raises(ValueError, match=rf"tampered\.safetensors holds an invalid .*{message}"):
+        load_calibrator(crafted)
+
+
+def test_a_crafted_tensor_of_the_wrong_shape_or_with_nan_is_refused_on_load(tmp_path):
+    from safetensors import safe_open
+
+    from distcal._files import write_tensors
+    from distcal.calibration import VectorScaling
+
+    X, y = make_logits(n_samples=200, random_state=1)
+    path = save_calibrator(VectorScaling().fit(X, y), tmp_path / "vs.safetensors")
+    with safe_open(path, framework="pt") as handle:
+        metadata = json.loads(handle.metadata()["distcal"])
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    wrong_shape = {**tensors, "coef_": torch.ones(7, dtype=torch.float64)}
+    write_tensors(tmp_path / "shape.safetensors", wrong_shape, metadata)
+    with pytest.raises(ValueError, match=r"shape\.safetensors holds a VectorScaling that cannot"):
+        load_calibrator(tmp_path / "shape.safetensors")
+    with_nan = {**tensors, "intercept_": tensors["intercept_"].clone().fill_(float("nan"))}
+    write_tensors(tmp_path / "nan.safetensors", with_nan, metadata)
+    with pytest.raises(ValueError, match="fitted tensor intercept_ has NaN or infinite values"):
+        load_calibrator(tmp_path / "nan.safetensors")
+    one_class = {**tensors, "classes_": torch.tensor([0])}
+    write_tensors(tmp_path / "classes.safetensors", one_class, metadata)
+    with pytest.raises(ValueError, match="classes_ must list at least 2 classes"):
+        load_calibrator(tmp_path / "classes.safetensors")
