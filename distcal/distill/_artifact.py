@@ -171,6 +171,7 @@ def load_distilled(path) -> DistilledSet:
     missing = {"images", "labels", "mean", "std"} - set(tensors)
     if missing:
         raise ValueError(f"{path} lacks the tensors {sorted(missing)}.")
+    _check_distilled(path, tensors, metadata)
     return DistilledSet(
         images=tensors["images"],
         labels=tensors["labels"],
@@ -180,6 +181,35 @@ def load_distilled(path) -> DistilledSet:
         config=metadata.get("config", {}),
         history=metadata.get("history", []),
     )
+
+
+def _check_distilled(path, tensors: dict, metadata: dict) -> None:
+    """Check a distilled set's content before anything is built from it."""
+    images, labels, mean, std = (tensors[k] for k in ("images", "labels", "mean", "std"))
+
+    def invalid(what):
+        return ValueError(f"{path} holds an invalid distilled set: {what}.")
+
+    if not images.is_floating_point() or images.ndim < 2 or images.shape[0] == 0:
+        raise invalid(f"images must be a non-empty float tensor of shape (n, ...); got "
+                      f"{images.dtype} of shape {tuple(images.shape)}")  # fmt: skip
+    if not bool(torch.isfinite(images).all()):
+        raise invalid("images has NaN or infinite values")
+    if labels.dtype != torch.int64 or labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise invalid(f"labels must be {images.shape[0]} int64 class indices, one per image; "
+                      f"got {labels.dtype} of shape {tuple(labels.shape)}")  # fmt: skip
+    if bool((labels < 0).any()):
+        raise invalid("labels has negative class indices")
+    channels = images.shape[1] if images.ndim > 2 else 1
+    for name, value in (("mean", mean), ("std", std)):
+        if value.shape != (channels,) or not bool(torch.isfinite(value).all()):
+            raise invalid(f"{name} must hold {channels} finite per-channel values; got "
+                          f"shape {tuple(value.shape)}")  # fmt: skip
+    if bool((std <= 0).any()):
+        raise invalid("std has values <= 0")
+    rate = metadata.get("learning_rate")
+    if rate is not None and not (isinstance(rate, int | float) and 0 < rate < float("inf")):
+        raise invalid(f"learning_rate must be a positive number or null; got {rate!r}")
 
 
 def save_network(path, network: torch.nn.Module, *, spec: dict) -> Path:
@@ -219,15 +249,60 @@ def load_network(path, *, device=None) -> torch.nn.Module:
     torch.nn.Module
         The network with the saved weights, in eval mode.
     """
-    from ._networks import build_network
+    from ._networks import NETWORKS, build_network
 
     tensors, metadata = read_tensors(path, kind="network")
-    spec = dict(metadata["spec"])
-    name = spec.pop("name")
-    spec["input_shape"] = tuple(spec["input_shape"])
-    network = build_network(name, random_state=0, device=device, **spec)
+    name, spec = _network_spec(path, metadata)
+    # Build the architecture on the meta device first (no memory), and compare it with the
+    # file's tensors: a crafted spec (a width of 1e6) cannot make distcal allocate it.
     try:
-        network.load_state_dict(tensors)
-    except RuntimeError as exc:
-        raise ValueError(f"{path} does not match the network it describes: {exc}") from exc
+        with torch.device("meta"):
+            skeleton = NETWORKS[name](spec["input_shape"], spec["n_classes"], **spec["options"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path} describes a network that cannot be built: {exc}") from exc
+    expected = {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
+    found = {key: tuple(value.shape) for key, value in tensors.items()}
+    if expected != found:
+        differing = sorted(k for k in set(expected) | set(found) if expected.get(k) != found.get(k))
+        raise ValueError(
+            f"{path} does not match the network it describes: the tensors "
+            f"{differing[:5]} differ in name or shape from {name}'s."
+        )
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{path} has NaN or infinite values in the weights {key!r}.")
+    network = build_network(
+        name,
+        input_shape=spec["input_shape"],
+        n_classes=spec["n_classes"],
+        random_state=0,
+        device=device,
+        **spec["options"],
+    )
+    network.load_state_dict(tensors)
     return network.eval()
+
+
+def _network_spec(path, metadata: dict) -> tuple[str, dict]:
+    """Read and check a network file's spec: a known name, a sane shape and class count."""
+    from ._networks import NETWORKS
+
+    spec = metadata.get("spec")
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path} is not a network file of distcal: it has no spec.")
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if name not in NETWORKS:
+        raise ValueError(f"{path} names the network {name!r}; distcal knows {sorted(NETWORKS)}.")
+    shape, n_classes = spec.pop("input_shape", None), spec.pop("n_classes", None)
+    if not (
+        isinstance(shape, list)
+        and 1 <= len(shape) <= 3
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
+    ):
+        raise ValueError(
+            f"{path} has an invalid input_shape {shape!r}: 1 to 3 positive ints expected."
+        )
+    if not (isinstance(n_classes, int) and not isinstance(n_classes, bool) and n_classes >= 2):
+        raise ValueError(f"{path} has an invalid n_classes {n_classes!r}: an int >= 2 expected.")
+    return name, {"input_shape": tuple(shape), "n_classes": n_classes, "options": spec}
