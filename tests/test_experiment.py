@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import distcal.experiment as experiment
+import distcal.experiment.runner as runner
 from distcal.cli import main
 from distcal.experiment import (
     format_diagnostics,
@@ -164,7 +165,7 @@ def test_a_rerun_resumes_from_finished_seeds(smoke_run, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("finished seeds must not be recomputed")
 
-    monkeypatch.setattr(experiment, "_run_seed", must_not_run)
+    monkeypatch.setattr(runner, "run_seed", must_not_run)
     again = run_experiment("digits", profile="smoke", seeds=[0, 1], output=out, verbose=False)
     assert [r["ece15"] for r in again["rows"]] == [r["ece15"] for r in result["rows"]]
 
