@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from ..distill import load_dataset
 from .pipeline import calibrate_student, split_indices, student_classifier
-from .report import render_table
+from .report import SCORE_FORMATS, format_cell, render_table
 from .settings import DEMO, DEMO_HELD_OUT, METRICS, dataset_recipe
 
 __all__ = ["calibration_demo", "format_rows"]
@@ -115,34 +115,21 @@ def format_rows(rows: list[dict]) -> str:
     str
         The table; accuracy, ECE and confidence in percent, as the literature reports them.
     """
-    header = [
-        "method",
-        "calibrated on",
-        "acc %",
-        "ECE10 %",
-        "ECE15 %",
-        "NLL",
-        "Brier",
-        "conf %",
-        "T",
-        "ratio",
-        "note",
-    ]
+    titles = [title for _, title, _, _ in SCORE_FORMATS]
+    header = ["method", "calibrated on", *titles, "T", "ratio", "note"]
     lines = [
         [
             r["method"],
             r["calibrated_on"],
-            f"{100 * r['accuracy']:.1f}",
-            f"{100 * r['ece10']:.2f}",
-            f"{100 * r['ece15']:.2f}",
-            f"{r['nll']:.3f}",
-            f"{r['brier']:.3f}",
-            f"{100 * r['confidence']:.1f}",
+            *(
+                format_cell(r[key], scale=scale, digits=digits)
+                for key, _, scale, digits in SCORE_FORMATS
+            ),
             "-" if r["temperature"] is None else f"{r['temperature']:.3g}",
-            "-" if r["mask_ratio"] is None else f"{r['mask_ratio']:.2f}",
+            format_cell(r["mask_ratio"]),
             r["note"],
         ]
         for r in rows
     ]
-    align = ["left", "left", *["right"] * 8, "left"]
+    align = ["left", "left", *["right"] * (len(header) - 3), "left"]
     return render_table(header, lines, align=align)

@@ -68,30 +68,16 @@ def split_indices(data, seed: int, *, sizes=(0.6, 0.2, 0.2), n_held_out: int = 5
     return pool[train], pool[held_out], torch.arange(data.test_start, len(data.labels))
 
 
-def dm_trainer(
-    recipe: DatasetRecipe,
-    *,
-    ipc: int,
-    width: int,
-    iterations: int,
-    batch_real: int,
-    random_state: int,
-    **options,
-) -> MDTTrainer:
+def dm_trainer(recipe: DatasetRecipe, sizes, *, random_state: int, **options) -> MDTTrainer:
     """Return an unfitted distribution-matching trainer with the dataset's depth and augmentation.
 
     Parameters
     ----------
     recipe : DatasetRecipe
-        The dataset's recipe (depth, augmentation).
-    ipc : int
-        Distilled images per class.
-    width : int
-        Channels of the ConvNet.
-    iterations : int
-        Distillation iterations.
-    batch_real : int
-        Real images per class per iteration.
+        The dataset's network depth and augmentation.
+    sizes : Profile or object
+        Anything with a profile's ``ipc``, ``width``, ``iterations`` and ``batch_real`` (a
+        benchmark's parsed arguments, for instance).
     random_state : int
         Seeds the distillation.
     **options
@@ -105,12 +91,12 @@ def dm_trainer(
     """
     return MDTTrainer(
         "dm",
-        ipc=ipc,
-        width=width,
+        ipc=sizes.ipc,
+        width=sizes.width,
         depth=recipe.depth,
-        iterations=iterations,
+        iterations=sizes.iterations,
         augment=recipe.augment,
-        method_params={"batch_real": batch_real},
+        method_params={"batch_real": sizes.batch_real},
         random_state=random_state,
         **options,
     )
@@ -124,7 +110,7 @@ def student_classifier(
     Parameters
     ----------
     recipe : DatasetRecipe
-        The dataset's recipe (depth, augmentation).
+        Gives the depth, and the augmentation unless ``options`` name one.
     width : int
         Channels of the ConvNet.
     epochs : int
@@ -317,34 +303,18 @@ def run_seed(data, dataset: str, profile: Profile, seed: int, device, verbose: b
 
     training_sets = {}
     for name, mask_ratio in (("DM", 0.0), ("MDT", profile.mdt_ratio)):
-        trainer = dm_trainer(
-            recipe,
-            ipc=profile.ipc,
-            width=profile.width,
-            iterations=profile.iterations,
-            batch_real=profile.batch_real,
-            random_state=seed,
-            mask_ratio=mask_ratio,
-            mask_apply_to="both",
-            device=device,
-            verbose=verbose,
-        ).fit(X_train, y_train)
+        options = {"device": device, "verbose": verbose, "mask_apply_to": "both"}
+        trainer = dm_trainer(recipe, profile, random_state=seed, mask_ratio=mask_ratio, **options)
+        trainer.fit(X_train, y_train)
         training_sets[name] = (trainer.images_, trainer.labels_)
     pick = stratified_split(y_train, [profile.ipc * data.n_classes], random_state=seed)[0]
     training_sets["real"] = (normalize(X_train[pick], mean, std), y_train[pick])
     lap("distillation")
 
     def student(images, labels, alpha, epochs):
-        return student_classifier(
-            recipe,
-            width=profile.width,
-            epochs=epochs,
-            random_state=seed,
-            mixup_alpha=alpha,
-            n_classes=data.n_classes,
-            device=device,
-            verbose=verbose,
-        ).fit(images, labels)
+        fresh = student_classifier(recipe, width=profile.width, epochs=epochs, random_state=seed)
+        fresh.set_params(mixup_alpha=alpha, n_classes=data.n_classes, device=device)
+        return fresh.set_params(verbose=verbose).fit(images, labels)
 
     rows, comparisons, diagnostics = [], [], {}
     for set_name, (images, labels) in training_sets.items():

@@ -14,6 +14,8 @@ import numpy as np
 from .settings import MAIN_ROWS, METRICS
 
 __all__ = [
+    "SCORE_FORMATS",
+    "format_cell",
     "format_diagnostics",
     "format_summary",
     "render_table",
@@ -147,9 +149,59 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
+#: How the score columns are shown: (key, title, scale, decimals); accuracy, ECE and confidence
+#: in percent, as the literature reports them.
+SCORE_FORMATS = (
+    ("accuracy", "acc %", 100, 1),
+    ("ece10", "ECE10 %", 100, 2),
+    ("ece15", "ECE15 %", 100, 2),
+    ("nll", "NLL", 1, 3),
+    ("brier", "Brier", 1, 3),
+    ("confidence", "conf %", 100, 1),
+)
+
+
 def _prints_as_zero(value: float, digits: int) -> bool:
     """Whether a nonzero value would print as zero with ``digits`` decimals."""
     return value != 0 and abs(value) < 0.5 * 10.0**-digits
+
+
+def format_cell(mean, std=math.nan, *, scale: float = 1.0, digits: int = 2) -> str:
+    """Format one cell: a value, or a mean ± its SD.
+
+    Parameters
+    ----------
+    mean : float or None
+        The value (None: "-"; an infinite or nan value prints as such).
+    std : float, default=nan
+        Its SD; not shown unless finite.
+    scale : float, default=1.0
+        Both are multiplied by it (100: percent).
+    digits : int, default=2
+        Decimals. A nonzero value that would print as zero prints in scientific notation
+        instead (a temperature of 1e-06 stays visible).
+
+    Returns
+    -------
+    str
+        The cell.
+
+    Examples
+    --------
+    >>> format_cell(0.1234, 0.01, scale=100), format_cell(1e-6, digits=3), format_cell(None)
+    ('12.34±1.00', '1e-06', '-')
+    """
+    if mean is None:
+        return "-"
+    if not math.isfinite(mean):
+        return str(mean)
+    if _prints_as_zero(scale * mean, digits):
+        if not math.isfinite(std):
+            return f"{scale * mean:.0e}"
+        return f"{scale * mean:.0e}±{scale * std:.0e}"
+    if not math.isfinite(std):
+        return f"{scale * mean:.{digits}f}"
+    return f"{scale * mean:.{digits}f}±{scale * std:.{digits}f}"
 
 
 def format_summary(summary: list[dict], *, markdown: bool = False, rows=MAIN_ROWS) -> str:
@@ -171,34 +223,11 @@ def format_summary(summary: list[dict], *, markdown: bool = False, rows=MAIN_ROW
         The table; accuracy, ECE and confidence in percent.
     """
 
-    def cell(entry, key, scale=1.0, digits=2):
-        mean, std = entry[key], entry[f"{key}_std"]
-        if mean is None:
-            return "-"
-        if not math.isfinite(mean):
-            return str(mean)
-        if _prints_as_zero(scale * mean, digits):  # a temperature of 1e-06 stays visible
-            if not math.isfinite(std):
-                return f"{scale * mean:.0e}"
-            return f"{scale * mean:.0e}±{scale * std:.0e}"
-        if not math.isfinite(std):
-            return f"{scale * mean:.{digits}f}"
-        return f"{scale * mean:.{digits}f}±{scale * std:.{digits}f}"
+    def cell(entry, key, scale, digits):
+        return format_cell(entry[key], entry[f"{key}_std"], scale=scale, digits=digits)
 
-    header = [
-        "set",
-        "student",
-        "calibrator",
-        "regime",
-        "acc %",
-        "ECE10 %",
-        "ECE15 %",
-        "NLL",
-        "Brier",
-        "conf %",
-        "T",
-        "ratio",
-    ]
+    columns = (*SCORE_FORMATS, ("temperature", "T", 1, 3), ("mask_ratio", "ratio", 1, 2))
+    header = ["set", "student", "calibrator", "regime", *(title for _, title, _, _ in columns)]
     if rows is not None:
         order = {row: i for i, row in enumerate(rows)}
         summary = [e for e in summary if (e["calibrator"], e["regime"]) in order]
@@ -210,24 +239,13 @@ def format_summary(summary: list[dict], *, markdown: bool = False, rows=MAIN_ROW
                 order[e["calibrator"], e["regime"]],
             ),
         )
-    lines = []
-    for e in summary:
-        lines.append(
-            [
-                e["training_set"],
-                e["student"],
-                e["calibrator"],
-                e["regime"],
-                cell(e, "accuracy", 100, 1),
-                cell(e, "ece10", 100),
-                cell(e, "ece15", 100),
-                cell(e, "nll", 1, 3),
-                cell(e, "brier", 1, 3),
-                cell(e, "confidence", 100, 1),
-                cell(e, "temperature", 1, 3),
-                cell(e, "mask_ratio", 1, 2),
-            ]
-        )
+    lines = [
+        [
+            *(e[key] for key in ("training_set", "student", "calibrator", "regime")),
+            *(cell(e, key, scale, digits) for key, _, scale, digits in columns),
+        ]
+        for e in summary
+    ]
     return render_table(header, lines, markdown=markdown, align=_sides(4, len(header)))
 
 
@@ -289,9 +307,9 @@ def format_diagnostics(rows: list[dict], *, markdown: bool = False) -> str:
     Parameters
     ----------
     rows : list of dict
-        Rows of :func:`summarise_diagnostics`.
+        Rows of :func:`summarise_diagnostics`, one per network.
     markdown : bool, default=False
-        A markdown table instead of fixed-width text.
+        Markdown, as in ``summary.md``, rather than text columns.
 
     Returns
     -------

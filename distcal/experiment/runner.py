@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
-from functools import partial
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -104,17 +103,8 @@ def run_experiment(
     done = {seed: load_seed(out, config, seed) for seed in seeds}
     todo = [seed for seed in seeds if done[seed] is None]
     # Figures show the first seed; a resumed run that has it keeps its figures.
-    job = partial(
-        _seed_job,
-        dataset=dataset,
-        root=root,
-        profile=profile_spec,
-        device=device,
-        out=out,
-        config=config,
-        figure_seed=seeds[0] if out is not None else None,
-        threads=threads,
-    )
+    figure_seed = seeds[0] if out is not None else None
+    job = _SeedJob(dataset, root, profile_spec, device, out, config, figure_seed, threads)
     if n_jobs in (None, 1) or len(todo) <= 1:
         data = load_dataset(dataset, root=root)
         for seed in todo:
@@ -144,36 +134,35 @@ def run_experiment(
     return result
 
 
-def _seed_job(
-    seed,
-    *,
-    data,
-    dataset,
-    root,
-    profile,
-    device,
-    out,
-    config,
-    figure_seed,
-    verbose,
-    threads,
-    parent=None,
-) -> dict:
-    """Run one seed on ``threads`` torch threads, draw its figures if it is the first, save it."""
-    one_thread_in_workers(parent)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        if data is None:
-            data = load_dataset(dataset, root=root)
-        figures = {} if seed == figure_seed else None
-        result = run_seed(data, dataset, profile, seed, device, verbose, figures)
-        if figures:
-            draw_figures(out, figures, split_indices(data, seed), data)
-    finally:
-        torch.set_num_threads(previous)
-    save_seed(out, config, result)
-    return result
+@dataclass(frozen=True)
+class _SeedJob:
+    """One seed of a run, as a process of its own can run it (picklable)."""
+
+    dataset: str
+    root: object
+    profile: Profile
+    device: object
+    out: Path | None
+    config: dict
+    figure_seed: int | None
+    threads: int
+
+    def __call__(self, seed: int, *, data, verbose: bool, parent=None) -> dict:
+        """Run one seed on ``threads`` torch threads; draw its figures if it is the first; save."""
+        one_thread_in_workers(parent)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            if data is None:
+                data = load_dataset(self.dataset, root=self.root)
+            figures = {} if seed == self.figure_seed else None
+            result = run_seed(data, self.dataset, self.profile, seed, self.device, verbose, figures)
+            if figures:
+                draw_figures(self.out, figures, split_indices(data, seed), data)
+        finally:
+            torch.set_num_threads(previous)
+        save_seed(self.out, self.config, result)
+        return result
 
 
 def _version() -> str:
