@@ -49,7 +49,7 @@ COMPARISONS = (
 class Profile:
     """The sizes of an experiment.
 
-    Attributes
+    Parameters
     ----------
     ipc : int
         Images per class of the distilled and the random real sets.
@@ -122,7 +122,7 @@ DEMO_HELD_OUT = 500
 class DatasetRecipe:
     """How networks are built and trained on one dataset, whoever trains them.
 
-    Attributes
+    Parameters
     ----------
     depth : int
         Convolutional blocks of the ConvNet (2 for 8x8 images, 3 for 28x28).
