@@ -169,7 +169,7 @@ def run(sizes, methods, device, repeat, timeout):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n_samples, n_classes in sizes:
-            X, y = make_data(n_samples, n_classes)
+            X, y = make_data(n_samples, n_classes, labels="inverse")
             path = os.path.join(tmp, f"data_{n_samples}_{n_classes}")
             np.save(path + ".X.npy", X)
             np.save(path + ".y.npy", y)

@@ -311,10 +311,17 @@ def run_seed(data, dataset: str, profile: Profile, seed: int, device, verbose: b
     training_sets["real"] = (normalize(X_train[pick], mean, std), y_train[pick])
     lap("distillation")
 
+    shared = {"n_classes": data.n_classes, "device": device, "verbose": verbose}
+
     def student(images, labels, alpha, epochs):
-        fresh = student_classifier(recipe, width=profile.width, epochs=epochs, random_state=seed)
-        fresh.set_params(mixup_alpha=alpha, n_classes=data.n_classes, device=device)
-        return fresh.set_params(verbose=verbose).fit(images, labels)
+        return student_classifier(
+            recipe,
+            width=profile.width,
+            epochs=epochs,
+            random_state=seed,
+            mixup_alpha=alpha,
+            **shared,
+        ).fit(images, labels)
 
     rows, comparisons, diagnostics = [], [], {}
     for set_name, (images, labels) in training_sets.items():
