@@ -1,32 +1,49 @@
-"""What the benchmark scripts share: their tables, and the peak memory of a process.
+"""What the benchmark scripts share: their markdown files, quiet peers, the peak memory.
+
+Tables are rendered by :func:`distcal.experiment.report.render_table`, as the package's are;
+synthetic logits come from ``_data``.
 
 The scripts run as ``python benchmarks/bench_*.py``, so this folder is on their import path.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
 import warnings
 from pathlib import Path
 
 
-def render(header, lines, *, markdown=False, align="left") -> str:
-    """Render a table as markdown, or as text columns aligned ``"left"`` or ``"right"``."""
-    if markdown:
-        # a "|" inside a cell would end it: escape it (headers such as "max |dp|")
-        def cells(values):
-            return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line of a benchmark script, its docstring as the description."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
-        out = [cells(header), "|" + "---|" * len(header)]
-        return "\n".join(out + [cells(line) for line in lines])
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
 
-    def row(cells):
-        pad = str.ljust if align == "left" else str.rjust
-        return "  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True))
+def frozen_logits(classes):
+    """A fitted scikit-learn classifier whose decision function is its input, frozen.
 
-    return "\n".join([row(header), *(row(line) for line in lines)])
+    scikit-learn's calibrators wrap a classifier; given logits, this one is the trained network
+    already applied, so that ``CalibratedClassifierCV`` calibrates the logits themselves.
+    """
+    import numpy as np
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.frozen import FrozenEstimator
+
+    class Logits(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            self.classes_ = np.unique(y)
+            return self
+
+        def decision_function(self, X):
+            return X
+
+        def predict(self, X):
+            return self.classes_[np.argmax(X, axis=1)]
+
+    return FrozenEstimator(Logits().fit(None, classes))
 
 
 @contextlib.contextmanager
@@ -51,6 +68,11 @@ def reset_peak_rss() -> int:
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
     return status_kib("VmRSS")
+
+
+def bullets(items) -> str:
+    """A markdown list, one item a line."""
+    return "\n".join(f"- {item}" for item in items)
 
 
 def write_markdown(path, script, argv, *blocks) -> None:

@@ -34,14 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import quiet, render, write_markdown
-
-
-def make_data(n_samples, n_classes, seed):
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(n_samples, n_classes))
-    y = (z + rng.gumbel(size=z.shape)).argmax(axis=1)
-    return 3 * z, y
+from _data import make_data
+from _report import argument_parser, quiet, write_markdown
 
 
 def softmax(z):
@@ -203,6 +197,8 @@ def run(n_samples, n_classes, repeat, names):
 
 
 def format_table(rows, markdown=False):
+    from distcal.experiment.report import render_table
+
     header = list(rows[0])
     lines = []
     for r in rows:
@@ -218,7 +214,7 @@ def format_table(rows, markdown=False):
                 f"{r['max |dp|']:.1e}",
             ]
         )
-    return render(header, lines, markdown=markdown)
+    return render_table(header, lines, markdown=markdown)
 
 
 METHODS = [
@@ -264,9 +260,7 @@ def run_isolated(n_samples, n_classes, repeat, names):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--n-samples", type=int, default=100_000)
     parser.add_argument("--n-classes", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)

@@ -47,30 +47,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _report import render, write_markdown
+from _report import argument_parser, frozen_logits, write_markdown
 
-# Per dataset: network depth, student augmentation, and the recipe of the full-data student
-# (fewer epochs than the 300 of a student trained on 100 distilled images). Digits uses batches
-# of 64 so that its 898 training images give 15 steps per epoch; Fashion-MNIST's 55,000 images
-# need no augmentation for a few epochs, and one epoch costs minutes on 2 CPU cores.
-PROFILES = {
-    "digits": {
-        "depth": 2,
-        "augment": "color_crop_cutout_scale_rotate",  # flips would turn some digits into others
-        "full_epochs": 30,
-        "full_batch_size": 64,
-        "full_augment": "color_crop_cutout_scale_rotate",
-        "n_masks": 4,
-    },
-    "fashion-mnist": {
-        "depth": 3,
-        "augment": "dsa",
-        "full_epochs": 2,
-        "full_batch_size": 256,
-        "full_augment": "none",
-        "n_masks": 1,
-    },
-}
+from distcal.experiment.report import SCORE_FORMATS, render_table
+from distcal.experiment.settings import DATASETS
+
 MASK_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 NETCAL_METHODS = ("temperature", "histogram", "isotonic", "beta", "enir", "bbq")
 SKLEARN_METHODS = ("sigmoid", "isotonic", "temperature")
@@ -141,23 +122,10 @@ def as_distribution(proba) -> tuple[np.ndarray, str]:
 
 def evaluate(y_true: np.ndarray, proba: np.ndarray) -> dict:
     """The table's metrics on the test split; NLL is not clipped (a zero for a label is inf)."""
-    from distcal.metrics import (
-        brier_score,
-        classwise_calibration_error,
-        expected_calibration_error,
-        negative_log_likelihood,
-    )
+    from distcal.experiment.scores import score_columns
 
-    with np.errstate(divide="ignore"):
-        nll = negative_log_likelihood(y_true, proba)
     return {
-        "accuracy": float((proba.argmax(axis=1) == y_true).mean()),
-        "ece15": expected_calibration_error(y_true, proba, n_bins=15),
-        "ece10": expected_calibration_error(y_true, proba, n_bins=10),
-        "cwece": classwise_calibration_error(y_true, proba, n_bins=15),
-        "nll": nll,
-        "brier": brier_score(y_true, proba),
-        "confidence": float(proba.max(axis=1).mean()),
+        **score_columns(y_true, proba, classwise=True),
         "zero_for_label": int((proba[np.arange(len(y_true)), y_true] == 0).sum()),
     }
 
@@ -200,23 +168,15 @@ def fit_distcal_beyond(method, network, cal, y_cal, test, seed, n_masks):
     """One of distcal's calibrators beyond a temperature; ``cal``/``test``: (logits, images)."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-    from distcal.calibration import (
-        DirichletCalibration,
-        EnsembleTemperatureScaling,
-        HistogramBinning,
-        IsotonicCalibration,
-        MaskedScaling,
-        MatrixScaling,
-        VectorScaling,
-    )
+    import distcal.calibration as dc
     from distcal.metrics import neg_nll_scorer
 
     (cal_logits, cal_images), (test_logits, test_images) = cal, test
     if method == "masked-vector":
         # regime="training": the half-accuracy ratio applied to held-out images, to show what
         # masking beyond a temperature does there (the default would cross-fit the ratio).
-        estimator = MaskedScaling(
-            VectorScaling(), regime="training", model=network, n_masks=n_masks, random_state=seed
+        estimator = dc.MaskedScaling(
+            dc.VectorScaling(), regime="training", model=network, n_masks=n_masks, random_state=seed
         )
         start = time.perf_counter()
         estimator.fit(cal_images, y_cal)
@@ -224,12 +184,12 @@ def fit_distcal_beyond(method, network, cal, y_cal, test, seed, n_masks):
         proba = estimator.predict_proba(test_images).numpy()
         return proba, fit_time, f"ratio {estimator.mask_ratio_:.2f} (half-accuracy rule)"
     estimator = {
-        "vector": VectorScaling(),
-        "matrix": MatrixScaling(),
-        "dirichlet": DirichletCalibration(),
-        "ensemble": EnsembleTemperatureScaling(),
-        "histogram": HistogramBinning(n_bins=10),  # netcal's default, for a like comparison
-        "isotonic": IsotonicCalibration(),
+        "vector": dc.VectorScaling(),
+        "matrix": dc.MatrixScaling(),
+        "dirichlet": dc.DirichletCalibration(),
+        "ensemble": dc.EnsembleTemperatureScaling(),
+        "histogram": dc.HistogramBinning(n_bins=10),  # netcal's default, for a like comparison
+        "isotonic": dc.IsotonicCalibration(),
     }[method]
     note = ""
     start = time.perf_counter()
@@ -249,24 +209,9 @@ def fit_distcal_beyond(method, network, cal, y_cal, test, seed, n_masks):
 
 
 def fit_sklearn(cal_logits, y_cal, test_logits, method):
-    from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.frozen import FrozenEstimator
 
-    class Logits(ClassifierMixin, BaseEstimator):
-        """The trained network, already applied: its decision function is the logits."""
-
-        def fit(self, X, y):
-            self.classes_ = np.unique(y)
-            return self
-
-        def decision_function(self, X):
-            return X
-
-        def predict(self, X):
-            return self.classes_[np.argmax(X, axis=1)]
-
-    frozen = FrozenEstimator(Logits().fit(cal_logits, y_cal))
+    frozen = frozen_logits(np.unique(y_cal))
     start = time.perf_counter()
     calibrated = CalibratedClassifierCV(frozen, method=method).fit(cal_logits, y_cal)
     fit_time = time.perf_counter() - start
@@ -380,60 +325,32 @@ def _last_line(path: str) -> str:
 
 
 # ----------------------------------------------------------------------------- students
-def make_splits(data, seed, n_cal):
-    """Stratified train / calibration / test indices; Fashion-MNIST keeps its test split."""
-    import torch
-
-    from distcal.distill import stratified_split
-
-    if data.test_start is None:
-        train, cal, test = stratified_split(data.labels, [0.5, 0.25, 0.25], random_state=seed)
-        return train, cal, test
-    pool = torch.arange(data.test_start)
-    train, cal = stratified_split(
-        data.labels[pool], [data.test_start - n_cal, n_cal], random_state=seed
-    )
-    return pool[train], pool[cal], torch.arange(data.test_start, len(data.labels))
-
-
-def train_students(data, train, seed, args, profile):
+def train_students(data, train, seed, args, recipe):
     """The DM-distilled student and the full-data student, and the shared normalisation."""
-    from distcal.distill import MDTTrainer, StudentClassifier, normalize, stratified_split
+    from distcal.distill import normalize, stratified_split
+    from distcal.experiment.pipeline import dm_trainer, student_classifier
 
     X_train, y_train = data.images[train], data.labels[train]
     timings = {}
     start = time.perf_counter()
-    trainer = MDTTrainer(
-        "dm",
-        ipc=args.ipc,
-        width=args.width,
-        depth=profile["depth"],
-        iterations=args.iterations,
-        augment=profile["augment"],
-        method_params={"batch_real": args.batch_real},
-        random_state=seed,
-    ).fit(X_train, y_train)
+    trainer = dm_trainer(recipe, args, random_state=seed).fit(X_train, y_train)
     timings["distil"] = time.perf_counter() - start
     start = time.perf_counter()
-    distilled = StudentClassifier(
-        width=args.width,
-        depth=profile["depth"],
-        epochs=args.epochs,
-        augment=profile["augment"],
-        random_state=seed,
+    distilled = student_classifier(
+        recipe, width=args.width, epochs=args.epochs, random_state=seed
     ).fit(trainer.images_, trainer.labels_)
     timings["distilled student"] = time.perf_counter() - start
     if args.quick and len(train) > 5000:  # smoke runs train the full-data student on 5,000
         keep = stratified_split(y_train, [5000], random_state=seed)[0]
         X_train, y_train = X_train[keep], y_train[keep]
     start = time.perf_counter()
-    full = StudentClassifier(
+    full = student_classifier(
+        recipe,
         width=args.width,
-        depth=profile["depth"],
         epochs=args.full_epochs,
+        random_state=seed,
         batch_size=args.full_batch_size,
         augment=args.full_augment,
-        random_state=seed,
     ).fit(normalize(X_train, trainer.mean_, trainer.std_), y_train)
     timings["full student"] = time.perf_counter() - start
     students = {"DM-distilled": distilled, "full data": full}
@@ -502,15 +419,18 @@ def run(args):
     import torch
 
     from distcal.distill import load_dataset, normalize
+    from distcal.experiment.pipeline import split_indices
 
     data = load_dataset(args.dataset)
-    profile = PROFILES[args.dataset]
+    recipe = DATASETS[args.dataset]
     rows, timings = [], []
     with tempfile.TemporaryDirectory() as workdir:
         for seed in range(args.seeds):
             began = time.perf_counter()
-            train, cal, test = make_splits(data, seed, args.n_cal)
-            students, (mean, std), timing = train_students(data, train, seed, args, profile)
+            train, cal, test = split_indices(
+                data, seed, sizes=(0.5, 0.25, 0.25), n_held_out=args.n_cal
+            )
+            students, (mean, std), timing = train_students(data, train, seed, args, recipe)
             cal_images = normalize(data.images[cal], mean, std)
             test_images = normalize(data.images[test], mean, std)
             y_cal, y_test = data.labels[cal].numpy(), data.labels[test].numpy()
@@ -538,8 +458,8 @@ def run(args):
         f"student: {args.full_epochs} epochs, batch {args.full_batch_size}, augment "
         f"{args.full_augment!r}"
         + (" on 5,000 training images (--quick)" if args.quick and sizes["train"] > 5000 else "")
-        + f". Both ConvNet width {args.width} depth {profile['depth']}; student augment "
-        f"{profile['augment']!r}. MTS: ratio in {MASK_RATIOS[0]}..{MASK_RATIOS[-1]} by 5-fold "
+        + f". Both ConvNet width {args.width} depth {recipe.depth}; student augment "
+        f"{recipe.augment!r}. MTS: ratio in {MASK_RATIOS[0]}..{MASK_RATIOS[-1]} by 5-fold "
         f"CV (neg_ece_scorer) on the calibration split, {args.n_masks} mask(s) per image, fit "
         f"time includes the search. netcal: float64 probabilities, {args.timeout:.0f} s per "
         f"method. Mean ± std over {args.seeds} seed(s); {torch.get_num_threads()} torch threads; "
@@ -562,17 +482,12 @@ def _versions() -> str:
 
 
 # ----------------------------------------------------------------------------- report
-COLUMNS = [
-    ("accuracy", "acc %", 100, 2),
-    ("ece15", "ECE15 %", 100, 2),
-    ("ece10", "ECE10 %", 100, 2),
-    ("cwece", "cwECE %", 100, 2),
-    ("nll", "NLL", 1, 3),
-    ("brier", "Brier", 1, 3),
-    ("confidence", "conf %", 100, 2),
-    ("temperature", "T", 1, 3),
-    ("fit_time", "fit s", 1, 3),
-]
+# The package's titles and scales of the score columns, and this table's own: (title, scale).
+TITLES = {key: (title, scale) for key, title, scale, _ in SCORE_FORMATS}
+TITLES.update(cwece=("cwECE %", 100), temperature=("T", 1), fit_time=("fit s", 1))
+ORDER = ("accuracy", "ece15", "ece10", "cwece", "nll", "brier", "confidence", "temperature")
+#: (key, title, scale, decimals): two decimals in percent, three otherwise.
+COLUMNS = [(key, *TITLES[key], 2 if TITLES[key][1] == 100 else 3) for key in (*ORDER, "fit_time")]
 
 
 def _cell(values, scale, digits):
@@ -635,10 +550,8 @@ def timing_summary(timings) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--dataset", default="digits", choices=list(PROFILES))
+    parser = argument_parser(__doc__)
+    parser.add_argument("--dataset", default="digits", choices=list(DATASETS))
     parser.add_argument("--seeds", type=int, default=3, help="repeats with seeds 0..n-1")
     parser.add_argument("--quick", action="store_true", help="a smoke run (about a minute)")
     parser.add_argument("--ipc", type=int, default=10, help="distilled images per class")
@@ -677,11 +590,11 @@ def main(argv=None):
     for name in args.sklearn:
         if name not in SKLEARN_METHODS:
             parser.error(f"--sklearn: unknown method {name!r}; valid: {list(SKLEARN_METHODS)}")
-    profile = PROFILES[args.dataset]
-    args.full_epochs = args.full_epochs or profile["full_epochs"]
-    args.full_batch_size = args.full_batch_size or profile["full_batch_size"]
-    args.full_augment = args.full_augment or profile["full_augment"]
-    args.n_masks = args.n_masks or profile["n_masks"]
+    recipe = DATASETS[args.dataset]
+    args.full_epochs = args.full_epochs or recipe.full_data_epochs
+    args.full_batch_size = args.full_batch_size or recipe.full_data_batch_size
+    args.full_augment = args.full_augment or recipe.full_data_augment
+    args.n_masks = args.n_masks or recipe.n_masks
     if args.quick:
         args.iterations = min(args.iterations, 50)
         args.epochs = min(args.epochs, 50)
@@ -694,14 +607,13 @@ def main(argv=None):
     header, lines = summarise(rows, args.seeds)
     times = f"{timing_summary(timings)}; total {total / 60:.1f} min"
     print(context)
-    print(render(header, lines))
+    print(render_table(header, lines))
     print(times)
     if args.json:
         args.json.write_text(json.dumps({"context": context, "rows": rows}, indent=1))
     if args.markdown:
-        write_markdown(
-            args.markdown, __file__, argv, context, render(header, lines, markdown=True), times
-        )
+        table = render_table(header, lines, markdown=True)
+        write_markdown(args.markdown, __file__, argv, context, table, times)
 
 
 if __name__ == "__main__":

@@ -17,24 +17,21 @@ iterations with 64 real images per class, students trained 300 epochs with DSA a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from _report import render, write_markdown
+from _report import argument_parser, bullets, write_markdown
 
-from distcal.distill import (
-    MDTTrainer,
-    StudentClassifier,
-    load_dataset,
-    normalize,
-    stratified_split,
-)
-from distcal.metrics import expected_calibration_error
+from distcal.distill import channel_statistics, load_dataset, normalize, stratified_split
+from distcal.experiment.pipeline import dm_trainer, split_indices, student_classifier
+from distcal.experiment.report import render_table
+from distcal.experiment.scores import score_columns
+from distcal.experiment.settings import DATASETS
 
 READINGS = [
     ("random real", None),
@@ -47,36 +44,32 @@ READINGS = [
 ]
 
 
-def evaluate(images, labels, splits, args, augment):
+def evaluate(images, labels, splits, args, recipe):
+    """Train ``args.students`` students on a set; their accuracy, ECE-15 and confidence."""
     rows = []
     for seed in range(args.students):
-        student = StudentClassifier(
-            width=args.width,
-            depth=args.depth,
-            epochs=args.epochs,
-            augment=augment,
-            random_state=seed,
+        student = student_classifier(
+            recipe, width=args.width, epochs=args.epochs, random_state=seed
         ).fit(images, labels)
         scores = {}
         for split, (X, y) in splits.items():
-            proba = student.predict_proba(X).numpy()
-            scores[f"{split}_accuracy"] = float((proba.argmax(axis=1) == y).mean())
-            scores[f"{split}_ece"] = expected_calibration_error(y, proba)
-            scores[f"{split}_confidence"] = float(proba.max(axis=1).mean())
+            # Scored in the students' float32, as they output it.
+            columns = score_columns(y, student.predict_proba(X).numpy(), dtype=None)
+            scores[f"{split}_accuracy"] = columns["accuracy"]
+            scores[f"{split}_ece"] = columns["ece15"]
+            scores[f"{split}_confidence"] = columns["confidence"]
         rows.append(scores)
     return {key: [r[key] for r in rows] for key in rows[0]}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--dataset", default="fashion-mnist", choices=["digits", "fashion-mnist"])
+    parser = argument_parser(__doc__)
+    parser.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS))
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--batch-real", type=int, default=64)
     parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--depth", type=int, default=None, help="default: 3 (2 for 8x8 images)")
+    parser.add_argument("--depth", type=int, default=None, help="default: the dataset's recipe")
     parser.add_argument("--epochs", type=int, default=300, help="student epochs")
     parser.add_argument("--students", type=int, default=3)
     parser.add_argument("--validation", type=int, default=5000, help="validation images")
@@ -86,19 +79,11 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     data = load_dataset(args.dataset)
-    args.depth = args.depth or (2 if data.images.shape[-1] == 8 else 3)
-    augment = "color_crop_cutout_scale_rotate" if args.dataset == "digits" else "dsa"
-    if data.test_start is None:  # digits: carve a test split too
-        train, val, test = stratified_split(data.labels, [0.6, 0.2, 0.2], random_state=0)
-    else:
-        pool = torch.arange(data.test_start)
-        train_part, val_part = stratified_split(
-            data.labels[pool],
-            [data.test_start - args.validation, args.validation],
-            random_state=0,
-        )
-        train, val = pool[train_part], pool[val_part]
-        test = torch.arange(data.test_start, len(data.labels))
+    recipe = DATASETS[args.dataset]
+    args.depth = args.depth or recipe.depth
+    recipe = replace(recipe, depth=args.depth)
+    # digits has no test split of its own: one is carved out, as the validation split is
+    train, val, test = split_indices(data, 0, n_held_out=args.validation)
     X_train, y_train = data.images[train], data.labels[train]
     results = {}
     for name, params in READINGS:
@@ -108,23 +93,11 @@ def main(argv=None):
         if params is None:
             # ipc random real images per class, normalised like the distilled sets
             pick = stratified_split(y_train, [args.ipc * data.n_classes], random_state=0)[0]
-            from distcal.distill import channel_statistics
-
             mean, std = (s.float() for s in channel_statistics(X_train))
             images, labels = normalize(X_train[pick], mean, std), y_train[pick]
         else:
-            trainer = MDTTrainer(
-                "dm",
-                ipc=args.ipc,
-                width=args.width,
-                depth=args.depth,
-                iterations=args.iterations,
-                augment=augment,
-                method_params={"batch_real": args.batch_real},
-                random_state=0,
-                verbose=not args.quiet,
-                **params,
-            ).fit(X_train, y_train)
+            trainer = dm_trainer(recipe, args, random_state=0, verbose=not args.quiet, **params)
+            trainer.fit(X_train, y_train)
             images, labels = trainer.images_, trainer.labels_
             mean, std = trainer.mean_, trainer.std_
         distil_seconds = time.perf_counter() - began
@@ -132,7 +105,7 @@ def main(argv=None):
             "val": (normalize(data.images[val], mean, std), data.labels[val].numpy()),
             "test": (normalize(data.images[test], mean, std), data.labels[test].numpy()),
         }
-        scores = evaluate(images, labels, splits, args, augment)
+        scores = evaluate(images, labels, splits, args, recipe)
         scores["distil_seconds"] = distil_seconds
         results[name] = scores
         print(
@@ -171,7 +144,8 @@ def main(argv=None):
         f"{args.dataset}, ipc {args.ipc}, DM {args.iterations} iterations with "
         f"{args.batch_real} real images per class, ConvNet width {args.width} depth "
         f"{args.depth}; {args.students} students per set ({args.epochs} epochs, augment "
-        f"{augment!r}); validation {len(val)} images from the training split, test {len(test)}; "
+        f"{recipe.augment!r}); validation {len(val)} images from the training split, "
+        f"test {len(test)}; "
         f"{torch.get_num_threads()} torch threads"
     )
     verdicts = []
@@ -187,21 +161,13 @@ def main(argv=None):
                 "against DM"
             )
     print(context)
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-    for row in [header, *lines]:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    print(render_table(header, lines, align="right"))
     print("\n".join(verdicts))
     if args.json:
         args.json.write_text(json.dumps({"context": context, "results": results}, indent=1))
     if args.markdown:
-        write_markdown(
-            args.markdown,
-            __file__,
-            argv,
-            context,
-            render(header, lines, markdown=True),
-            "\n".join(f"- {v}" for v in verdicts),
-        )
+        table = render_table(header, lines, markdown=True)
+        write_markdown(args.markdown, __file__, argv, context, table, bullets(verdicts))
 
 
 if __name__ == "__main__":

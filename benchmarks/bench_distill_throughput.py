@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from _report import render, write_markdown
+from _report import write_markdown
 
 from distcal.distill import (
     METHODS,
@@ -35,6 +35,7 @@ from distcal.distill import (
     normalize,
 )
 from distcal.distill._data import channel_statistics
+from distcal.experiment.report import render_table
 
 
 def make_context(real, ipc, width, depth, seed, lr, *, augment, extra_groups=()):
@@ -230,12 +231,10 @@ def main(argv=None):
     )
     print(context)
     for table in (lines, mtt_lines):
-        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-        for row in table:
-            print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+        print(render_table(table[0], table[1:], align="right"))
         print()
     if args.markdown:
-        tables = [render(t[0], t[1:], markdown=True) for t in (lines, mtt_lines)]
+        tables = [render_table(t[0], t[1:], markdown=True) for t in (lines, mtt_lines)]
         write_markdown(args.markdown, __file__, argv, context, *tables)
 
 

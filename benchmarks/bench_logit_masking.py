@@ -13,16 +13,16 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
-from _report import render, write_markdown
+from _report import argument_parser, bullets, write_markdown
 from scipy.stats import spearmanr
 
 from distcal import MaskedTemperatureScaling
 from distcal.distill import StudentClassifier, load_digits, stratified_split
+from distcal.experiment.report import render_table
 from distcal.metrics import expected_calibration_error
 
 RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -114,9 +114,7 @@ def summarise(rows, seeds):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--seeds", type=int, default=3, help="students (seeds 0..n-1)")
     parser.add_argument("--n-masks", type=int, default=10, help="masked copies per image")
     parser.add_argument("--epochs", type=int, default=300, help="student epochs")
@@ -124,16 +122,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rows = run(args.seeds, args.n_masks, args.epochs)
     header, lines, verdicts = summarise(rows, args.seeds)
-    print(render(header, lines, align="right"))
+    print(render_table(header, lines, align="right"))
     print("\n".join(verdicts))
     if args.markdown:
-        write_markdown(
-            args.markdown,
-            __file__,
-            argv,
-            render(header, lines, markdown=True),
-            "\n".join(f"- {v}" for v in verdicts),
-        )
+        table = render_table(header, lines, markdown=True)
+        write_markdown(args.markdown, __file__, argv, table, bullets(verdicts))
 
 
 if __name__ == "__main__":

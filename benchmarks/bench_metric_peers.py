@@ -26,15 +26,15 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import _data
 import numpy as np
-from _report import quiet, render, write_markdown
+from _report import argument_parser, quiet, write_markdown
 
 NOTES = [
     "Debiased classwise: the package clamps each class's debiased square at 0 before averaging "
@@ -51,10 +51,8 @@ NOTES = [
 
 
 def make_data(n_samples, n_classes, seed=0):
-    rng = np.random.default_rng(seed)
-    z = rng.normal(size=(n_samples, n_classes))
-    y = (z + rng.gumbel(size=z.shape)).argmax(axis=1)
-    logits = 3 * z
+    """The shared logits and labels, with their softmax probabilities."""
+    logits, y = _data.make_data(n_samples, n_classes, seed)
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return logits, shifted / shifted.sum(axis=1, keepdims=True), y
 
@@ -232,6 +230,8 @@ def run(n_samples, n_classes, repeat, n_resamples):
 
 
 def format_table(table, markdown=False):
+    from distcal.experiment.report import render_table
+
     header = list(table[0])
     lines = [
         [
@@ -246,13 +246,11 @@ def format_table(table, markdown=False):
         ]
         for r in table
     ]
-    return render(header, lines, markdown=markdown)
+    return render_table(header, lines, markdown=markdown)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--n-samples", type=int, default=100_000)
     parser.add_argument("--n-classes", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=5)

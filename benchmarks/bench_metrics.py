@@ -31,7 +31,6 @@ libraries to one thread as well.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import resource
 import statistics
@@ -40,7 +39,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import write_markdown
+from _data import SCALE, logit_chunks
+from _report import argument_parser, write_markdown
 
 FULL_SIZES = [(100_000, 10), (1_000_000, 10), (1_000_000, 100)]
 QUICK_SIZES = [(10_000, 10), (100_000, 10)]
@@ -53,20 +53,14 @@ def make_data(n_samples: int, n_classes: int, seed: int = 0, chunk: int = 100_00
 
     Generated in row chunks, so the float64 temporaries stay small for large inputs.
     """
-    rng = np.random.default_rng(seed)
     probs = np.empty((n_samples, n_classes), dtype=np.float32)
     labels = np.empty(n_samples, dtype=np.int64)
-    for start in range(0, n_samples, chunk):
-        stop = min(start + chunk, n_samples)
-        z = rng.standard_normal((stop - start, n_classes))
-        sharp = np.exp(3 * (z - z.max(axis=1, keepdims=True)))
+    start = 0
+    for z, y in logit_chunks(n_samples, n_classes, seed, labels="inverse", chunk=chunk):
+        stop = start + len(z)
+        sharp = np.exp(SCALE * (z - z.max(axis=1, keepdims=True)))
         probs[start:stop] = sharp / sharp.sum(axis=1, keepdims=True)
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        u = rng.random((stop - start, 1))
-        # The first class whose cumulative probability exceeds u (the last one if rounding
-        # leaves the total just below u).
-        labels[start:stop] = np.minimum((p.cumsum(axis=1) <= u).sum(axis=1), n_classes - 1)
+        labels[start:stop], start = y, stop
     return probs, labels
 
 
@@ -190,8 +184,9 @@ def run(sizes, device, repeat):
 
 
 def format_table(rows, markdown=False):
-    gap = r"\|ECE - oracle\|" if markdown else "|ECE - oracle|"
-    header = ["method", "N", "K", "time (ms)", "kernel (ms)", "x netcal", "ECE", gap]
+    from distcal.experiment.report import render_table
+
+    header = ["method", "N", "K", "time (ms)", "kernel (ms)", "x netcal", "ECE", "|ECE - oracle|"]
     lines = [
         [
             r["method"],
@@ -205,17 +200,8 @@ def format_table(rows, markdown=False):
         ]
         for r in rows
     ]
-    if markdown:
-        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        out += ["| " + " | ".join(line) + " |" for line in lines]
-        return "\n".join(out)
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    justify = [str.ljust] + [str.rjust] * (len(header) - 1)
-    out = ["  ".join(j(h, w) for h, w, j in zip(header, widths, justify, strict=True))]
-    out += [
-        "  ".join(j(c, w) for c, w, j in zip(line, widths, justify, strict=True)) for line in lines
-    ]
-    return "\n".join(out)
+    align = ["left"] + ["right"] * (len(header) - 1)
+    return render_table(header, lines, markdown=markdown, align=align)
 
 
 def check_targets(rows):
@@ -252,9 +238,7 @@ def environment(device, repeat):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes only (seconds)")
     parser.add_argument(
         "--device",

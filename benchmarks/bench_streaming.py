@@ -31,23 +31,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import render, reset_peak_rss, status_kib, write_markdown
-
-
-def make_batch(index: int, batch: int, n_samples: int, n_classes: int, seed: int = 0):
-    """Batch ``index``: float32 logits ``3 * z`` and labels drawn from ``softmax(z)``."""
-    rng = np.random.default_rng([seed, index])
-    rows = min(batch, n_samples - index * batch)
-    z = rng.standard_normal((rows, n_classes), dtype=np.float32)
-    # Gumbel-max: argmax(z + G) is a draw from softmax(z).
-    labels = (z + rng.gumbel(size=(rows, n_classes)).astype(np.float32)).argmax(axis=1)
-    return 3 * z, labels
+from _data import logit_batch
+from _report import argument_parser, reset_peak_rss, status_kib, write_markdown
 
 
 def batches(n_samples: int, n_classes: int, batch: int):
     def generate():
         for index in range(-(-n_samples // batch)):
-            yield make_batch(index, batch, n_samples, n_classes)
+            yield logit_batch(index, batch, n_samples, n_classes)
 
     return generate
 
@@ -131,6 +122,8 @@ def run(sizes, batch_elements, timeout):
 
 
 def format_table(rows, markdown=False):
+    from distcal.experiment.report import render_table
+
     header = [
         "N",
         "K",
@@ -162,7 +155,7 @@ def format_table(rows, markdown=False):
                 f"{r['data_mib']:.0f}",
             ]
         )
-    return render(header, lines, markdown=markdown, align="right")
+    return render_table(header, lines, markdown=markdown, align="right")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -174,9 +167,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument(
         "--sizes", type=_size, nargs="+", default=[(10_000_000, 10), (1_000_000, 1000)]
     )

@@ -26,20 +26,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import render, reset_peak_rss, status_kib, write_markdown
+from _data import make_data
+from _report import argument_parser, frozen_logits, reset_peak_rss, status_kib, write_markdown
 
 FULL_SIZES = [(10_000, 10), (100_000, 10), (1_000_000, 10), (100_000, 100), (100_000, 1000)]
 QUICK_SIZES = [(10_000, 10), (100_000, 10)]
 METHODS = ["distcal", "distcal-float32", "sklearn", "netcal", "torch-lbfgs"]
-
-
-def make_data(n_samples: int, n_classes: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n_samples, n_classes))
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    y = (p.cumsum(axis=1) > rng.random((n_samples, 1))).argmax(axis=1)
-    return 3.0 * z, y
 
 
 def reference_nll(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
@@ -68,22 +60,7 @@ def fit_distcal(X, y, device):
 
 def fit_sklearn(X, y, device):
     import sklearn.calibration
-    from sklearn.base import BaseEstimator, ClassifierMixin
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.frozen import FrozenEstimator
-
-    class Logits(ClassifierMixin, BaseEstimator):
-        """The network: its decision function is the logits themselves."""
-
-        def fit(self, X, y):
-            self.classes_ = np.unique(y)
-            return self
-
-        def decision_function(self, X):
-            return X
-
-        def predict(self, X):
-            return self.classes_[np.argmax(X, axis=1)]
 
     calls = {"n": 0}
     original = sklearn.calibration.minimize_scalar
@@ -96,7 +73,7 @@ def fit_sklearn(X, y, device):
         return original(counted, *args, **kwargs)
 
     sklearn.calibration.minimize_scalar = counting_minimize_scalar
-    model = FrozenEstimator(Logits().fit(X[:1], np.arange(X.shape[1])))
+    model = frozen_logits(np.arange(X.shape[1]))
     calibrated = CalibratedClassifierCV(model, method="temperature").fit(X, y)
     beta = float(calibrated.calibrated_classifiers_[0].calibrators[0].beta_)
     return 1.0 / beta, calls["n"]
@@ -192,7 +169,7 @@ def run(sizes, methods, device, repeat, timeout):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n_samples, n_classes in sizes:
-            X, y = make_data(n_samples, n_classes)
+            X, y = make_data(n_samples, n_classes, labels="inverse")
             path = os.path.join(tmp, f"data_{n_samples}_{n_classes}")
             np.save(path + ".X.npy", X)
             np.save(path + ".y.npy", y)
@@ -252,6 +229,8 @@ def annotate(rows):
 
 
 def format_table(rows, markdown=False):
+    from distcal.experiment.report import render_table
+
     header = [
         "N",
         "K",
@@ -302,7 +281,7 @@ def format_table(rows, markdown=False):
                 f"{r['input_mib']:.0f}",
             ]
         )
-    return render(header, lines, markdown=markdown, align="right")
+    return render_table(header, lines, markdown=markdown, align="right")
 
 
 def print_partial(rows, n_samples, n_classes):
@@ -310,9 +289,7 @@ def print_partial(rows, n_samples, n_classes):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes only (seconds)")
     parser.add_argument("--device", default="cpu", help="device for distcal and LBFGS (cpu, cuda)")
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import stats
 
 from distcal.experiment import format_summary, summarise
+from distcal.experiment.report import render_table
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "benchmarks" / "runs"
@@ -208,7 +209,7 @@ def diagnostics_table(data, seeds) -> str:
         gap = overconfidence(data, seeds, network)
         cells.append(f"{100 * gap.mean():+.1f} ± {100 * gap.std(ddof=1):.1f}")
         lines.append(cells)
-    return markdown(header, lines)
+    return render_table(header, lines, markdown=True)
 
 
 def overconfidence(data, seeds, network: str, student: str = "plain") -> np.ndarray:
@@ -289,12 +290,7 @@ def strict_table(data, seeds) -> str:
         accuracy_line.append(f"{values.mean():.2f}")
     accuracy_line += ["", "", "", "", ""]
     lines.append(accuracy_line)
-    return markdown(header, lines)
-
-
-def markdown(header, lines) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
+    return render_table(header, lines, markdown=True)
 
 
 # ----------------------------------------------------------------------------- verdicts
@@ -358,7 +354,7 @@ def verdict_table(datasets, seeds) -> str:
                     "pass" if h3[1] else "**fail**",
                 ]
             )
-    return markdown(header, lines)
+    return render_table(header, lines, markdown=True)
 
 
 def bootstrap_table(datasets, seeds) -> str:
@@ -385,7 +381,7 @@ def bootstrap_table(datasets, seeds) -> str:
                     per_seed_bootstrap(data, seeds, "MTS auto strict", "none -", student=student),
                 ]
             )
-    return markdown(header, lines)
+    return render_table(header, lines, markdown=True)
 
 
 def secondary_table(datasets, seeds) -> str:
@@ -415,7 +411,7 @@ def secondary_table(datasets, seeds) -> str:
                         fmt(logits["H3"][0]),
                     ]
                 )
-    return markdown(header, lines)
+    return render_table(header, lines, markdown=True)
 
 
 def detection_table(datasets, seeds) -> str:
@@ -436,7 +432,7 @@ def detection_table(datasets, seeds) -> str:
                     f"{sum(r['detected'] == 'training' for r in strict)} of {len(strict)}",
                 ]
             )
-    return markdown(header, lines)
+    return render_table(header, lines, markdown=True)
 
 
 # ----------------------------------------------------------------------------- claims
@@ -672,7 +668,7 @@ def claims_table(datasets, seeds) -> str:
             ),
         ]
     )
-    return markdown(header, lines)
+    return render_table(header, lines, markdown=True)
 
 
 # ----------------------------------------------------------------------------- files

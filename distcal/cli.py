@@ -34,6 +34,8 @@ def _seeds(text: str) -> list[int]:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from .experiment.settings import DATASETS, DEMO, PROFILES
+
     parser = argparse.ArgumentParser(
         prog="distcal",
         description="Calibration for networks trained on distilled data. Without a command, "
@@ -44,14 +46,14 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--dataset",
         default="digits",
-        choices=["digits", "fashion-mnist"],
+        choices=list(DATASETS),
         help="digits ship with scikit-learn; Fashion-MNIST is read from Debian's "
         "dataset-fashion-mnist files or --root (default: digits)",
     )
     run.add_argument(
         "--profile",
         default="small",
-        choices=["smoke", "small", "paper"],
+        choices=list(PROFILES),
         help="small fits a 2-core CPU (minutes for digits); paper uses the published settings "
         "(ConvNet-128, 1000 student epochs) and is meant for a GPU; smoke only checks that the "
         "pipeline runs (default: small)",
@@ -92,8 +94,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "test accuracy, ECE, NLL and Brier score before and after temperature scaling and "
         "masked temperature scaling, calibrated on held-out or on training images.",
     )
-    demo.add_argument("--ipc", type=_positive_int, default=10, help="images per class (10)")
-    demo.add_argument("--epochs", type=_positive_int, default=300, help="student epochs (300)")
+    demo.add_argument(
+        "--ipc", type=_positive_int, default=DEMO.ipc, help=f"images per class ({DEMO.ipc})"
+    )
+    demo.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=DEMO.student_epochs,
+        help=f"student epochs ({DEMO.student_epochs})",
+    )
     demo.add_argument("--seed", type=int, default=0, help="random_state of everything (0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -130,7 +139,7 @@ def _run(args) -> None:
 
 
 def _demo(args) -> None:
-    from ._demo import calibration_demo, format_rows
+    from .experiment.demo import calibration_demo, format_rows
 
     rows = calibration_demo(
         ipc=args.ipc, epochs=args.epochs, random_state=args.seed, verbose=not args.quiet

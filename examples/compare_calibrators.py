@@ -26,6 +26,7 @@ from distcal.calibration import (
     VectorScaling,
 )
 from distcal.distill import StudentClassifier, load_digits, stratified_split
+from distcal.experiment.settings import DATASETS
 from distcal.metrics import (
     bootstrap_ci,
     bootstrap_difference,
@@ -42,8 +43,9 @@ def main(output=Path("distcal-output")):
     data = load_digits()
     train, cal, test = stratified_split(data.labels, [100, 800, 897], random_state=0)
     X, y = data.images, data.labels.numpy()
+    digits = DATASETS["digits"]  # depth 2; DSA's augmentation without flips
     student = StudentClassifier(
-        width=32, depth=2, epochs=150, augment="color_crop_cutout_scale_rotate", random_state=0
+        width=32, depth=digits.depth, epochs=150, augment=digits.augment, random_state=0
     ).fit(X[train], y[train.numpy()])
     logits_cal = student.decision_function(X[cal]).numpy()
     logits_test = student.decision_function(X[test]).numpy()

@@ -99,3 +99,36 @@ def test_generated_results_match_the_committed_per_seed_files():
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_shared_synthetic_logits_draw_labels_from_softmax_of_z():
+    """benchmarks/_data.py, the one recipe of synthetic logits: 3 z, labels ~ softmax(z)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _data
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import numpy as np
+
+    for labels in ("gumbel", "inverse"):
+        logits, y = _data.make_data(50_000, 5, seed=1, labels=labels)
+        z = logits / 3
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        # the labels' frequency per class matches the mean probability of the class
+        frequency = np.bincount(y, minlength=5) / len(y)
+        np.testing.assert_allclose(frequency, p.mean(axis=0), atol=0.01)
+        assert y.dtype == np.int64
+    # chunks continue one stream: the first chunk is the head of the whole draw
+    (head, y_head), _ = _data.logit_chunks(10, 3, seed=2, labels="inverse", chunk=5)
+    whole, y_whole = next(_data.logit_chunks(5, 3, seed=2, labels="inverse"))
+    np.testing.assert_array_equal(head, whole)
+    np.testing.assert_array_equal(y_head, y_whole)
+    # batches of a stream are independent of the order they are drawn in
+    second = _data.logit_batch(1, 4, 10, 3)
+    _data.logit_batch(0, 4, 10, 3)
+    np.testing.assert_array_equal(_data.logit_batch(1, 4, 10, 3)[0], second[0])
+    assert second[0].dtype == np.float32
+    assert len(_data.logit_batch(2, 4, 10, 3)[1]) == 2
+    with pytest.raises(ValueError, match='labels must be "gumbel" or "inverse"'):
+        next(_data.logit_chunks(3, 2, labels="uniform"))

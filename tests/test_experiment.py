@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import distcal.experiment as experiment
+import distcal.experiment.runner as runner
 from distcal.cli import main
 from distcal.experiment import (
     format_diagnostics,
@@ -164,7 +165,7 @@ def test_a_rerun_resumes_from_finished_seeds(smoke_run, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("finished seeds must not be recomputed")
 
-    monkeypatch.setattr(experiment, "_run_seed", must_not_run)
+    monkeypatch.setattr(runner, "run_seed", must_not_run)
     again = run_experiment("digits", profile="smoke", seeds=[0, 1], output=out, verbose=False)
     assert [r["ece15"] for r in again["rows"]] == [r["ece15"] for r in result["rows"]]
 
@@ -339,3 +340,88 @@ def test_a_rerun_reproduces_the_committed_per_seed_rows(tmp_path):
         rerun = (tmp_path / name).read_text().splitlines()
         assert rerun[0] == committed[0], name  # the same columns
         assert rerun[1:] == [line for line in committed[1:] if line.startswith("3,")], name
+
+
+def test_one_table_renderer_aligns_escapes_and_names_bad_input():
+    from distcal.experiment.report import render_table
+
+    text = render_table(["name", "n"], [["a", "10"], ["bc", "2"]], align=["left", "right"])
+    assert text.splitlines() == ["name   n", "a     10", "bc     2"]
+    assert render_table(["x"], [["1"]], align="right") == "x\n1"
+    markdown = render_table(["max |dp|", "v"], [["a|b", 1]], markdown=True).splitlines()
+    assert markdown == ["| max \\|dp\\| | v |", "|---|---|", "| a\\|b | 1 |"]
+    with pytest.raises(ValueError, match="one cell per column"):
+        render_table(["a", "b"], [["1"]])
+    with pytest.raises(ValueError, match="align must be"):
+        render_table(["a", "b"], [["1", "2"]], align=["left"])
+    with pytest.raises(ValueError, match="align must be"):
+        render_table(["a"], [["1"]], align="centre")
+
+
+def test_score_columns_are_the_metrics_of_the_package():
+    from distcal.experiment.scores import score_columns
+    from distcal.metrics import (
+        brier_score,
+        classwise_calibration_error,
+        expected_calibration_error,
+        negative_log_likelihood,
+    )
+
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(4), size=300)
+    y = rng.integers(0, 4, size=300)
+    scores = score_columns(y, torch.as_tensor(proba, dtype=torch.float32), classwise=True)
+    as64 = torch.as_tensor(proba, dtype=torch.float32).double().numpy()
+    assert list(scores) == ["accuracy", "ece10", "ece15", "cwece", "nll", "brier", "confidence"]
+    assert scores["ece15"] == expected_calibration_error(y, as64, n_bins=15)
+    assert scores["ece10"] == expected_calibration_error(y, as64, n_bins=10)
+    assert scores["cwece"] == classwise_calibration_error(y, as64, n_bins=15)
+    assert scores["nll"] == negative_log_likelihood(y, as64)
+    assert scores["brier"] == brier_score(y, as64)
+    assert scores["accuracy"] == np.mean(as64.argmax(axis=1) == y)
+    assert scores["confidence"] == as64.max(axis=1).mean()
+    kept = score_columns(y, proba.astype(np.float32), dtype=None)
+    assert kept["confidence"] == float(proba.astype(np.float32).max(axis=1).mean())
+    # a probability of 0 on a true class: an infinite NLL, not an error
+    assert score_columns([0], [[0.0, 1.0]])["nll"] == np.inf
+
+
+def test_one_recipe_per_dataset_and_named_errors():
+    from distcal.experiment.settings import DATASETS, dataset_recipe, profile_by_name
+
+    assert dataset_recipe("digits") is DATASETS["digits"]
+    assert {recipe.depth for recipe in DATASETS.values()} == {2, 3}
+    with pytest.raises(ValueError, match=r"Unknown dataset 'cifar10'; valid names are"):
+        dataset_recipe("cifar10")
+    with pytest.raises(TypeError, match="profile must be a name of PROFILES or a Profile"):
+        profile_by_name(3)
+    custom = experiment.Profile(ipc=3)
+    assert profile_by_name(custom) == custom
+    assert profile_by_name(custom) is not custom
+
+
+def test_demo_is_a_profile_of_the_experiment(monkeypatch):
+    """The demo fits the experiment's calibrators through its calibrate step, less fixed ratios."""
+    import distcal.experiment.demo as demo
+    from distcal.experiment.settings import DEMO, PROFILES
+
+    assert DEMO.strict_ratios == ()
+    assert (DEMO.ipc, DEMO.width, DEMO.student_epochs) == (
+        PROFILES["small"].ipc,
+        PROFILES["small"].width,
+        PROFILES["small"].student_epochs,
+    )
+    seen = {}
+    calibrate = demo.calibrate_student
+
+    def spy(student, sets, y_test, **kwargs):
+        seen.update(kwargs)
+        return calibrate(student, sets, y_test, **kwargs)
+
+    monkeypatch.setattr(demo, "calibrate_student", spy)
+    rows = demo.calibration_demo(ipc=2, epochs=2, verbose=False)
+    assert seen == {"strict_ratios": (), "seed": 0}
+    assert [(r["method"], r["calibrated_on"]) for r in rows] == list(demo.SHOWN.values())
+    table = demo.format_rows(rows).splitlines()
+    assert table[0].split()[:2] == ["method", "calibrated"]
+    assert len(table) == 1 + len(demo.SHOWN)

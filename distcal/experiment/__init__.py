@@ -1,0 +1,50 @@
+"""The paper's experiment end to end: distil, train students, calibrate, evaluate.
+
+:func:`run_experiment` is what the ``distcal`` command runs. For every seed it distils the
+training split with plain distribution matching and with the MDT mask, takes a random real
+subset of the same size, trains a plain and a mixup student on each of the three sets, and
+calibrates every student in two regimes:
+
+- **held-out**: temperature scaling and the default masked temperature scaling
+  (``mask_ratio="auto"``, with the network and with logits only) fitted on a held-out split of
+  real images;
+- **strict**: only the student's own training images are available (the distilled set), as
+  when a distilled set is all one has. Temperature scaling has no optimum there; masked
+  temperature scaling is fitted on masked copies of those images, with fixed ratios (the
+  paper's 0.1 among them) and with its default ``mask_ratio="auto"``, which reads from the
+  images that they are training data and applies the half-accuracy rule.
+
+Every student and calibrator is scored on the test split, which chooses nothing; paired
+bootstrap intervals over the test images compare the calibrators that matter per seed. A
+network trained on the whole training split is the baseline of the maximum-logit diagnostics.
+Results are written as CSV and JSON (one row per seed, so that every table can be recomputed),
+with reliability diagrams and maximum-logit histograms as PNG files; finished seeds are saved
+as they complete, so an interrupted run resumes where it stopped. Each seed runs on a fixed
+number of torch threads (``threads``), which with the seed fixes every floating-point sum:
+a rerun of a seed on the same machine reproduces its rows exactly.
+
+The package has one module per concept: ``settings`` (profiles, the recipe of each dataset,
+the demo's sizes), ``pipeline`` (one seed: split, distil, students, calibrate), ``scores``
+(the score columns and paired comparisons), ``report`` (summaries over seeds and the one table
+renderer), ``files`` (per-seed files, resuming, the CSV and JSON tables), ``figures`` and
+``runner`` (seeds in sequence or in parallel). The demo (``distcal demo``) and the benchmarks
+use the same settings, scores and renderer.
+"""
+
+from .report import format_diagnostics, format_summary, summarise, summarise_diagnostics
+from .runner import run_experiment
+from .settings import COMPARISONS, PROFILES, Profile, parse_seeds
+from .settings import MAIN_ROWS as MAIN_ROWS
+from .settings import METRICS as METRICS
+
+__all__ = [
+    "COMPARISONS",
+    "PROFILES",
+    "Profile",
+    "format_diagnostics",
+    "format_summary",
+    "parse_seeds",
+    "run_experiment",
+    "summarise",
+    "summarise_diagnostics",
+]

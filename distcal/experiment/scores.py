@@ -1,0 +1,133 @@
+"""How test probabilities are scored: the score columns, and paired comparisons of two rows.
+
+:func:`score_columns` is the one definition of the columns that the experiment, the demo and
+the calibrator benchmark report for a set of test probabilities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..metrics import (
+    bootstrap_difference,
+    brier_score,
+    classwise_calibration_error,
+    expected_calibration_error,
+    negative_log_likelihood,
+)
+from .settings import COMPARISONS
+
+__all__ = ["as_numpy", "compare_rows", "score_columns"]
+
+
+def as_numpy(proba, dtype=np.float64) -> np.ndarray:
+    """Return probabilities (an array, or a tensor on any device) as a numpy array.
+
+    Parameters
+    ----------
+    proba : array-like or Tensor of shape (n_samples, n_classes)
+        The probabilities.
+    dtype : numpy dtype or None, default=np.float64
+        The array's type (None keeps the input's).
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_classes)
+        The probabilities on the CPU.
+    """
+    if isinstance(proba, torch.Tensor):
+        proba = proba.detach().cpu()
+    return np.asarray(proba, dtype=dtype)
+
+
+def score_columns(y_true, proba, *, classwise: bool = False, dtype=np.float64) -> dict:
+    """Score one set of test probabilities: the columns of every results table.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        The true class indices.
+    proba : array-like or Tensor of shape (n_samples, n_classes)
+        Predicted probabilities.
+    classwise : bool, default=False
+        Add the classwise ECE (15 bins) as ``cwece``.
+    dtype : numpy dtype or None, default=np.float64
+        The type the probabilities are scored in (None keeps the input's).
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``ece10`` and ``ece15`` (top-label ECE with 10 and 15 equal-width bins),
+        ``cwece`` if asked, ``nll`` (not clipped: a probability of 0 on a true class gives
+        inf), ``brier`` and ``confidence`` (the mean top probability), all floats.
+
+    Examples
+    --------
+    >>> scores = score_columns([0, 1], [[0.9, 0.1], [0.2, 0.8]])
+    >>> list(scores), scores["accuracy"]
+    (['accuracy', 'ece10', 'ece15', 'nll', 'brier', 'confidence'], 1.0)
+    """
+    proba = as_numpy(proba, dtype)
+    y_true = np.asarray(y_true)
+    scores = {
+        "accuracy": float((proba.argmax(axis=1) == y_true).mean()),
+        "ece10": expected_calibration_error(y_true, proba, n_bins=10),
+        "ece15": expected_calibration_error(y_true, proba, n_bins=15),
+    }
+    if classwise:
+        scores["cwece"] = classwise_calibration_error(y_true, proba, n_bins=15)
+    with np.errstate(divide="ignore"):
+        scores["nll"] = negative_log_likelihood(y_true, proba)
+    scores["brier"] = brier_score(y_true, proba)
+    scores["confidence"] = float(proba.max(axis=1).mean())
+    return scores
+
+
+def _ece15(y_true, proba) -> float:
+    return expected_calibration_error(y_true, proba, n_bins=15)
+
+
+def compare_rows(y_test, probabilities: dict, seed: int, n_resamples: int) -> list[dict]:
+    """Paired bootstrap intervals over the test images for the pairs of ``COMPARISONS``.
+
+    Parameters
+    ----------
+    y_test : array-like of shape (n_samples,)
+        The test labels.
+    probabilities : dict
+        Test probabilities by (calibrator, regime), holding every row that
+        :data:`~distcal.experiment.COMPARISONS` names.
+    seed : int
+        Seeds the resamples.
+    n_resamples : int
+        Bootstrap resamples.
+
+    Returns
+    -------
+    list of dict
+        One row per pair: ``first``, ``second`` (calibrator and regime, joined by a space),
+        ``metric`` ("ece15"), ``difference`` (first minus second), ``low`` and ``high`` (the
+        95% interval).
+    """
+    rows = []
+    for first, second in COMPARISONS:
+        diff = bootstrap_difference(
+            _ece15,
+            y_test,
+            as_numpy(probabilities[first]),
+            as_numpy(probabilities[second]),
+            n_resamples=n_resamples,
+            random_state=seed,
+        )
+        rows.append(
+            {
+                "first": " ".join(first),
+                "second": " ".join(second),
+                "metric": "ece15",
+                "difference": float(diff.estimate),
+                "low": float(diff.low),
+                "high": float(diff.high),
+            }
+        )
+    return rows
