@@ -15,13 +15,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .._files import atomic_write_text, read_tensors, write_tensors
 from .._progress import progress
+from ..exceptions import DistcalWarning
 
 __all__ = ["ExpertTrajectories", "flat_parameters", "train_expert_trajectories"]
 
@@ -192,10 +195,10 @@ class ExpertTrajectories(Sequence):
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the buffer to ``directory`` (created if needed) as safetensors plus JSON.
 
-        The directory receives ``trajectories.safetensors`` (tensors ``expert_0000``, ...) and
-        ``trajectories.json`` (format, layout and training configuration). Both are written to
-        temporary names first and then renamed, so an interrupted save leaves no half file under
-        the final names.
+        The directory receives ``trajectories.safetensors`` (tensors ``expert_0000``, ...,
+        with a checksum) and ``trajectories.json`` (format, layout and training configuration),
+        each through distcal's atomic writer: an interrupted save leaves no half file under the
+        final names, and concurrent saves never share a temporary file.
 
         Parameters
         ----------
@@ -207,10 +210,7 @@ class ExpertTrajectories(Sequence):
         pathlib.Path
             The directory.
         """
-        from safetensors.torch import save_file
-
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         tensors = {
             f"expert_{k:04d}": t.detach().contiguous().to("cpu")
             for k, t in enumerate(self.trajectories)
@@ -225,27 +225,32 @@ class ExpertTrajectories(Sequence):
             "layout": [[name, list(shape)] for name, shape in self.layout],
             "config": self.config,
         }
-        tmp_tensors = directory / (_TENSORS + ".tmp")
-        tmp_sidecar = directory / (_SIDECAR + ".tmp")
-        save_file(tensors, str(tmp_tensors))
-        tmp_sidecar.write_text(json.dumps(sidecar, indent=2, sort_keys=True))
-        os.replace(tmp_tensors, directory / _TENSORS)
-        os.replace(tmp_sidecar, directory / _SIDECAR)
+        write_tensors(directory / _TENSORS, tensors, {"kind": _FORMAT, "version": _VERSION})
+        atomic_write_text(directory / _SIDECAR, json.dumps(sidecar, indent=2, sort_keys=True))
         return directory
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> ExpertTrajectories:
         """Read a buffer written by :meth:`save`; tensors are loaded on the CPU.
 
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            The directory :meth:`save` wrote.
+
+        Returns
+        -------
+        ExpertTrajectories
+            The buffer.
+
         Raises
         ------
         FileNotFoundError
             If either file is missing.
         ValueError
-            If the sidecar is not a distcal expert buffer or does not match the tensors.
+            If a file is damaged, is not a distcal expert buffer, or the two do not match;
+            the message names the file.
         """
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         sidecar_path, tensors_path = directory / _SIDECAR, directory / _TENSORS
         for path in (sidecar_path, tensors_path):
@@ -253,21 +258,70 @@ class ExpertTrajectories(Sequence):
                 raise FileNotFoundError(
                     f"No expert buffer at {str(directory)!r}: {path.name} is missing."
                 )
-        sidecar = json.loads(sidecar_path.read_text())
-        if sidecar.get("format") != _FORMAT or sidecar.get("version") != _VERSION:
+        try:
+            sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{str(sidecar_path)!r} is not readable JSON: {exc}") from None
+        if not isinstance(sidecar, dict) or (
+            sidecar.get("format") != _FORMAT or sidecar.get("version") != _VERSION
+        ):
+            found = sidecar if not isinstance(sidecar, dict) else sidecar.get("format")
             raise ValueError(
                 f"{str(sidecar_path)!r} is not a distcal expert buffer of version {_VERSION} "
-                f"(format {sidecar.get('format')!r}, version {sidecar.get('version')!r})."
+                f"(found {found!r})."
             )
-        tensors = load_file(str(tensors_path), device="cpu")
-        names = [f"expert_{k:04d}" for k in range(sidecar["n_experts"])]
-        if sorted(tensors) != names:
+        tensors = _read_buffer_tensors(tensors_path)
+        try:
+            n_experts, n_epochs = int(sidecar["n_experts"]), int(sidecar["n_epochs"])
+            n_params = int(sidecar["n_params"])
+            layout = [(str(n), tuple(int(d) for d in shape)) for n, shape in sidecar["layout"]]
+            config = dict(sidecar["config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{str(sidecar_path)!r} lacks a valid {exc} entry.") from None
+        names = [f"expert_{k:04d}" for k in range(n_experts)]
+        if n_experts < 1 or sorted(tensors) != names:
             raise ValueError(
                 f"{str(tensors_path)!r} holds tensors {sorted(tensors)[:4]}..., but its sidecar "
-                f"announces {sidecar['n_experts']} experts named expert_0000, ...."
+                f"announces {n_experts} experts named expert_0000, ...."
             )
-        layout = [(name, tuple(shape)) for name, shape in sidecar["layout"]]
-        return cls([tensors[n] for n in names], layout, sidecar["config"])
+        for name in names:
+            trajectory = tensors[name]
+            if tuple(trajectory.shape) != (n_epochs + 1, n_params):
+                raise ValueError(
+                    f"{str(tensors_path)!r}: {name} has shape {tuple(trajectory.shape)}, but its "
+                    f"sidecar announces ({n_epochs + 1}, {n_params})."
+                )
+            if not bool(torch.isfinite(trajectory).all()):
+                raise ValueError(f"{str(tensors_path)!r}: {name} has NaN or infinite values.")
+        if sum(math.prod(shape) for _, shape in layout) != n_params:
+            raise ValueError(
+                f"{str(sidecar_path)!r}: its layout does not add up to n_params={n_params}."
+            )
+        return cls([tensors[n] for n in names], layout, config)
+
+
+def _read_buffer_tensors(path: Path) -> dict:
+    """Read the trajectories of a buffer file: checksummed, or written before checksums."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{str(path)!r} is not a readable safetensors file: {exc}") from None
+    if "distcal" in header:
+        return read_tensors(path, kind=_FORMAT)[0]
+    warnings.warn(
+        f"{str(path)!r} carries no checksum (written by a distcal before checksums were added), "
+        "so damage cannot be detected; save the buffer again to add one.",
+        DistcalWarning,
+        stacklevel=3,
+    )
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{str(path)!r} is not a readable safetensors file: {exc}") from None
 
 
 def train_expert_trajectories(
