@@ -111,7 +111,7 @@ class MTT(DistillationMethod):
             ``"unrolled"`` back-propagates through the graph of all ``N`` steps (its memory
             grows linearly with ``N``). ``"constant"`` keeps one step's graph at a time and
             recomputes each step during the backward pass; it gives the same gradient (see
-            Notes) for 1.2 to 1.4 times the CPU time of ``"unrolled"`` (measured on digits).
+            Notes) for more compute (docs/benchmarks.md has the measured cost).
         buffer : str, os.PathLike or None, default=None
             Directory of a saved expert buffer. If it holds one, it is loaded and must match the
             network, the real images and the expert options above (a mismatch raises
