@@ -22,7 +22,7 @@ import warnings
 import torch
 
 from .._validation import Interval, Options
-from ..exceptions import ConvergenceWarning
+from ..exceptions import ConvergenceWarning, UncalibratableDataWarning
 from ._base import BaseLogitCalibrator
 from ._lbfgs import minimize_lbfgs
 
@@ -90,6 +90,71 @@ def _fit_affine(
     return scale, bias, state["nll"], result.n_iter, result.converged
 
 
+def _present_classes(labels, weights, n_classes: int) -> torch.Tensor:
+    """Return a mask of the classes with calibration weight in the labels."""
+    mass = torch.zeros(n_classes, dtype=torch.float64, device=labels.device)
+    ones = torch.ones_like(labels, dtype=torch.float64)
+    mass.index_add_(0, labels, ones if weights is None else weights.to(torch.float64))
+    return mass > 0
+
+
+def _fit_present_classes(
+    calibrator, features, labels, weights, present, *, reg_lambda, reg_mu
+) -> tuple:
+    """Fit the map of the classes that occur; keep the others at the identity.
+
+    A class that never occurs in the labels has no finite optimum: lowering its logit lowers
+    the NLL for ever, and through the softmax drags every other bias along (with 20,000
+    classes and 300 samples, minutes of L-BFGS towards a meaningless map). The fit is made on
+    the classes that occur, among themselves (their columns of the features, their softmax);
+    the absent classes keep scale 1 and bias 0 and the present ones get no weight on them, so
+    the network's logits for a class never seen are passed through as they are.
+    """
+    n_classes = features.shape[1]
+    diagonal = calibrator._diagonal
+    index = present.nonzero().flatten()
+    absent = (~present).nonzero().flatten()
+    shown = ", ".join(str(int(c)) for c in absent[:10]) + (", ..." if absent.numel() > 10 else "")
+    warnings.warn(
+        f"{type(calibrator).__name__}: {absent.numel()} of the {n_classes} classes have no "
+        f"calibration sample ({shown}); their parameters have no finite optimum, so they keep "
+        "the identity (scale 1, bias 0) and the map is fitted on the classes that occur. "
+        "Calibrate on data covering every class (stratify the split) to fit them all.",
+        UncalibratableDataWarning,
+        stacklevel=3,
+    )
+    device = features.device
+    if diagonal:
+        scale = torch.ones(n_classes, dtype=torch.float64, device=device)
+    else:
+        scale = torch.eye(n_classes, dtype=torch.float64, device=device)
+    bias = torch.zeros(n_classes, dtype=torch.float64, device=device)
+    if index.numel() < 2:  # one class: the softmax over it is constant, nothing to fit
+        return scale, bias, 0.0, 0, False
+    remap = torch.full((n_classes,), -1, dtype=torch.long, device=device)
+    remap[index] = torch.arange(index.numel(), device=device)
+    keep = present[labels] if weights is None else present[labels] & (weights > 0)
+    sub_weights = None if weights is None else weights[keep]
+    sub_scale, sub_bias, nll, n_iter, converged = _fit_affine(
+        features[keep][:, index],
+        remap[labels[keep]],
+        sub_weights,
+        diagonal=diagonal,
+        reg_lambda=reg_lambda,
+        reg_mu=reg_mu,
+        tol=calibrator.tol,
+        max_iter=calibrator.max_iter,
+        owner=type(calibrator).__name__,
+    )
+    if diagonal:
+        scale[index] = sub_scale
+    else:
+        scale[index] = 0.0
+        scale[index[:, None], index[None, :]] = sub_scale
+    bias[index] = sub_bias
+    return scale, bias, nll, n_iter, converged
+
+
 class _AffineCalibrator(BaseLogitCalibrator):
     """Shared fit and prediction of the affine scaling calibrators."""
 
@@ -122,18 +187,24 @@ class _AffineCalibrator(BaseLogitCalibrator):
         logits, labels, weights = self._validate_fit_inputs(X, y, sample_weight)
         reg_lambda, reg_mu = self._penalties()
         features = self._features(logits.values.to(torch.float64))
-        scale, bias, nll, n_iter, converged = _fit_affine(
-            features,
-            labels,
-            weights,
-            diagonal=self._diagonal,
-            reg_lambda=reg_lambda,
-            reg_mu=reg_mu,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            owner=type(self).__name__,
-        )
-        if not converged:
+        present = _present_classes(labels, weights, features.shape[1])
+        if bool(present.all()):
+            scale, bias, nll, n_iter, converged = _fit_affine(
+                features,
+                labels,
+                weights,
+                diagonal=self._diagonal,
+                reg_lambda=reg_lambda,
+                reg_mu=reg_mu,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                owner=type(self).__name__,
+            )
+        else:
+            scale, bias, nll, n_iter, converged = _fit_present_classes(
+                self, features, labels, weights, present, reg_lambda=reg_lambda, reg_mu=reg_mu
+            )
+        if not converged and n_iter > 0:  # n_iter 0: one class, nothing to fit (warned)
             warnings.warn(
                 f"{type(self).__name__}: L-BFGS reached max_iter={self.max_iter} before "
                 "converging; increase max_iter.",

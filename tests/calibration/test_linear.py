@@ -9,6 +9,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
 from distcal.calibration import DirichletCalibration, MatrixScaling, VectorScaling
+from distcal.exceptions import UncalibratableDataWarning
 
 
 def _data(n=3000, k=4, seed=0):
@@ -173,3 +174,44 @@ def test_integer_weights_equal_repeated_rows(calibrator):
     bound = 2 * torch.linalg.matrix_norm(jacobian, ord=2).item() * distance + 1e-12
     difference = np.abs(weighted.predict_proba(z) - repeated.predict_proba(z)).max()
     assert difference <= bound, (difference, bound)
+
+
+@pytest.mark.parametrize("calibrator", [VectorScaling(), MatrixScaling(), DirichletCalibration()])
+def test_classes_without_samples_keep_the_identity_and_the_rest_is_fitted_among_themselves(
+    calibrator,
+):
+    """An absent class has no finite optimum; fitting it ran L-BFGS for minutes (K = 20,000,
+    N = 300). The present classes are fitted among themselves, the absent ones pass through."""
+
+    z, y = _data(n=600, k=6, seed=9)
+    present = y < 4  # classes 4 and 5 never occur
+    z, y = z[present], y[present]
+    with pytest.warns(UncalibratableDataWarning, match=r"2 of the 6 classes .*\(4, 5\)"):
+        fitted = clone(calibrator).fit(z, y)
+    sub = clone(calibrator).fit(
+        log_softmax(z, axis=1)[:, :4] if isinstance(calibrator, DirichletCalibration)
+        else z[:, :4], y
+    )  # fmt: skip
+    scale, bias = fitted.coef_.numpy(), fitted.intercept_.numpy()
+    if isinstance(calibrator, VectorScaling):
+        np.testing.assert_array_equal(scale[4:], 1.0)
+        np.testing.assert_allclose(scale[:4], sub.coef_.numpy(), rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(scale[4:], np.eye(6)[4:])
+        np.testing.assert_array_equal(scale[:4, 4:], 0.0)
+    np.testing.assert_array_equal(bias[4:], 0.0)
+    # the absent classes' logits pass through: their calibrated logit is the network's
+    decision = fitted.decision_function(z)
+    features = log_softmax(z, axis=1) if isinstance(calibrator, DirichletCalibration) else z
+    np.testing.assert_allclose(decision[:, 4:], features[:, 4:], rtol=1e-12, atol=1e-12)
+
+
+def test_twenty_thousand_classes_and_three_hundred_samples_fit_in_bounded_time():
+    """Not a timing test: the fit is bounded by the classes that occur (at most 300 here), which
+    the number of L-BFGS iterations shows."""
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(300, 20_000)), rng.integers(0, 100, size=300)
+    with pytest.warns(UncalibratableDataWarning):
+        vs = VectorScaling().fit(z, y)
+    assert vs.n_iter_ < 200
+    assert vs.coef_.shape == (20_000,)
