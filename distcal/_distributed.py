@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["agree", "all_reduce", "check_distributed", "raise_if_any_failed"]
+__all__ = ["agree", "agree_settings", "all_reduce", "check_distributed", "raise_if_any_failed"]
 
 
 def check_distributed(caller: str, group=None) -> None:
@@ -91,3 +91,36 @@ def agree(values, size: int, caller: str, what: str, group=None) -> tuple | None
         )
     raise_if_any_failed(error, caller, group)
     return None if agreed[0] < 0 else tuple(agreed.tolist())
+
+
+def agree_settings(settings: dict, caller: str, group=None) -> None:
+    """Check that every process was given the same settings; raise on every process if not.
+
+    ``settings`` maps each setting that changes the result (an estimator's parameters, say) to
+    its value on this process. Every process gathers every process's settings and compares them
+    the same way, so either all go on or all raise the same ``ValueError``, which names each
+    differing setting and every process's value: no process succeeds while another fails, and
+    none waits in a later collective call for a process that stopped.
+
+    The values travel with ``torch.distributed.all_gather_object`` (a pickle between the
+    processes of one job, which trust each other); they must be plain Python values.
+    """
+    import torch.distributed as dist
+
+    gathered: list = [None] * dist.get_world_size(group)
+    dist.all_gather_object(gathered, dict(settings), group=group)
+    missing = object()
+    differences = []
+    for key in sorted(set().union(*(g.keys() for g in gathered))):
+        values = [g.get(key, missing) for g in gathered]
+        if any(v != values[0] for v in values[1:]):
+            shown = ", ".join(
+                f"process {r} has {'nothing' if v is missing else repr(v)}"
+                for r, v in enumerate(values)
+            )
+            differences.append(f"{key} ({shown})")
+    if differences:
+        raise ValueError(
+            f"{caller}: the processes were given different settings: {'; '.join(differences)}. "
+            "Every process must be given the same settings (only the data shard may differ)."
+        )

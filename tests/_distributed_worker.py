@@ -81,6 +81,36 @@ def main(out: Path) -> None:
         MDTTrainer("dc", distributed=True).fit(digits.images, digits.labels)
     except InvalidParameterError as exc:
         result["dc_error"] = str(exc)
+    # settings that differ between processes: every process raises, naming the setting
+    disagreements = {
+        "ts_max_iter": lambda: TemperatureScaling(max_iter=100 if rank == 0 else 3).fit_batches(
+            batches, distributed=True
+        ),
+        "mask_ratio": lambda: MDTTrainer(
+            **{**DM_PARAMS, "mask_ratio": 0.0 if rank == 0 else 0.5}, distributed=True
+        ).fit(digits.images, digits.labels),
+        "ipc": lambda: MDTTrainer(
+            **{**DM_PARAMS, "ipc": 2 if rank == 0 else 3}, distributed=True
+        ).fit(digits.images, digits.labels),
+        "iterations": lambda: MDTTrainer(
+            **{**DM_PARAMS, "iterations": 6 if rank == 0 else 2}, distributed=True
+        ).fit(digits.images, digits.labels),
+        "width": lambda: MDTTrainer(
+            **{**DM_PARAMS, "width": 8 if rank == 0 else 16}, distributed=True
+        ).fit(digits.images, digits.labels),
+        "n_bins": lambda: (
+            CalibrationAccumulator(n_bins=15 if rank == 0 else 10)
+            .update_batches(proba)
+            .compute(distributed=True)
+        ),
+    }
+    result["disagreements"] = {}
+    for name, run in disagreements.items():
+        try:
+            run()
+            result["disagreements"][name] = "succeeded"
+        except Exception as exc:  # every process must end here, none may succeed
+            result["disagreements"][name] = f"{type(exc).__name__}: {exc}"
     (out / f"rank-{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
 

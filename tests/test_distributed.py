@@ -127,3 +127,23 @@ def test_methods_without_distribution_say_which_have_it(ranks):
     for result in ranks:
         assert "not supported by method 'dc'" in result["dc_error"]
         assert "['dm']" in result["dc_error"]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("ts_max_iter", "max_iter (process 0 has 100, process 1 has 3)"),
+        ("mask_ratio", "mask_ratio (process 0 has 0.0, process 1 has 0.5)"),
+        ("ipc", "ipc (process 0 has 2, process 1 has 3)"),
+        ("iterations", "iterations (process 0 has 6, process 1 has 2)"),
+        ("width", "width (process 0 has 8, process 1 has 16)"),
+        ("n_bins", "n_bins (process 0 has 15, process 1 has 10)"),
+    ],
+)
+def test_processes_given_different_settings_all_fail_naming_the_setting(ranks, name, expected):
+    """A rank-dependent setting used to distil one set at two mask ratios, mix widths, abort a
+    process or let one succeed while the other died; now all stop at the start, alike."""
+    messages = [result["disagreements"][name] for result in ranks]
+    assert messages[0] == messages[1]
+    assert messages[0].startswith("ValueError: ")
+    assert expected in messages[0]

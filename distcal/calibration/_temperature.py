@@ -22,7 +22,13 @@ import torch
 
 from .._batches import batch_passes, unpack_batch
 from .._device import row_chunks
-from .._distributed import agree, all_reduce, check_distributed, raise_if_any_failed
+from .._distributed import (
+    agree,
+    agree_settings,
+    all_reduce,
+    check_distributed,
+    raise_if_any_failed,
+)
 from .._validation import (
     Interval,
     Options,
@@ -458,6 +464,7 @@ class TemperatureScaling(BaseLogitCalibrator):
         validate_params(self)
         if distributed:
             check_distributed(f"{type(self).__name__}.fit_batches")
+            agree_settings(self.get_params(deep=False), f"{type(self).__name__}.fit_batches")
         start = batch_passes(batches)
         owner = type(self).__name__
         seen: dict = {}

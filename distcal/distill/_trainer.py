@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import draw_seed, resolve_device
-from .._distributed import all_reduce, check_distributed
+from .._distributed import agree_settings, all_reduce, check_distributed
 from .._validation import Interval, Options, record_input_shape, validate_params
 from ..exceptions import InvalidParameterError
 from ._artifact import DistilledSet, save_network
@@ -322,6 +322,7 @@ class MDTTrainer(BaseEstimator):
             self.seed_ = self.seed_ if saved is None else saved
         rank, world_size = 0, 1
         if self.distributed:
+            agree_settings(self._distributed_settings(), "MDTTrainer(distributed=True)")
             rank, world_size = self._agree(images, labels)
         self.network_spec_ = self._network_spec(images.shape[1:], self.n_classes_)
         self._build_network(0)  # the architecture must accept these samples; fail early if not
@@ -425,6 +426,16 @@ class MDTTrainer(BaseEstimator):
         for callback in callbacks:
             callback.on_fit_end(self, state=state)
         return self
+
+    def _distributed_settings(self) -> dict:
+        """Return the parameters every process must share (all but the per-process ones)."""
+        params = self.get_params(deep=False)
+        # the seed is process 0's by design; devices, callbacks, the checkpoint's path and
+        # verbosity are each process's own. The iterations are shared: a process that stops
+        # early would leave the others waiting in the next step's all_reduce.
+        for key in ("random_state", "device", "callbacks", "verbose", "checkpoint"):
+            params.pop(key, None)
+        return params
 
     def _agree(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
         """Take process 0's seed; check that every process distils the same data."""

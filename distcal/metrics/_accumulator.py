@@ -9,7 +9,7 @@ from sklearn.utils import Bunch
 
 from .._batches import unpack_batch
 from .._binning import MAX_BINS, bin_edges
-from .._distributed import agree, all_reduce, check_distributed
+from .._distributed import agree, agree_settings, all_reduce, check_distributed
 from .._validation import Interval, Options, check_logits, check_param
 from .functional import (
     _brier_update,
@@ -272,6 +272,7 @@ class CalibrationAccumulator:
         """Sum the statistics over every process; processes without batches add zeros."""
         caller = "CalibrationAccumulator.compute"
         check_distributed(caller)
+        agree_settings({"n_bins": self.n_bins, "input_type": self.input_type}, caller)
         mine = None if self.n_classes_ is None else (self.n_classes_, self.n_bins)
         agreed = agree(mine, 2, caller, "the classes and bins (n_classes, n_bins)")
         if agreed is None:
