@@ -9,6 +9,7 @@ the problem; never NaN, never a silent wrong answer.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -36,7 +37,14 @@ DTYPES = {
     "float64": torch.float64,
 }
 CLEAR = (ValueError, TypeError)  # the errors distcal raises for bad input, with a message
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 40 examples per test in the default run; the fuzz run (docs/reliability.md) sets
+# DISTCAL_FUZZ_EXAMPLES=10000 and runs this file alone.
+EXAMPLES = int(os.environ.get("DISTCAL_FUZZ_EXAMPLES", "40"))
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @st.composite
@@ -199,3 +207,96 @@ def test_binned_metrics_with_adaptive_bins_and_curves(data):
     occupied = counts > 0
     accuracy = torch.as_tensor(curve.accuracy)[occupied]
     assert bool(((accuracy >= 0) & (accuracy <= 1)).all())
+
+
+
+# ---------------------------------------------------------------------------------------------
+# The image estimators: StudentClassifier and MDTTrainer
+
+
+@st.composite
+def images_and_labels(draw):
+    """Small image batches that break naive code: odd shapes and dtypes, NaN, inf, 0-255 values,
+    one class, labels that are floats, negative or out of order."""
+    n = draw(st.integers(1, 24))
+    shape = draw(st.sampled_from([(1, 8, 8), (3, 8, 8), (1, 4, 4), (64,), (1, 8), (0, 8, 8)]))
+    dtype = draw(st.sampled_from([np.float32, np.float64, np.uint8, np.int64, np.float16]))
+    values = draw(st.sampled_from(["unit", "0-255", "nan", "inf", "zeros", "huge"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = rng.random((n, *shape))
+    if values == "0-255":
+        x = np.round(255 * x)
+    elif values == "nan" and x.size:
+        x.flat[0] = np.nan
+    elif values == "inf" and x.size:
+        x.flat[-1] = np.inf
+    elif values == "zeros":
+        x[:] = 0
+    elif values == "huge":
+        x = 1e30 * x
+    with np.errstate(invalid="ignore", over="ignore"):
+        x = x.astype(dtype)
+    n_classes = draw(st.integers(1, 4))
+    labels = draw(st.sampled_from(["ints", "floats", "negative", "one class", "too many"]))
+    y = rng.integers(0, n_classes, size=n)
+    if labels == "floats":
+        y = y + 0.5
+    elif labels == "negative":
+        y = y - 1
+    elif labels == "one class":
+        y = np.zeros(n, dtype=int)
+    elif labels == "too many":
+        y = np.append(y, 0)
+    return x, y
+
+
+def _finite_or_clear(fit_and_predict):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = fit_and_predict()
+    except CLEAR as exc:
+        assert str(exc), "an error without a message"  # noqa: PT017 - any of several errors
+        return
+    assert np.isfinite(result).all()
+
+
+@SETTINGS
+@given(images_and_labels())
+def test_student_classifier_is_finite_or_refuses(data):
+    from distcal.distill import StudentClassifier
+
+    x, y = data
+    student = StudentClassifier(
+        width=4, depth=1, epochs=1, batch_size=8, augment="none", random_state=0
+    )
+
+    def run():
+        student.fit(x, y)
+        return student.predict_proba(x)
+
+    _finite_or_clear(run)
+
+
+@SETTINGS
+@given(images_and_labels(), st.sampled_from(["dm", "dc"]), st.sampled_from([0.0, 0.5]))
+def test_mdt_trainer_is_finite_or_refuses(data, method, mask_ratio):
+    from distcal.distill import MDTTrainer
+
+    x, y = data
+    trainer = MDTTrainer(
+        method,
+        ipc=1,
+        width=4,
+        depth=1,
+        iterations=1,
+        augment="none",
+        mask_ratio=mask_ratio,
+        method_params={"batch_real": 4},
+        random_state=0,
+    )
+
+    def run():
+        return trainer.fit(x, y).images_.detach().numpy()
+
+    _finite_or_clear(run)
