@@ -45,13 +45,14 @@ def _folder(text: str) -> Path:
 
 def _demo_ipc(text: str) -> int:
     from .experiment.demo import max_ipc
+    from .experiment.settings import DEMO_HELD_OUT
 
     value = _positive_int(text)
     limit = max_ipc()
     if value > limit:
         raise argparse.ArgumentTypeError(
-            f"at most {limit} images per class fit digits' 1797 images next to the demo's 500 "
-            f"held-out images and a test split; got {text!r}"
+            f"at most {limit} images per class fit the demo's split of digits (ipc x 10 to "
+            f"train on, {DEMO_HELD_OUT} held out, at least one per class to test on); got {text!r}"
         )
     return value
 

@@ -404,3 +404,18 @@ def test_a_sound_seed_file_is_reused_and_another_configuration_is_not(tmp_path):
         assert load_seed(tmp_path, config, 0) == result
         assert load_seed(tmp_path, {**config, "dataset": "fashion-mnist"}, 0) is None
         assert load_seed(tmp_path, config, 1) is None  # never saved
+
+
+def test_an_available_device_passes_the_check(monkeypatch):
+    """The GPU path of the check, on any machine: a visible device passes, a missing index not."""
+    import torch
+
+    from distcal.experiment.runner import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert check_device("cuda") == torch.device("cuda")
+    assert check_device("cuda:1") == torch.device("cuda:1")
+    assert check_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"it has 2 cuda device\(s\), numbered from 0"):
+        check_device("cuda:2")
