@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -365,7 +366,8 @@ def main(argv=None) -> int:
     Returns
     -------
     int
-        0; a user error exits with status 2 after one line on standard error.
+        0, or 141 when the reader of standard output has gone; a user error exits with
+        status 2 after one line on standard error.
     """
     from ._version import __version__
 
@@ -383,6 +385,11 @@ def main(argv=None) -> int:
             warnings.simplefilter("default")
         try:
             _COMMANDS[args.command](args)
+        except BrokenPipeError:
+            # the reader of our output left (``distcal calibrate ... | head``): stop quietly,
+            # and keep Python from complaining when it flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
         except InputFileError as exc:
             parser.exit(2, f"distcal: error: argument {exc}\n")
         except (FileNotFoundError, ValueError, OSError) as exc:
