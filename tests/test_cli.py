@@ -419,3 +419,46 @@ def test_an_available_device_passes_the_check(monkeypatch):
     assert check_device(torch.device("cpu")) == torch.device("cpu")
     with pytest.raises(ValueError, match=r"it has 2 cuda device\(s\), numbered from 0"):
         check_device("cuda:2")
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".safetensors", ".csv"])
+def test_any_file_content_is_read_or_refused_with_an_input_error(suffix, tmp_path):
+    """Damaged or crafted files never end in another exception (a traceback on the CLI)."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    import io
+
+    from safetensors.numpy import save as safetensors_bytes
+
+    from distcal.experiment.logit_files import InputFileError, read_logits_and_labels
+
+    csv_text = st.text(alphabet="0123456789.,-e \nabnIf", max_size=80).map(str.encode)
+    contents = st.one_of(st.binary(max_size=200), csv_text)
+    # real files of every format, to be cut anywhere and followed by anything
+    logits, labels = np.eye(3), np.arange(3)
+    npy, npz = io.BytesIO(), io.BytesIO()
+    np.save(npy, logits)
+    np.savez(npz, logits=logits, labels=labels)
+    real = [
+        npy.getvalue(),
+        npz.getvalue(),
+        safetensors_bytes({"logits": logits, "labels": labels}),
+        b"a,b,label\n1,2,0\n3,4,1\n",
+    ]
+
+    @hypothesis.settings(max_examples=80, deadline=None, database=None, derandomize=True)
+    @hypothesis.given(content=contents, start=st.sampled_from(real), cut=st.integers(0, 400))
+    def check(content, start, cut):
+        path = tmp_path / f"file{suffix}"
+        path.write_bytes(start[:cut] + content)
+        for labels in (None, path):
+            try:
+                logits, y = read_logits_and_labels(path, labels)
+            except InputFileError:
+                continue
+            assert np.isfinite(logits).all()
+            assert len(logits) == len(y)
+            n_classes = 2 if logits.ndim == 1 else logits.shape[1]
+            assert ((y >= 0) & (y < n_classes)).all()
+
+    check()

@@ -124,7 +124,10 @@ def _named_arrays(path: Path, argument: str) -> dict[str, np.ndarray]:
 
     try:
         if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
+            archive = np.load(path, allow_pickle=False)
+            if isinstance(archive, np.ndarray):  # np.load reads an .npy whatever its name
+                raise InputFileError(argument, f"{path} is an .npy array, not an .npz archive.")
+            with archive:
                 return {name: archive[name] for name in archive.files}
         return load(path.read_bytes())
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, SafetensorError) as exc:
@@ -160,9 +163,13 @@ def _read(path, role: str, key, names: dict) -> np.ndarray:
         if key is not None:
             raise InputFileError(key_argument, f"{path} holds one unnamed array (.npy).")
         try:
-            return np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise InputFileError(argument, f"{path} is not a readable .npy file: {exc}") from None
+        if not isinstance(array, np.ndarray):  # np.load opens a zip archive whatever its name
+            array.close()
+            raise InputFileError(argument, f"{path} is an .npz archive, not an .npy array.")
+        return array
     if suffix == ".csv":
         header, values = _parse_csv(path, argument)
         if key is None:
