@@ -270,7 +270,7 @@ _ARGUMENTS = {
     "labels_key": "--labels-key",
     "output": "--output",
     "test_size": "--test-size",
-    "split": "--split",
+    "split": "--split random",
     "method": "--method",
 }
 

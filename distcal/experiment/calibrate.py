@@ -74,8 +74,6 @@ SCORES = (
 
 
 def _make_calibrator(method: str, seed: int):
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}; got {method!r}.")
     cls = registered_calibrators()[METHODS[method]]
     params = {"random_state": seed} if "random_state" in cls().get_params() else {}
     return cls(**params)
@@ -104,7 +102,7 @@ def _split(y: np.ndarray, test_size: float, stratify: bool, seed: int, names: di
                 option,
                 f"a stratified split of {n} samples of {len(classes)} classes (the rarest, "
                 f"class {classes[counts.argmin()]}, has {counts.min()}) into {n - n_test} and "
-                f"{n_test} is impossible; use {names['split']} random, or {option} 0 to fit "
+                f"{n_test} is impossible; use {names['split']}, or {option} 0 to fit "
                 "and score on all the samples.",
             )
     fit, test = train_test_split(
@@ -244,9 +242,10 @@ def calibrate_files(
     Raises
     ------
     InputFileError
-        If a file or an option does not fit (nothing is written then).
+        If a file or an option (``method``, ``test_size``) does not fit; nothing is written
+        then.
     ValueError
-        If ``method`` is unknown or the calibrator cannot be fitted.
+        If the calibrator cannot be fitted on the data.
     """
     names = {
         "test_size": "test_size",
