@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from pathlib import Path
 
 _RUN_HELP = (
@@ -21,6 +23,48 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    from .experiment.runner import check_device
+
+    try:
+        check_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _folder(text: str) -> Path:
+    """Return a folder argument: one that may not exist yet, but is not a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file, not a folder")
+    return path
+
+
+def _demo_ipc(text: str) -> int:
+    from .experiment.demo import max_ipc
+    from .experiment.settings import DEMO_HELD_OUT
+
+    value = _positive_int(text)
+    limit = max_ipc()
+    if value > limit:
+        raise argparse.ArgumentTypeError(
+            f"at most {limit} images per class fit the demo's split of digits (ipc x 10 to "
+            f"train on, {DEMO_HELD_OUT} held out, at least one per class to test on); got {text!r}"
+        )
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text!r}")
     return value
 
 
@@ -76,15 +120,17 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seeds in parallel, one process each (-1: one per core; default: one at a time)",
     )
-    run.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    run.add_argument(
+        "--device", type=_device, default=None, help="torch device, e.g. cuda (default: cpu)"
+    )
     run.add_argument(
         "--output",
-        type=Path,
+        type=_folder,
         default=Path("distcal-output"),
         help="folder for results.csv, summary.csv, results.json and the figures; a run "
         "interrupted there resumes from its finished seeds (default: distcal-output)",
     )
-    run.add_argument("--root", type=Path, default=None, help="folder of Fashion-MNIST's files")
+    run.add_argument("--root", type=_folder, default=None, help="folder of Fashion-MNIST's files")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
     demo = commands.add_parser(
@@ -95,7 +141,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "masked temperature scaling, calibrated on held-out or on training images.",
     )
     demo.add_argument(
-        "--ipc", type=_positive_int, default=DEMO.ipc, help=f"images per class ({DEMO.ipc})"
+        "--ipc",
+        type=_demo_ipc,
+        default=DEMO.ipc,
+        help=f"images per class, 1 to 128 ({DEMO.ipc})",
     )
     demo.add_argument(
         "--epochs",
@@ -105,7 +154,125 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0, help="random_state of everything (0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_calibrate(commands)
+    _add_apply(commands)
     return parser
+
+
+_CALIBRATE_HELP = (
+    "fit a calibrator on saved logits and labels, print the scores before and after with "
+    "bootstrap intervals, and write the calibrator file and a reliability diagram"
+)
+_FILES_HELP = (
+    "Files are .npy, .npz, .safetensors or .csv. An .npz or .safetensors file may hold both "
+    "arrays, as 'logits' and 'labels' (or as --logits-key and --labels-key name them); a CSV "
+    "file with a header may hold the labels in a column 'label' (or --labels-key), its other "
+    "columns being the logits. Logits are n_samples x n_classes (column j is class j), or one "
+    "column of binary decision values; labels are integers 0..n_classes-1."
+)
+
+
+def _add_calibrate(commands) -> None:
+    from .experiment.calibrate import METHODS
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help=_CALIBRATE_HELP,
+        description=_CALIBRATE_HELP
+        + ". By default half the samples (stratified) fit the calibrator and the other half "
+        "score it. " + _FILES_HELP,
+    )
+    calibrate.add_argument("logits", metavar="LOGITS", help="the logits' file")
+    calibrate.add_argument(
+        "labels", metavar="LABELS", nargs="?", default=None,
+        help="the labels' file (default: read them from LOGITS)",
+    )  # fmt: skip
+    calibrate.add_argument(
+        "--method",
+        metavar="METHOD",
+        default="ts",
+        choices=list(METHODS),
+        help="the calibrator: "
+        + ", ".join(f"{key} ({name})" for key, name in METHODS.items())
+        + "; mts masks the logits (default: ts)",
+    )
+    calibrate.add_argument(
+        "--output",
+        metavar="DIR",
+        type=_folder,
+        default=Path("distcal-calibration"),
+        help="folder for calibrator.safetensors, reliability.png and scores.json "
+        "(default: distcal-calibration)",
+    )
+    calibrate.add_argument(
+        "--test-size",
+        metavar="SHARE",
+        type=_share,
+        default=0.5,
+        help="share of the samples held out to score on; the rest fit the calibrator; 0 fits "
+        "and scores on all of them, which flatters it (default: 0.5)",
+    )
+    calibrate.add_argument(
+        "--split",
+        choices=["stratified", "random"],
+        default="stratified",
+        help="how the samples are split (default: stratified)",
+    )
+    calibrate.add_argument(
+        "--seed", type=int, default=0, help="seeds the split, the bootstrap and the masks (0)"
+    )
+    calibrate.add_argument(
+        "--n-resamples",
+        metavar="N",
+        type=_positive_int,
+        default=1000,
+        help="bootstrap resamples (1000)",
+    )
+    calibrate.add_argument(
+        "--input-type",
+        choices=["logits", "probabilities"],
+        default="logits",
+        help="what LOGITS holds (default: logits)",
+    )
+    calibrate.add_argument(
+        "--logits-key", metavar="KEY", default=None, help="the logits' array in LOGITS"
+    )
+    calibrate.add_argument(
+        "--labels-key", metavar="KEY", default=None, help="the labels' array (or CSV column)"
+    )
+
+
+def _add_apply(commands) -> None:
+    text = "apply a calibrator saved by 'distcal calibrate' to logits and write the probabilities"
+    apply = commands.add_parser(
+        "apply", help=text, description=text + ". " + _FILES_HELP.split(" An .npz")[0]
+    )
+    apply.add_argument("calibrator", metavar="CALIBRATOR", help="the calibrator's file")
+    apply.add_argument("logits", metavar="LOGITS", help="the logits' file")
+    apply.add_argument(
+        "--output",
+        metavar="FILE",
+        type=Path,
+        required=True,
+        help="where to write the probabilities: a .npy or .csv file (one column per class)",
+    )
+    apply.add_argument(
+        "--logits-key", metavar="KEY", default=None, help="the logits' array in LOGITS"
+    )
+
+
+#: How the command line calls the arguments of distcal.experiment.calibrate.
+_ARGUMENTS = {
+    "logits": "LOGITS",
+    "labels": "LABELS",
+    "calibrator": "CALIBRATOR",
+    "logits_key": "--logits-key",
+    "labels_key": "--labels-key",
+    "output": "--output",
+    "test_size": "--test-size",
+    "split": "--split random",
+    "method": "--method",
+}
 
 
 def _run(args) -> None:
@@ -151,19 +318,85 @@ def _demo(args) -> None:
     print(format_rows(rows))
 
 
+def _calibrate(args) -> None:
+    from .experiment.calibrate import calibrate_files, format_report
+
+    report = calibrate_files(
+        args.logits,
+        args.labels,
+        method=args.method,
+        output=args.output,
+        test_size=args.test_size,
+        stratify=args.split == "stratified",
+        seed=args.seed,
+        n_resamples=args.n_resamples,
+        input_type=args.input_type,
+        logits_key=args.logits_key,
+        labels_key=args.labels_key,
+        names=_ARGUMENTS,
+    )
+    print(format_report(report))
+
+
+def _apply(args) -> None:
+    from .experiment.calibrate import apply_calibrator
+
+    probabilities = apply_calibrator(
+        args.calibrator, args.logits, args.output, logits_key=args.logits_key, names=_ARGUMENTS
+    )
+    print(f"probabilities of {len(probabilities)} samples: {args.output}")
+
+
+_COMMANDS = {"run": _run, "demo": _demo, "calibrate": _calibrate, "apply": _apply}
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line, as the command's errors are."""
+    print(f"distcal: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None) -> int:
-    """Entry point of the ``distcal`` console script."""
+    """Entry point of the ``distcal`` console script (and of ``python -m distcal``).
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments (default: ``sys.argv[1:]``). Without a command, ``run`` is meant.
+
+    Returns
+    -------
+    int
+        0, or 141 when the reader of standard output has gone; a user error exits with
+        status 2 after one line on standard error.
+    """
+    from ._version import __version__
+
     parser = _build_parser()
+    parser.add_argument("--version", action="version", version=f"distcal {__version__}")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]
     args = parser.parse_args(argv)
-    try:
-        (_demo if args.command == "demo" else _run)(args)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        parser.exit(2, f"distcal: error: {exc}\n")
-    except KeyboardInterrupt:
-        parser.exit(130, "distcal: interrupted; finished seeds are kept and a rerun resumes\n")
+    from .experiment.logit_files import InputFileError
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        if not sys.warnoptions:
+            warnings.simplefilter("default")
+        try:
+            _COMMANDS[args.command](args)
+        except BrokenPipeError:
+            # the reader of our output left (``distcal calibrate ... | head``): stop quietly,
+            # and keep Python from complaining when it flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        except InputFileError as exc:
+            parser.exit(2, f"distcal: error: argument {exc}\n")
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            parser.exit(2, f"distcal: error: {exc}\n")
+        except KeyboardInterrupt:
+            done = "; finished seeds are kept and a rerun resumes" if args.command == "run" else ""
+            parser.exit(130, f"distcal: interrupted{done}\n")
     return 0
 
 

@@ -170,6 +170,25 @@ def test_a_rerun_resumes_from_finished_seeds(smoke_run, monkeypatch):
     assert [r["ece15"] for r in again["rows"]] == [r["ece15"] for r in result["rows"]]
 
 
+def test_a_damaged_seed_file_is_recomputed_to_the_same_rows(smoke_run, tmp_path, capsys):
+    """Issue 16, item 7: a truncated seed file is a warning naming it, not a traceback."""
+    import shutil
+
+    _, out = smoke_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    seed_file = copy / "seed-0.json"
+    seed_file.write_text(seed_file.read_text()[:100])  # truncated by a crash
+    argv = ["run", "--profile", "smoke", "--seeds", "2", "--output", str(copy), "--quiet"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"distcal: warning: {seed_file} is damaged")
+    assert "seed 0 is recomputed" in err
+    assert "Traceback" not in err
+    assert (copy / "results.csv").read_text() == (out / "results.csv").read_text()
+    assert json.loads(seed_file.read_text())["result"]["seed"] == 0  # replaced
+
+
 def test_a_rerun_of_a_seed_reproduces_its_rows_exactly(smoke_run, tmp_path):
     """Same code, seed and thread count: the same bits, in this process and in a fresh one."""
     import subprocess

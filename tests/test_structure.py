@@ -17,6 +17,7 @@ FLOORS = {
     "experiment": 3,
     "cli": 3,
     "__init__": 3,
+    "__main__": 3,  # python -m distcal: the command line
 }
 
 
@@ -26,7 +27,10 @@ def _part(module: str) -> str:
     if len(parts) == 1:
         return "__init__"
     name = parts[1]
-    if (name.startswith("_") and name != "__init__") or name in ("exceptions", "_version"):
+    if (name.startswith("_") and name not in ("__init__", "__main__")) or name in (
+        "exceptions",
+        "_version",
+    ):
         return "ground"
     return name
 

@@ -28,7 +28,10 @@ the demo's sizes), ``pipeline`` (one seed: split, distil, students, calibrate), 
 (the score columns and paired comparisons), ``report`` (summaries over seeds and the one table
 renderer), ``files`` (per-seed files, resuming, the CSV and JSON tables), ``figures`` and
 ``runner`` (seeds in sequence or in parallel). The demo (``distcal demo``) and the benchmarks
-use the same settings, scores and renderer.
+use the same settings, scores and renderer. Two modules serve the user's own logits rather
+than the experiment: ``logit_files`` (logits and labels saved by other tools, read and checked)
+and ``calibrate`` (``distcal calibrate`` and ``distcal apply``: fit on a split, score with
+bootstrap intervals, write the calibrator, the diagram and the probabilities).
 """
 
 from .report import format_diagnostics, format_summary, summarise, summarise_diagnostics

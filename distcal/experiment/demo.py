@@ -18,7 +18,7 @@ from .pipeline import calibrate_student, split_indices, student_classifier
 from .report import SCORE_FORMATS, format_cell, render_table
 from .settings import DEMO, DEMO_HELD_OUT, METRICS, dataset_recipe
 
-__all__ = ["calibration_demo", "format_rows"]
+__all__ = ["calibration_demo", "format_rows", "max_ipc"]
 
 DATASET = "digits"
 
@@ -38,6 +38,27 @@ def _note(row: dict) -> str:
     if row["regime"] == "strict" and row["note"]:
         return "no optimum: data separable (warned)"
     return ""
+
+
+def max_ipc(data=None) -> int:
+    """Return the most training images per class the demo's split of digits allows.
+
+    The demo trains on ``ipc`` images per class, calibrates on
+    :data:`~distcal.experiment.settings.DEMO_HELD_OUT` held-out images and tests on the rest,
+    which must keep at least one image per class.
+
+    Parameters
+    ----------
+    data : Dataset, default=None
+        The digits as :func:`distcal.distill.load_dataset` returns them (loaded if None).
+
+    Returns
+    -------
+    int
+        The largest ``ipc`` :func:`calibration_demo` accepts.
+    """
+    data = load_dataset(DATASET) if data is None else data
+    return (len(data.labels) - DEMO_HELD_OUT - data.n_classes) // data.n_classes
 
 
 def calibration_demo(
@@ -66,9 +87,21 @@ def calibration_demo(
         One row per calibrator: ``method``, ``calibrated_on``, the score columns
         (:func:`~distcal.experiment.scores.score_columns`), ``temperature``, ``mask_ratio``
         and ``note``.
+
+    Raises
+    ------
+    ValueError
+        If ``ipc`` is not between 1 and :func:`max_ipc`.
     """
     profile = replace(DEMO, ipc=ipc, student_epochs=epochs)
     data = load_dataset(DATASET)
+    limit = max_ipc(data)
+    if not 1 <= ipc <= limit:
+        raise ValueError(
+            f"ipc must be between 1 and {limit}: digits has {len(data.labels)} images, of which "
+            f"ipc x {data.n_classes} train, {DEMO_HELD_OUT} calibrate and at least one per class "
+            f"test; got {ipc}."
+        )
     n_train = profile.ipc * data.n_classes
     train, cal, test = split_indices(
         data,

@@ -10,16 +10,22 @@ import csv
 import io
 import json
 import platform
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .._files import atomic_write_text
+from ..exceptions import DistcalWarning
 from .report import _diagnostic_values, format_diagnostics, format_summary
 from .settings import METRICS
 
-__all__ = ["environment", "load_seed", "save_seed", "write_tables"]
+__all__ = ["DamagedSeedFileWarning", "environment", "load_seed", "save_seed", "write_tables"]
+
+
+class DamagedSeedFileWarning(DistcalWarning):
+    """A saved seed file of an interrupted run cannot be read; the seed is recomputed."""
 
 
 def environment(threads: int) -> dict:
@@ -69,15 +75,60 @@ def load_seed(out, config: dict, seed: int):
     Returns
     -------
     dict or None
-        The seed's result, or None if it must be computed.
+        The seed's result, or None if it must be computed: none was saved, it was saved
+        under another configuration, or its file is damaged (truncated, not JSON, without a
+        result or rows), which :class:`DamagedSeedFileWarning` reports with the file's name.
     """
     if out is None or not _seed_file(out, seed).exists():
         return None
-    saved = json.loads(_seed_file(out, seed).read_text())
+    path = _seed_file(out, seed)
+    try:
+        saved = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _damaged(path, seed, f"it is not valid JSON ({exc})")
+    if not isinstance(saved, dict) or "config" not in saved:
+        return _damaged(path, seed, "it is not a seed file (no 'config')")
     # Compare as JSON would store it (tuples become lists).
-    if saved.get("config") != json.loads(json.dumps({**config, "seeds": None})):
+    if saved["config"] != json.loads(json.dumps({**config, "seeds": None})):
         return None  # another configuration: recompute rather than mix results
+    problem = _result_problem(saved.get("result"), seed)
+    if problem:
+        return _damaged(path, seed, problem)
     return saved["result"]
+
+
+#: What a seed's result holds, and the type of each entry.
+_RESULT_KEYS = {
+    "seed": int,
+    "rows": list,
+    "comparisons": list,
+    "diagnostics": dict,
+    "stage_seconds": dict,
+}
+
+
+def _result_problem(result, seed: int) -> str:
+    """Return what is wrong with a saved seed's result ("" if nothing)."""
+    if not isinstance(result, dict):
+        return "it holds no result"
+    for key, kind in _RESULT_KEYS.items():
+        if not isinstance(result.get(key), kind):
+            return f"its result has no {key!r} {kind.__name__}"
+    if result["seed"] != seed:
+        return f"its result is of seed {result['seed']}"
+    if not result["rows"] or not all(isinstance(row, dict) for row in result["rows"]):
+        return "its result has no rows"
+    return ""
+
+
+def _damaged(path: Path, seed: int, problem: str) -> None:
+    """Warn that a seed file cannot be reused, and return None: the seed is recomputed."""
+    warnings.warn(
+        f"{path} is damaged: {problem}; seed {seed} is recomputed and the file replaced.",
+        DamagedSeedFileWarning,
+        stacklevel=3,
+    )
+    return None
 
 
 def save_seed(out, config: dict, result: dict) -> None:

@@ -18,7 +18,54 @@ from .pipeline import run_seed, split_indices
 from .report import summarise, summarise_diagnostics
 from .settings import Profile, dataset_recipe, profile_by_name
 
-__all__ = ["run_experiment"]
+__all__ = ["check_device", "run_experiment"]
+
+
+def check_device(device) -> torch.device:
+    """Return ``device`` as a :class:`torch.device` if this machine has it, else say why not.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        A torch device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, ...
+
+    Returns
+    -------
+    torch.device
+        The device.
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a torch device, or its backend or index is not available here.
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"device must be a torch device such as 'cpu', 'cuda', 'cuda:1' or 'mps'; got "
+            f"{device!r}."
+        ) from None
+    kind = resolved.type
+    if kind == "cpu":
+        return resolved
+    if kind == "mps":
+        backend, available = None, torch.backends.mps.is_available()
+    else:
+        backend = getattr(torch, kind, None)
+        available = bool(backend is not None and backend.is_available())
+    if not available:
+        built = (
+            "" if kind != "cuda" or torch.version.cuda else " (this torch is built without CUDA)"
+        )
+        raise ValueError(f"device {device!r} is not available on this machine{built}.")
+    count = getattr(backend, "device_count", None)
+    if resolved.index is not None and count is not None and resolved.index >= count():
+        raise ValueError(
+            f"device {device!r} is not available on this machine: it has {count()} {kind} "
+            f"device(s), numbered from 0."
+        )
+    return resolved
 
 
 def run_experiment(
@@ -79,10 +126,12 @@ def run_experiment(
     Raises
     ------
     ValueError
-        If the dataset or the profile has no such name, ``seeds`` is empty or ``threads`` is not
-        a positive int.
+        If the dataset or the profile has no such name, ``seeds`` is empty, ``threads`` is not
+        a positive int, or ``device`` is not available (:func:`check_device`).
     """
     dataset_recipe(dataset)  # a known dataset
+    if device is not None:
+        check_device(device)
     profile_spec = profile_by_name(profile)
     seeds = [int(s) for s in seeds]
     if not seeds:

@@ -1,0 +1,412 @@
+"""Calibrating saved logits: what ``distcal calibrate`` and ``distcal apply`` do.
+
+:func:`calibrate_files` reads logits and labels written by any tool
+(:mod:`~distcal.experiment.logit_files`), splits them into a calibration part and a held-out
+part (stratified, seeded), fits one calibrator on the first, scores the probabilities before
+and after calibration on the second with bootstrap intervals and a paired interval of the
+change, and writes the calibrator file, a reliability diagram (before and after on one axes)
+and the scores. :func:`apply_calibrator` applies a saved calibrator to new logits and writes
+the probabilities. Everything is checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._files import atomic_write, atomic_write_text
+from .._softmax import softmax
+from .._validation import check_logits
+from ..calibration import load_calibrator, registered_calibrators, save_calibrator
+from ..metrics import (
+    bootstrap_ci,
+    bootstrap_difference,
+    brier_score,
+    expected_calibration_error,
+    negative_log_likelihood,
+)
+from .logit_files import (
+    InputFileError,
+    _check_path,
+    _names,
+    read_logits,
+    read_logits_and_labels,
+    write_probabilities,
+)
+from .report import format_cell, render_table
+
+__all__ = ["METHODS", "apply_calibrator", "calibrate_files", "format_report"]
+
+#: The calibrators the command fits on logits alone: short name -> registered class name.
+METHODS = {
+    "ts": "TemperatureScaling",
+    "mts": "MaskedTemperatureScaling",
+    "ensemble": "EnsembleTemperatureScaling",
+    "vector": "VectorScaling",
+    "matrix": "MatrixScaling",
+    "dirichlet": "DirichletCalibration",
+    "histogram": "HistogramBinning",
+    "isotonic": "IsotonicCalibration",
+}
+
+#: File names written in the output folder.
+CALIBRATOR_FILE = "calibrator.safetensors"
+FIGURE_FILE = "reliability.png"
+SCORES_FILE = "scores.json"
+
+
+def _accuracy(y_true, y_prob) -> float:
+    """Return the share of samples whose most probable class is their label."""
+    return float(np.mean(np.asarray(y_prob).argmax(axis=1) == np.asarray(y_true)))
+
+
+#: The scores reported: (key, title, scale, decimals, metric).
+SCORES = (
+    ("accuracy", "accuracy %", 100, 1, _accuracy),
+    ("ece15", "ECE-15 %", 100, 2, partial(expected_calibration_error, n_bins=15)),
+    ("nll", "NLL", 1, 3, negative_log_likelihood),
+    ("brier", "Brier", 1, 3, brier_score),
+)
+
+
+def _make_calibrator(method: str, seed: int):
+    cls = registered_calibrators()[METHODS[method]]
+    params = {"random_state": seed} if "random_state" in cls().get_params() else {}
+    return cls(**params)
+
+
+def _split(y: np.ndarray, test_size: float, stratify: bool, seed: int, names: dict):
+    """Return the indices to fit on and those to score on, and how they were chosen."""
+    n = len(y)
+    everything = np.arange(n)
+    if test_size == 0:
+        return everything, everything, f"fitted and scored on all {n} samples (in-sample)"
+    from sklearn.model_selection import train_test_split
+
+    option = names["test_size"]
+    n_test = int(np.ceil(test_size * n))
+    if n_test < 2 or n - n_test < 2:
+        raise InputFileError(
+            option,
+            f"{test_size} of {n} samples leaves {n - n_test} to fit on and {n_test} to score on;"
+            " each part needs at least 2.",
+        )
+    if stratify:
+        classes, counts = np.unique(y, return_counts=True)
+        if counts.min() < 2 or n_test < len(classes) or n - n_test < len(classes):
+            raise InputFileError(
+                option,
+                f"a stratified split of {n} samples of {len(classes)} classes (the rarest, "
+                f"class {classes[counts.argmin()]}, has {counts.min()}) into {n - n_test} and "
+                f"{n_test} is impossible; use {names['split']}, or {option} 0 to fit "
+                "and score on all the samples.",
+            )
+    fit, test = train_test_split(
+        everything, test_size=n_test, stratify=y if stratify else None, random_state=seed
+    )
+    kind = "stratified" if stratify else "random"
+    return (
+        np.sort(fit),
+        np.sort(test),
+        f"fitted on {len(fit)} samples, scored on the other {len(test)} ({kind} split, seed "
+        f"{seed})",
+    )
+
+
+def _probabilities(logits: np.ndarray, input_type: str) -> np.ndarray:
+    """Return the softmax of logits (the probabilities before calibration), in float64."""
+    checked = check_logits(logits, input_type=input_type, name="logits").values
+    return softmax(checked.to(torch.float64)).numpy()
+
+
+def _score(y, before, after, n_resamples: int, seed: int) -> list[dict]:
+    """Score before and after with 95% bootstrap intervals, and their paired change.
+
+    The resamples run on one torch thread: thousands of small metric evaluations are
+    dominated by the cost of starting threads, and one thread makes the intervals the same
+    on every machine.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _bootstrap_scores(y, before, after, n_resamples, seed)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _bootstrap_scores(y, before, after, n_resamples: int, seed: int) -> list[dict]:
+    rows = []
+    for key, title, scale, digits, metric in SCORES:
+        entry = {"score": key, "title": title, "scale": scale, "digits": digits}
+        for name, proba in (("before", before), ("after", after)):
+            estimate = float(metric(y, proba))
+            if np.isfinite(estimate):
+                ci = bootstrap_ci(metric, y, proba, n_resamples=n_resamples, random_state=seed)
+                entry[name] = {"estimate": estimate, "low": ci.low, "high": ci.high}
+            else:  # an NLL of a zero probability on a true class: no interval
+                entry[name] = {"estimate": estimate, "low": None, "high": None}
+        if np.isfinite(entry["before"]["estimate"]) and np.isfinite(entry["after"]["estimate"]):
+            diff = bootstrap_difference(
+                metric, y, after, before, n_resamples=n_resamples, random_state=seed
+            )
+            entry["change"] = {"estimate": diff.estimate, "low": diff.low, "high": diff.high}
+        else:
+            entry["change"] = None
+        rows.append(entry)
+    return rows
+
+
+def _fitted(calibrator) -> dict:
+    """Return the scalar fitted attributes worth printing (temperature, mask ratio, ...)."""
+    keys = ("temperature_", "mask_ratio_", "regime_", "converged_")
+    return {key: getattr(calibrator, key) for key in keys if hasattr(calibrator, key)}
+
+
+def _draw(path: Path, y, before, after, name: str) -> Path | None:
+    """Draw before and after on one reliability diagram; None without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..plotting import ReliabilityDisplay
+
+    display = ReliabilityDisplay.from_predictions(
+        y, {"uncalibrated": before, f"calibrated ({name})": after}, n_bins=15
+    )
+    try:
+        atomic_write(path, partial(display.figure_.savefig, dpi=150, format="png"))
+    finally:
+        plt.close(display.figure_)
+    return path
+
+
+def calibrate_files(
+    logits,
+    labels=None,
+    *,
+    method: str = "ts",
+    output="distcal-calibration",
+    test_size: float = 0.5,
+    stratify: bool = True,
+    seed: int = 0,
+    n_resamples: int = 1000,
+    input_type: str = "logits",
+    logits_key=None,
+    labels_key=None,
+    names=None,
+) -> dict:
+    """Fit a calibrator on saved logits and labels, score it, and write it with its diagram.
+
+    Parameters
+    ----------
+    logits : str or path
+        The logits' file (see :mod:`~distcal.experiment.logit_files` for the formats).
+    labels : str or path, default=None
+        The labels' file; None reads them from ``logits``.
+    method : str, default="ts"
+        A key of :data:`METHODS` (``"ts"``: temperature scaling).
+    output : str or path, default="distcal-calibration"
+        The folder of ``calibrator.safetensors``, ``reliability.png`` (with matplotlib) and
+        ``scores.json``; created if needed.
+    test_size : float, default=0.5
+        The share of samples held out to score on, in ``[0, 1)``; the calibrator is fitted on
+        the rest. 0 fits and scores on all samples (in-sample scores flatter a calibrator).
+    stratify : bool, default=True
+        Split with the same class proportions in both parts (else at random).
+    seed : int, default=0
+        Seeds the split, the bootstrap and the calibrator's own randomness (masks).
+    n_resamples : int, default=1000
+        Bootstrap resamples of the 95% intervals.
+    input_type : {"logits", "probabilities"}, default="logits"
+        What the file holds.
+    logits_key, labels_key : str, default=None
+        Names of the arrays in ``.npz``/``.safetensors`` files, or of the labels' CSV column.
+    names : dict of str to str, default=None
+        How the arguments are called in error messages (the command line passes its own).
+
+    Returns
+    -------
+    dict
+        ``method``, ``calibrator`` (the fitted calibrator), ``fitted`` (its temperature and
+        such), ``split`` (what was fitted on what), ``n_fit``, ``n_scored``, ``scores``
+        (before, after and change, each an estimate with a 95% bootstrap interval) and
+        ``files`` (what was written; ``figure`` None without matplotlib).
+
+    Raises
+    ------
+    InputFileError
+        If a file or an option (``method``, ``test_size``) does not fit; nothing is written
+        then.
+    ValueError
+        If the calibrator cannot be fitted on the data.
+    """
+    names = {
+        "test_size": "test_size",
+        "split": "stratify=False",
+        "method": "method",
+        **_names(names),
+    }
+    if method not in METHODS:
+        raise InputFileError(names["method"], f"expected one of {list(METHODS)}; got {method!r}.")
+    if not 0 <= test_size < 1:
+        raise InputFileError(names["test_size"], f"expected a share in [0, 1); got {test_size}.")
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise InputFileError(names["output"], f"{output} is a file, not a folder.")
+    z, y = read_logits_and_labels(
+        logits, labels, logits_key=logits_key, labels_key=labels_key, names=names
+    )
+    fit, scored, split = _split(y, test_size, stratify, seed, names)
+    calibrator = _make_calibrator(method, seed)
+    if input_type != "logits":
+        calibrator.set_params(input_type=input_type)
+    calibrator.fit(z[fit], y[fit])
+    before = _probabilities(z[scored], input_type)
+    after = np.asarray(calibrator.predict_proba(z[scored]), dtype=np.float64)
+    scores = _score(y[scored], before, after, n_resamples, seed)
+    report = {
+        "method": method,
+        "calibrator": calibrator,
+        "fitted": _fitted(calibrator),
+        "split": split,
+        "n_fit": len(fit),
+        "n_scored": len(scored),
+        "n_resamples": n_resamples,
+        "scores": scores,
+    }
+    files = {"calibrator": save_calibrator(calibrator, output / CALIBRATOR_FILE)}
+    files["figure"] = _draw(
+        output / FIGURE_FILE, y[scored], before, after, type(calibrator).__name__
+    )
+    saved = {key: value for key, value in report.items() if key != "calibrator"}
+    saved["calibrator_class"] = type(calibrator).__name__
+    files["scores"] = atomic_write_text(output / SCORES_FILE, json.dumps(saved, indent=1) + "\n")
+    report["files"] = files
+    return report
+
+
+def _interval(entry, scale: int, digits: int) -> str:
+    if entry is None:
+        return "-"
+    text = format_cell(entry["estimate"], scale=scale, digits=digits)
+    if entry["low"] is None:
+        return text
+    low = format_cell(entry["low"], scale=scale, digits=digits)
+    high = format_cell(entry["high"], scale=scale, digits=digits)
+    return f"{text} [{low}, {high}]"
+
+
+def format_report(report: dict) -> str:
+    """Render what :func:`calibrate_files` returns as the command prints it.
+
+    Parameters
+    ----------
+    report : dict
+        What :func:`calibrate_files` returns.
+
+    Returns
+    -------
+    str
+        The split, the table of scores (before, after, change, with 95% bootstrap intervals),
+        the fitted values and the files written.
+    """
+    name = type(report["calibrator"]).__name__
+    lines = [
+        f"{name} ({report['method']}): {report['split']}.",
+        f"95% bootstrap intervals over the {report['n_scored']} scored samples "
+        f"({report['n_resamples']} resamples); change = after - before, paired.",
+        "",
+    ]
+    header = ["score", "before", "after", "change"]
+    rows = [
+        [
+            entry["title"],
+            *(
+                _interval(entry[part], entry["scale"], entry["digits"])
+                for part in ("before", "after", "change")
+            ),
+        ]
+        for entry in report["scores"]
+    ]
+    lines.append(render_table(header, rows, align=["left", "right", "right", "right"]))
+    if report["fitted"]:
+        fitted = ", ".join(
+            f"{key.rstrip('_')} {value:.4g}"
+            if isinstance(value, float)
+            else f"{key.rstrip('_')} {value}"
+            for key, value in report["fitted"].items()
+        )
+        lines += ["", f"fitted: {fitted}"]
+    files = report.get("files", {})
+    if files:
+        lines.append("")
+        lines.append(f"calibrator: {files['calibrator']}")
+        if files["figure"] is None:
+            lines.append('reliability diagram: skipped (pip install "distcal[plot]" to draw it)')
+        else:
+            lines.append(f"reliability diagram: {files['figure']}")
+        lines.append(f"scores: {files['scores']}")
+    return "\n".join(lines)
+
+
+def apply_calibrator(calibrator, logits, output, *, logits_key=None, names=None) -> np.ndarray:
+    """Apply a saved calibrator to saved logits and write the probabilities.
+
+    Parameters
+    ----------
+    calibrator : str or path
+        A file of :func:`~distcal.calibration.save_calibrator` (of a calibrator without a
+        model).
+    logits : str or path
+        The logits' file, with as many columns as the calibrator was fitted on.
+    output : str or path
+        Where to write the probabilities: ``.npy`` or ``.csv`` (one column per class).
+    logits_key : str, default=None
+        The array of an ``.npz`` or ``.safetensors`` file.
+    names : dict of str to str, default=None
+        How the arguments are called in error messages (the command line passes its own).
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_classes)
+        The probabilities written.
+
+    Raises
+    ------
+    InputFileError
+        If a file does not fit: not a calibrator, logits of another width, an output of
+        another extension (nothing is written then).
+    """
+    names = {"calibrator": "calibrator", **_names(names)}
+    output = Path(output)
+    if output.is_dir():
+        raise InputFileError(names["output"], f"{output} is a directory, not a file.")
+    if output.suffix.lower() not in (".npy", ".csv"):
+        raise InputFileError(
+            names["output"],
+            f"{output} has the extension {output.suffix!r}; probabilities are written as .npy "
+            "or .csv.",
+        )
+    path = _check_path(calibrator, names["calibrator"], suffixes=(Path(calibrator).suffix,))
+    try:
+        fitted = load_calibrator(path)
+    except ValueError as exc:
+        raise InputFileError(names["calibrator"], str(exc)) from None
+    z = read_logits(logits, key=logits_key, names=names)
+    width = 1 if z.ndim == 1 else z.shape[1]
+    if width != fitted.n_features_in_:
+        raise InputFileError(
+            names["logits"],
+            f"{logits} holds logits of {width} column(s); the calibrator {path} was fitted on "
+            f"{fitted.n_features_in_}.",
+        )
+    probabilities = np.asarray(fitted.predict_proba(z))
+    write_probabilities(output, probabilities, names=names)
+    return probabilities
