@@ -1,0 +1,67 @@
+"""Seeds and distillation sweeps on a Dask cluster (joblib's Dask backend), as on one machine.
+
+Uses a ``dask.distributed.LocalCluster`` of two worker processes; on a real cluster the
+``Client`` is given the scheduler's address instead (docs/user_guide.md, "Seeds on a
+cluster"). Needs the ``dask`` extra.
+"""
+
+import json
+
+import pytest
+import torch
+from joblib import parallel_config
+
+distributed = pytest.importorskip("distributed", reason="needs dask: pip install 'distcal[dask]'")
+
+from distcal.distill import MDTTrainer, fit_trainers, load_digits  # noqa: E402
+from distcal.experiment import run_experiment  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with distributed.Client(cluster) as client:
+        yield client
+    cluster.close()
+
+
+def _rows(path):
+    return json.loads(path.read_text())["rows"]
+
+
+def test_two_seeds_on_a_dask_cluster_give_the_per_seed_results_of_a_local_run(client, tmp_path):
+    local = tmp_path / "local"
+    run_experiment("digits", profile="smoke", seeds=[0, 1], output=local, verbose=False)
+    on_cluster = tmp_path / "dask"
+    with parallel_config(backend="dask"):
+        result = run_experiment(
+            "digits", profile="smoke", seeds=[0, 1], output=on_cluster, verbose=False, n_jobs=2
+        )
+    workers = {w["id"] for w in client.scheduler_info()["workers"].values()}
+    assert len(workers) == 2
+    for seed in (0, 1):
+        assert _rows(on_cluster / f"seed-{seed}.json") == _rows(local / f"seed-{seed}.json")
+    assert (on_cluster / "results.csv").read_text() == (local / "results.csv").read_text()
+    assert len(result["rows"]) > 0
+
+
+def test_a_sweep_of_trainers_on_a_dask_cluster_equals_the_local_sweep(client):
+    data = load_digits()
+    X, y = data.images[:400], data.labels[:400]
+
+    def trainers():
+        return [
+            MDTTrainer(
+                ipc=1, width=8, depth=2, iterations=3, augment="none", mask_ratio=ratio,
+                method_params={"batch_real": 16}, random_state=0,
+            )
+            for ratio in (0.0, 0.5)
+        ]  # fmt: skip
+
+    local = fit_trainers(trainers(), X, y)
+    with parallel_config(backend="dask"):
+        on_cluster = fit_trainers(trainers(), X, y, n_jobs=2)
+    for a, b in zip(local, on_cluster, strict=True):
+        assert torch.equal(a.images_, b.images_)
