@@ -380,6 +380,7 @@ class TemperatureScaling(BaseLogitCalibrator):
     _fitted_constraints = {
         "temperature_": [Interval(numbers.Real, 0, None, closed="neither")],
     }
+    _min_classes = 1
     _parameter_constraints = {
         "input_type": [Options("logits", "probabilities")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
