@@ -39,6 +39,7 @@ __all__ = [
     "FEW_ERRORS",
     "HELD_OUT_RATIOS",
     "MASKED_SAMPLES",
+    "MISSED_TARGET",
     "AutoRatio",
     "choose_ratio",
     "decide_regime",
@@ -56,6 +57,9 @@ MASKED_SAMPLES = 2000
 MAX_RATIO = 0.95
 #: Bisection steps of the half-accuracy rule (the bracket shrinks to 0.95 / 2**7 < 0.008).
 BISECTION_STEPS = 7
+#: Largest distance between the masked accuracy at the chosen ratio and the half-accuracy
+#: target that fits the training regime; farther, the masked accuracy jumped across the target.
+MISSED_TARGET = 0.1
 
 
 def half_accuracy(n_classes: int) -> float:
@@ -147,6 +151,7 @@ def _held_out_ratio(
     cv: int,
     seed: int,
     fold_nll: Callable,
+    owner: str,
 ) -> AutoRatio:
     """Cross-fitted choice among :data:`HELD_OUT_RATIOS` by the NLL of clean held-out folds."""
     n_samples = len(labels)
@@ -176,6 +181,16 @@ def _held_out_ratio(
             score += nll * fold_weight / total_weight
         scores[ratio] = score
     best = min(HELD_OUT_RATIOS, key=lambda r: (scores[r], r))
+    if best == HELD_OUT_RATIOS[-1]:
+        warnings.warn(
+            f"{owner}(mask_ratio='auto'): the data were read as held-out, but the cross-fitted "
+            f"NLL is lowest at the largest candidate ratio, {best}: masking helps more the more "
+            "is masked, as it does on data the model was trained on, and the best ratio may lie "
+            "beyond the candidates. If the model was trained on these data (or on near copies "
+            "of them), pass regime='training'; otherwise pass a numeric mask_ratio.",
+            DistcalWarning,
+            stacklevel=5,
+        )
     values = drawn[best]
     repeated = labels.repeat(values.shape[0] // n_samples)
     repeated_weights = None if weights is None else weights.repeat(values.shape[0] // n_samples)
@@ -227,8 +242,20 @@ def _half_accuracy_ratio(
     else:
         ratio = high
     if ratio == high:
-        return AutoRatio("training", float(high), high_values, high_accuracy)
-    values, accuracy = accuracy_at(ratio)
+        values, accuracy = high_values, high_accuracy
+    else:
+        values, accuracy = accuracy_at(ratio)
+    if abs(accuracy - target) > MISSED_TARGET:
+        warnings.warn(
+            f"{owner}(mask_ratio='auto'): the data were read as training data, but the masked "
+            f"accuracy at the chosen ratio {ratio:.3f} is {accuracy:.3f}, far from the target "
+            f"{target:.3f}: it jumps across the target between nearby ratios instead of "
+            "falling gradually, so the ratio is poorly determined (too few samples or copies, "
+            "or data unlike a training set). Pass more masked copies (n_masks), regime="
+            "'held-out' if the model was not trained on these data, or a numeric mask_ratio.",
+            DistcalWarning,
+            stacklevel=5,
+        )
     return AutoRatio("training", float(ratio), values, accuracy)
 
 
@@ -281,7 +308,15 @@ def choose_ratio(
         regime = decide_regime(clean, labels, weights, owner)
     if regime == "held-out":
         return _held_out_ratio(
-            draw, clean, labels, weights, n_masks=n_masks, cv=cv, seed=seed, fold_nll=fold_nll
+            draw,
+            clean,
+            labels,
+            weights,
+            n_masks=n_masks,
+            cv=cv,
+            seed=seed,
+            fold_nll=fold_nll,
+            owner=owner,
         )
     return _half_accuracy_ratio(
         draw, clean, labels, weights, n_classes=clean.shape[1], n_masks=n_masks, owner=owner
