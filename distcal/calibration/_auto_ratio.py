@@ -155,6 +155,11 @@ def _held_out_ratio(
 ) -> AutoRatio:
     """Cross-fitted choice among :data:`HELD_OUT_RATIOS` by the NLL of clean held-out folds."""
     n_samples = len(labels)
+    if n_samples < 2:
+        raise ValueError(
+            f"{owner}(mask_ratio='auto'): the held-out rule cross-fits the ratio, which needs at "
+            f"least 2 calibration samples; got n_samples={n_samples}. Pass a numeric mask_ratio."
+        )
     device = clean.device
     folds = _folds(labels.cpu().numpy(), cv, seed)
     total_weight = float(weights.sum()) if weights is not None else float(n_samples)
