@@ -40,6 +40,7 @@ __all__ = [
     "HELD_OUT_RATIOS",
     "MASKED_SAMPLES",
     "MISSED_TARGET",
+    "NEAR_TRAINING_ERRORS",
     "AutoRatio",
     "choose_ratio",
     "decide_regime",
@@ -57,6 +58,9 @@ MASKED_SAMPLES = 2000
 MAX_RATIO = 0.95
 #: Bisection steps of the half-accuracy rule (the bracket shrinks to 0.95 / 2**7 < 0.008).
 BISECTION_STEPS = 7
+#: Largest error rate at which held-out data still look like training data that were read
+#: as held-out: with so few errors, a win of the largest masking ratio is evidence for it.
+NEAR_TRAINING_ERRORS = 0.05
 #: Largest distance between the masked accuracy at the chosen ratio and the half-accuracy
 #: target that fits the training regime; farther, the masked accuracy jumped across the target.
 MISSED_TARGET = 0.1
@@ -152,6 +156,7 @@ def _held_out_ratio(
     seed: int,
     fold_nll: Callable,
     owner: str,
+    read_error_rate: float | None = None,
 ) -> AutoRatio:
     """Cross-fitted choice among :data:`HELD_OUT_RATIOS` by the NLL of clean held-out folds."""
     n_samples = len(labels)
@@ -186,13 +191,16 @@ def _held_out_ratio(
             score += nll * fold_weight / total_weight
         scores[ratio] = score
     best = min(HELD_OUT_RATIOS, key=lambda r: (scores[r], r))
-    if best == HELD_OUT_RATIOS[-1]:
+    near_training = read_error_rate is not None and read_error_rate <= NEAR_TRAINING_ERRORS
+    if best == HELD_OUT_RATIOS[-1] and near_training:
         warnings.warn(
-            f"{owner}(mask_ratio='auto'): the data were read as held-out, but the cross-fitted "
-            f"NLL is lowest at the largest candidate ratio, {best}: masking helps more the more "
-            "is masked, as it does on data the model was trained on, and the best ratio may lie "
-            "beyond the candidates. If the model was trained on these data (or on near copies "
-            "of them), pass regime='training'; otherwise pass a numeric mask_ratio.",
+            f"{owner}(mask_ratio='auto'): the data were read as held-out (the model "
+            f"misclassifies {read_error_rate:.2%} of them), but the cross-fitted NLL is lowest "
+            f"at the largest candidate ratio, {best}: masking helps more the more is masked, as "
+            "it does on data the model was trained on, and the best ratio may lie beyond the "
+            "candidates. If the model was trained on these data (or on near copies of them), "
+            "pass regime='training'; if they are held-out, pass regime='held-out' or a numeric "
+            "mask_ratio.",
             DistcalWarning,
             stacklevel=5,
         )
@@ -309,8 +317,10 @@ def choose_ratio(
     -------
     AutoRatio
     """
+    read_error_rate = None
     if regime == "auto":
         regime = decide_regime(clean, labels, weights, owner)
+        read_error_rate = _weighted_mean(clean.argmax(dim=1) != labels, weights)
     if regime == "held-out":
         return _held_out_ratio(
             draw,
@@ -322,6 +332,7 @@ def choose_ratio(
             seed=seed,
             fold_nll=fold_nll,
             owner=owner,
+            read_error_rate=read_error_rate,
         )
     return _half_accuracy_ratio(
         draw, clean, labels, weights, n_classes=clean.shape[1], n_masks=n_masks, owner=owner

@@ -121,8 +121,10 @@ def test_training_regime_warns_when_the_masked_accuracy_jumps_over_the_target():
     assert abs(chosen.accuracy - half_accuracy(10)) > MISSED_TARGET
 
 
-def test_held_out_regime_warns_when_the_largest_ratio_wins():
+def test_held_out_regime_warns_when_the_largest_ratio_wins_on_near_training_data():
+    # 3% errors: read as held-out, yet masking helps the more the more is masked
     clean, labels = _labels_and_logits()
+    clean[:6] = clean[:6].roll(1, dims=1)
 
     def draw(ratio):
         return clean * (1 - ratio)
@@ -132,10 +134,19 @@ def test_held_out_regime_warns_when_the_largest_ratio_wins():
 
     with pytest.warns(DistcalWarning, match="lowest at the largest candidate ratio, 0.5"):
         chosen = choose_ratio(
-            draw, clean, labels, None, regime="held-out", n_masks=1, cv=5, seed=0,
+            draw, clean, labels, None, regime="auto", n_masks=1, cv=5, seed=0,
             fold_nll=fold_nll, owner="MTS",
         )  # fmt: skip
-    assert chosen.ratio == 0.5
+    assert (chosen.regime, chosen.ratio) == ("held-out", 0.5)
+    # declared held-out, or many errors: no evidence against the regime, no warning
+    clean[:40] = clean[:40].roll(1, dims=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for regime in ("held-out", "auto"):
+            choose_ratio(
+                draw, clean, labels, None, regime=regime, n_masks=1, cv=5, seed=0,
+                fold_nll=fold_nll, owner="MTS",
+            )  # fmt: skip
 
 
 def test_ordinary_held_out_data_get_no_regime_warning(digits):
