@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from distcal import MaskedTemperatureScaling, TemperatureScaling
+from distcal import LogitTransformer, MaskedTemperatureScaling, TemperatureScaling
 from distcal.calibration import MaskedScaling, VectorScaling
 from distcal.distill import load_digits
 
@@ -232,3 +232,11 @@ def test_a_loader_of_unknown_length_needs_one_copy(digits):
     params = {"mask_ratio": 0.3, "n_masks": 1, "model": net, "random_state": 0}
     streamed = MaskedTemperatureScaling(**params).fit(loader)
     assert streamed.temperature_ == MaskedTemperatureScaling(**params).fit(X, y).temperature_
+
+
+def test_logit_transformer_takes_streams(digits):
+    net, X, y = digits
+    loader = DataLoader(TensorDataset(X, y), batch_size=100)
+    transformer = LogitTransformer(net).fit(loader)
+    assert transformer.input_shape_ == (1, 8, 8)
+    assert torch.equal(transformer.transform(loader), transformer.transform(X))
