@@ -226,10 +226,12 @@ def calibrated_module(network, calibrator, *, output="probabilities") -> Calibra
     --------
     >>> import torch
     >>> from distcal import TemperatureScaling, calibrated_module
+    >>> generator = torch.Generator().manual_seed(0)
     >>> net = torch.nn.Linear(4, 3)
-    >>> x = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
-    >>> y = torch.arange(50) % 3
     >>> with torch.no_grad():
+    ...     _ = net.weight.copy_(torch.randn(3, 4, generator=generator))
+    ...     x = torch.randn(200, 4, generator=generator)
+    ...     y = (net(x) + 2 * torch.randn(200, 3, generator=generator)).argmax(dim=1)
     ...     ts = TemperatureScaling().fit(net(x), y)
     >>> module = calibrated_module(net, ts)
     >>> with torch.no_grad():
