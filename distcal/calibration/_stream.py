@@ -89,11 +89,8 @@ def _read(batch, index: int):
 
 
 def _concatenate(parts):
-    if all(is_tensor(p) for p in parts):
-        return torch.cat([p.reshape(p.shape[0], *p.shape[1:]) for p in parts])
     if any(is_tensor(p) for p in parts):
-        parts = [as_tensor(p).cpu() for p in parts]
-        return torch.cat(parts)
+        return torch.cat([as_tensor(p) for p in parts])
     return np.concatenate([np.asarray(p) for p in parts])
 
 
@@ -193,7 +190,7 @@ class MaskedStream:
             shape = tuple(inputs.shape[1:])
             if self._input_shape is None:
                 self._input_shape = shape
-                self.first_inputs = inputs[:1]
+                self.first_inputs = inputs[:1].clone()  # not a view: the batch may go
                 if clean:
                     check_input_scale(inputs[: self.batch_size], self.owner)
             elif shape != self._input_shape:
