@@ -16,6 +16,13 @@ different ratios:
 The regime is read from the clean calibration data: a model that misclassifies at most
 :data:`FEW_ERRORS` of them is treated as having been trained on them.
 
+Evidence against the regime warns (:class:`DistcalWarning`, naming ``regime=``): in the
+training regime (read or declared), a masked accuracy at the chosen ratio more than
+:data:`MISSED_TARGET` from the target (it jumped across the target, so the ratio is poorly
+determined); in the held-out regime read from data with at most :data:`NEAR_TRAINING_ERRORS` errors,
+the largest candidate ratio winning the cross-fitting (masking helps the more the more is
+masked, as on training data); a declared held-out regime is not second-guessed.
+
 Every evaluation of the masked logits at a ratio reuses the same uniform draws (the generator is
 reset to the same seed), so the masks are *nested*: an element masked at ratio ``r`` is masked
 at every ratio above ``r``. The masked accuracy is then a smooth function of the ratio, which a
