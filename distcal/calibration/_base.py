@@ -119,6 +119,17 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     def _validate_fit_inputs(self, X, y, sample_weight):
         """Validate parameters and data at the top of ``fit``; record input-shape attributes."""
         validate_params(self)
+        if is_batches(X):
+            name = type(self).__name__
+            remedy = (
+                f"use {name}().fit_batches(X), which streams them"
+                if hasattr(self, "fit_batches")
+                else "concatenate the batches' logits and labels (torch.cat) and call fit(X, y)"
+            )
+            raise TypeError(
+                f"{name}.fit takes arrays of logits; X is a {type(X).__name__} of batches: "
+                f"{remedy}."
+            )
         logits = check_logits(X, input_type=getattr(self, "input_type", "logits"))
         self._record_input(logits)
         labels, weights = self._validate_targets(y, sample_weight, logits.values)

@@ -240,3 +240,14 @@ def test_logit_transformer_takes_streams(digits):
     transformer = LogitTransformer(net).fit(loader)
     assert transformer.input_shape_ == (1, 8, 8)
     assert torch.equal(transformer.transform(loader), transformer.transform(X))
+
+
+def test_calibrators_without_a_model_point_a_loader_to_what_takes_it():
+    rng = np.random.default_rng(2)
+    z = torch.as_tensor(rng.normal(size=(100, 3)))
+    y = torch.as_tensor(rng.integers(0, 3, 100))
+    loader = DataLoader(TensorDataset(z, y), batch_size=25)
+    with pytest.raises(TypeError, match=r"use TemperatureScaling\(\).fit_batches\(X\)"):
+        TemperatureScaling().fit(loader)
+    with pytest.raises(TypeError, match="concatenate the batches' logits"):
+        VectorScaling().fit(loader, None)
