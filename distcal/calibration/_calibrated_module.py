@@ -132,6 +132,19 @@ def _head(calibrator) -> torch.nn.Module:
     )
 
 
+def _check_classes(network, calibrator) -> None:
+    """Refuse a network whose last layer is a Linear with another number of outputs."""
+    layers = [m for m in network.modules() if not list(m.children())]
+    last = next((m for m in reversed(layers) if any(True for _ in m.parameters())), None)
+    n_classes = len(calibrator.classes_)
+    if isinstance(last, torch.nn.Linear) and last.out_features != n_classes:
+        raise ValueError(
+            f"network ends in Linear(out_features={last.out_features}), but "
+            f"{type(calibrator).__name__} was fitted on {n_classes} logit columns; pass the "
+            "network whose logits the calibrator was fitted on."
+        )
+
+
 class CalibratedModule(torch.nn.Module):
     """A network followed by a fitted calibration map: inputs in, calibrated outputs out.
 
@@ -253,6 +266,7 @@ def calibrated_module(network, calibrator, *, output="probabilities") -> Calibra
     if not isinstance(network, torch.nn.Module):
         raise TypeError(f"network must be a torch.nn.Module; got a {type(network).__name__}.")
     head = _head(calibrator).to(module_device(network))
+    _check_classes(network, calibrator)
     inner = calibrator.calibrator_ if isinstance(calibrator, MaskedScaling) else calibrator
     module = CalibratedModule(network, head, output, calibrator=inner)
     return module.eval()

@@ -160,6 +160,8 @@ def test_bad_arguments_are_named(data):
         calibrated_module(None, ts)
     with pytest.raises(TypeError, match="calibrator must be a fitted distcal calibrator"):
         calibrated_module(net, object())
+    with pytest.raises(ValueError, match=r"ends in Linear\(out_features=4\), but .* on 3 logit"):
+        calibrated_module(net, TemperatureScaling().fit(z[:, :3], z[:, :3].argmax(dim=1).flip(0)))
     binary = TemperatureScaling().fit(np.array([0.5, -1.0, 2.0, 0.1]), [1, 0, 1, 0])
     with pytest.raises(ValueError, match="fitted on 1-D binary decision values"):
         calibrated_module(net, binary)
