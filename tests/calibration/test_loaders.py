@@ -5,7 +5,9 @@ equals ``fit(X, y)`` on the concatenated data bit for bit on a CPU when the stre
 same samples in the same order in batches of ``batch_size``.
 """
 
+import gc
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -251,3 +253,21 @@ def test_calibrators_without_a_model_point_a_loader_to_what_takes_it():
         TemperatureScaling().fit(loader)
     with pytest.raises(TypeError, match="concatenate the batches' logits"):
         VectorScaling().fit(loader, None)
+
+
+def test_no_input_batch_outlives_the_fit(digits):
+    # Only logits are kept: every input batch the stream made is freed once the fit is done.
+    net, X, y = digits
+    made = weakref.WeakSet()
+
+    class Stream:
+        def __iter__(self):
+            for start in range(0, len(y), BATCH):
+                batch = X[start : start + BATCH].clone()
+                made.add(batch)
+                yield batch, y[start : start + BATCH]
+
+    mts = MaskedTemperatureScaling(0.3, n_masks=1, model=net, random_state=0).fit(Stream())
+    gc.collect()
+    assert len(made) == 0
+    assert mts.temperature_ > 0
