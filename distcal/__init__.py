@@ -10,7 +10,10 @@ from .calibration import (
     LogitTransformer,
     MaskedTemperatureScaling,
     TemperatureScaling,
+    calibrated_module,
+    load_calibrated_module,
     load_calibrator,
+    save_calibrated_module,
     save_calibrator,
 )
 
@@ -20,6 +23,9 @@ __all__ = [
     "MaskedTemperatureScaling",
     "TemperatureScaling",
     "__version__",
+    "calibrated_module",
+    "load_calibrated_module",
     "load_calibrator",
+    "save_calibrated_module",
     "save_calibrator",
 ]

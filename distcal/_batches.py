@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+import torch.utils.data
 
-__all__ = ["batch_passes", "unpack_batch"]
+__all__ = ["batch_inputs", "batch_passes", "count_samples", "is_batches", "unpack_batch"]
 
 
 def batch_passes(batches, *, name: str = "batches") -> Callable[[], Iterator]:
@@ -73,3 +74,69 @@ def unpack_batch(batch, index: int, *, name: str = "batches"):
             f"{what}."
         )
     return (batch[0], batch[1], batch[2] if len(batch) == 3 else None)
+
+
+def is_batches(X) -> bool:
+    """Whether ``X`` is a stream of batches rather than one array of data.
+
+    A torch ``DataLoader``, any iterator (a generator, ``iter(loader)``), or a list or tuple
+    whose first item is itself a pair or triple ``(X, y[, sample_weight])`` of arrays or
+    tensors. Plain lists of numbers or of arrays stay array-likes, as scikit-learn reads them.
+    """
+    if isinstance(X, str | bytes | np.ndarray | torch.Tensor) or X is None:
+        return False
+    if isinstance(X, torch.utils.data.DataLoader | Iterator):
+        return True
+    if isinstance(X, list | tuple):
+        if not X:
+            return False
+        first = X[0]
+        return (
+            isinstance(first, tuple | list)
+            and len(first) in (2, 3)
+            and isinstance(first[0], np.ndarray | torch.Tensor)
+            and first[0].ndim >= 1
+        )
+    # any other iterable that is not array-like (a custom dataset of batches, for instance)
+    return isinstance(X, Iterable) and not hasattr(X, "__array__") and not hasattr(X, "shape")
+
+
+def count_samples(batches) -> int | None:
+    """Return the number of samples a stream of batches will yield, when known beforehand.
+
+    A ``DataLoader`` with automatic batching over a sized sampler knows it (``drop_last``
+    included); a list or tuple of batches is counted from its batches' first arrays. Any other
+    stream (an iterator, a custom iterable) returns None: it cannot be known without reading it.
+    """
+    if isinstance(batches, torch.utils.data.DataLoader):
+        sampler = batches.batch_sampler
+        if not isinstance(sampler, torch.utils.data.BatchSampler):
+            return None
+        try:
+            n_samples = len(sampler.sampler)
+        except TypeError:
+            return None
+        if sampler.drop_last:
+            return n_samples // sampler.batch_size * sampler.batch_size
+        return n_samples
+    if isinstance(batches, list | tuple):
+        total = 0
+        for index, batch in enumerate(batches):
+            inputs = batch[0] if isinstance(batch, tuple | list) else batch
+            if not hasattr(inputs, "shape") or len(inputs.shape) == 0:
+                raise TypeError(
+                    f"batches[{index}] must hold an array or tensor of inputs first; got a "
+                    f"{type(inputs).__name__}."
+                )
+            total += int(inputs.shape[0])
+        return total
+    return None
+
+
+def batch_inputs(batch):
+    """Return the inputs of a prediction batch: ``X`` of ``(X, y[, w])``, or the batch."""
+    if isinstance(batch, tuple | list):
+        if not batch:
+            raise TypeError("a batch must hold inputs; got an empty one.")
+        return batch[0]
+    return batch

@@ -6,14 +6,30 @@ diagnostics share.
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable
 
 import torch
 
 from ._device import module_device
 from ._validation import check_inputs
+from .exceptions import DistcalWarning, ProbabilityInputWarning
 
-__all__ = ["module_logits"]
+__all__ = [
+    "check_input_scale",
+    "check_output_kind",
+    "forward",
+    "module_logits",
+    "shape_error",
+]
+
+# torch's messages when a batch does not fit a layer (Linear, ConvNd, norms, reshapes)
+_SHAPE_ERROR = re.compile(
+    r"shapes cannot be multiplied|size mismatch|must match the size|expected input|"
+    r"Expected .*(input|channels|dimension|size)|Given groups|channels|shape '\[",
+    re.IGNORECASE,
+)
 
 
 def _input_dtype(module: torch.nn.Module) -> torch.dtype:
@@ -73,7 +89,8 @@ def module_logits(
                     batch = inputs[start : start + batch_size].to(device=device, dtype=dtype)
                     if transform is not None:
                         batch = transform(batch)
-                    output = _check_output(module(batch), batch.shape[0], outputs, name)
+                    raw = forward(module, batch, name) if not outputs else module(batch)
+                    output = _check_output(raw, batch.shape[0], outputs, name)
                     _check_finite(output, start, name)
                     outputs.append(output)
     finally:
@@ -116,3 +133,154 @@ def _check_output(output, n_rows: int, previous: list, name: str) -> torch.Tenso
             f"{previous[0].shape[1]} for another."
         )
     return output.detach()
+
+
+def _first_layer(module: torch.nn.Module):
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Linear | torch.nn.modules.conv._ConvNd):
+            return layer
+    return None
+
+
+def _what_it_takes(module: torch.nn.Module, name: str) -> str:
+    layer = _first_layer(module)
+    if isinstance(layer, torch.nn.Linear):
+        return (
+            f"its first layer, Linear(in_features={layer.in_features}, "
+            f"out_features={layer.out_features}), takes {layer.in_features} features per sample "
+            "(after any flattening before it)"
+        )
+    if layer is not None:
+        spatial = {1: "length", 2: "height, width", 3: "depth, height, width"}.get(
+            len(layer.kernel_size), "..."
+        )
+        return (
+            f"its first layer, {type(layer).__name__}(in_channels={layer.in_channels}, ...), "
+            f"takes samples of shape ({layer.in_channels}, {spatial})"
+        )
+    return f"{name} takes samples of another shape"
+
+
+def shape_error(module: torch.nn.Module, shape, exc: Exception, name: str = "model"):
+    """Return a ValueError saying in plain words why ``module`` could not run on ``shape``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network that failed.
+    shape : tuple of int
+        The shape of the batch it was given.
+    exc : Exception
+        torch's error, quoted at the end of the message.
+    name : str, default="model"
+        The parameter's name.
+
+    Returns
+    -------
+    ValueError
+        The error to raise (``from exc``).
+    """
+    sample = tuple(shape[1:])
+    message = (
+        f"{name} could not run on X: X has samples of shape {sample}, but "
+        f"{_what_it_takes(module, name)}. Pass inputs of the shape {name} takes."
+    )
+    if len(sample) == 1:
+        message += (
+            f" If X already holds the network's logits ({sample[0]} columns, one per class), "
+            "calibrate them without a model: TemperatureScaling().fit(X, y), or model=None."
+        )
+    return ValueError(f"{message} (torch: {exc})")
+
+
+def forward(module: torch.nn.Module, batch: torch.Tensor, name: str = "model"):
+    """Run ``module`` on ``batch``; a shape mismatch is re-raised by :func:`shape_error`."""
+    try:
+        return module(batch)
+    except RuntimeError as exc:
+        if _SHAPE_ERROR.search(str(exc)):
+            raise shape_error(module, tuple(batch.shape), exc, name) from exc
+        raise
+
+
+def check_input_scale(inputs: torch.Tensor, owner: str, name: str = "X") -> None:
+    """Warn when model inputs look unnormalised: whole numbers in [0, 255] reaching above 1.
+
+    Images stored as ``uint8`` (or floats holding the same integers) are rarely what a network
+    was trained on; it usually saw ``x / 255``, then normalised. Only a sample of rows is
+    looked at (the first batch), so the check costs nothing.
+
+    Parameters
+    ----------
+    inputs : Tensor
+        Some of the inputs (already converted to a floating dtype).
+    owner : str
+        Who checks, for the message.
+    name : str, default="X"
+        The argument's name.
+    """
+    values = inputs.detach()
+    if values.numel() == 0:
+        return
+    low, high = (float(v) for v in torch.aminmax(values))
+    if low < 0 or high <= 1 or high > 255:
+        return
+    if not bool((values == values.round()).all()):
+        return
+    warnings.warn(
+        f"{owner}: {name} holds whole numbers from {low:g} to {high:g}, as unscaled images do "
+        "(uint8 pixels). They are passed to the model as they are; a network is usually trained "
+        "on scaled inputs (x / 255, then normalised). Pass the inputs as the network saw them in "
+        "training.",
+        DistcalWarning,
+        stacklevel=3,
+    )
+
+
+def check_output_kind(
+    logits: torch.Tensor, owner: str, *, shift_invariant: bool, name: str = "model"
+) -> None:
+    """Warn when a model's outputs look like probabilities or log-probabilities, not logits.
+
+    Probabilities (a softmax last layer: every row in [0, 1], summing to 1) give a wrong
+    calibration map without an error: the temperature is fitted on ``softmax(p / T)``.
+    Log-probabilities (a ``log_softmax`` last layer: ``exp`` of every row sums to 1) differ from
+    the logits by a constant per row, which temperature scaling and the other maps that go
+    through a softmax first cancel (``shift_invariant``); other calibrators (vector and matrix
+    scaling) see different inputs, so only they warn.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (n_samples, n_classes)
+        The model's outputs on clean inputs.
+    owner : str
+        The calibrator's name, for the message.
+    shift_invariant : bool
+        Whether the calibration map is unchanged by adding a constant to each row.
+    name : str, default="model"
+        The parameter's name.
+    """
+    values = logits.detach().to(torch.float64)
+    if values.numel() == 0 or values.shape[1] < 2:
+        return
+    low, high = (float(v) for v in torch.aminmax(values))
+    if low >= 0 and high <= 1 and float((values.sum(dim=1) - 1).abs().max()) <= 1e-4:
+        warnings.warn(
+            f"{owner}: the outputs of {name} look like probabilities (every row lies in [0, 1] "
+            "and sums to 1), but they are used as logits, so the fitted calibration is wrong. "
+            f"Remove the final softmax from {name} (calibrate the logits before it).",
+            ProbabilityInputWarning,
+            stacklevel=3,
+        )
+        return
+    if shift_invariant or high > 0:
+        return
+    if float(torch.logsumexp(values, dim=1).abs().max()) <= 1e-4:
+        warnings.warn(
+            f"{owner}: the outputs of {name} look like log-probabilities (exp of every row sums "
+            "to 1: a log_softmax last layer). Temperature scaling would not mind (a constant per "
+            "row cancels in the softmax), but this calibrator's map is fitted on them as they "
+            f"are. Remove the final log_softmax from {name} to calibrate its logits.",
+            DistcalWarning,
+            stacklevel=3,
+        )

@@ -2,6 +2,12 @@
 
 from .._masking import mask_inputs, mask_logits
 from ._base import BaseLogitCalibrator, registered_calibrators
+from ._calibrated_module import (
+    CalibratedModule,
+    calibrated_module,
+    load_calibrated_module,
+    save_calibrated_module,
+)
 from ._ensemble import EnsembleTemperatureScaling
 from ._input_masker import InputMasker
 from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
@@ -14,6 +20,7 @@ from ._temperature import TemperatureFit, TemperatureScaling, fit_temperature
 
 __all__ = [
     "BaseLogitCalibrator",
+    "CalibratedModule",
     "DirichletCalibration",
     "EnsembleTemperatureScaling",
     "HistogramBinning",
@@ -26,11 +33,14 @@ __all__ = [
     "TemperatureFit",
     "TemperatureScaling",
     "VectorScaling",
+    "calibrated_module",
     "fit_temperature",
+    "load_calibrated_module",
     "load_calibrator",
     "mask_inputs",
     "mask_logits",
     "module_logits",
     "registered_calibrators",
+    "save_calibrated_module",
     "save_calibrator",
 ]

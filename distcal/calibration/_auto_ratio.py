@@ -16,6 +16,13 @@ different ratios:
 The regime is read from the clean calibration data: a model that misclassifies at most
 :data:`FEW_ERRORS` of them is treated as having been trained on them.
 
+Evidence against the regime warns (:class:`DistcalWarning`, naming ``regime=``): in the
+training regime (read or declared), a masked accuracy at the chosen ratio more than
+:data:`MISSED_TARGET` from the target (it jumped across the target, so the ratio is poorly
+determined); in the held-out regime read from data with at most :data:`NEAR_TRAINING_ERRORS` errors,
+the largest candidate ratio winning the cross-fitting (masking helps the more the more is
+masked, as on training data); a declared held-out regime is not second-guessed.
+
 Every evaluation of the masked logits at a ratio reuses the same uniform draws (the generator is
 reset to the same seed), so the masks are *nested*: an element masked at ratio ``r`` is masked
 at every ratio above ``r``. The masked accuracy is then a smooth function of the ratio, which a
@@ -39,6 +46,8 @@ __all__ = [
     "FEW_ERRORS",
     "HELD_OUT_RATIOS",
     "MASKED_SAMPLES",
+    "MISSED_TARGET",
+    "NEAR_TRAINING_ERRORS",
     "AutoRatio",
     "choose_ratio",
     "decide_regime",
@@ -56,6 +65,12 @@ MASKED_SAMPLES = 2000
 MAX_RATIO = 0.95
 #: Bisection steps of the half-accuracy rule (the bracket shrinks to 0.95 / 2**7 < 0.008).
 BISECTION_STEPS = 7
+#: Largest error rate at which held-out data still look like training data that were read
+#: as held-out: with so few errors, a win of the largest masking ratio is evidence for it.
+NEAR_TRAINING_ERRORS = 0.05
+#: Largest distance between the masked accuracy at the chosen ratio and the half-accuracy
+#: target that fits the training regime; farther, the masked accuracy jumped across the target.
+MISSED_TARGET = 0.1
 
 
 def half_accuracy(n_classes: int) -> float:
@@ -147,9 +162,16 @@ def _held_out_ratio(
     cv: int,
     seed: int,
     fold_nll: Callable,
+    owner: str,
+    read_error_rate: float | None = None,
 ) -> AutoRatio:
     """Cross-fitted choice among :data:`HELD_OUT_RATIOS` by the NLL of clean held-out folds."""
     n_samples = len(labels)
+    if n_samples < 2:
+        raise ValueError(
+            f"{owner}(mask_ratio='auto'): the held-out rule cross-fits the ratio, which needs at "
+            f"least 2 calibration samples; got n_samples={n_samples}. Pass a numeric mask_ratio."
+        )
     device = clean.device
     folds = _folds(labels.cpu().numpy(), cv, seed)
     total_weight = float(weights.sum()) if weights is not None else float(n_samples)
@@ -176,6 +198,19 @@ def _held_out_ratio(
             score += nll * fold_weight / total_weight
         scores[ratio] = score
     best = min(HELD_OUT_RATIOS, key=lambda r: (scores[r], r))
+    near_training = read_error_rate is not None and read_error_rate <= NEAR_TRAINING_ERRORS
+    if best == HELD_OUT_RATIOS[-1] and near_training:
+        warnings.warn(
+            f"{owner}(mask_ratio='auto'): the data were read as held-out (the model "
+            f"misclassifies {read_error_rate:.2%} of them), but the cross-fitted NLL is lowest "
+            f"at the largest candidate ratio, {best}: masking helps more the more is masked, as "
+            "it does on data the model was trained on, and the best ratio may lie beyond the "
+            "candidates. If the model was trained on these data (or on near copies of them), "
+            "pass regime='training'; if they are held-out, pass regime='held-out' or a numeric "
+            "mask_ratio.",
+            DistcalWarning,
+            stacklevel=5,
+        )
     values = drawn[best]
     repeated = labels.repeat(values.shape[0] // n_samples)
     repeated_weights = None if weights is None else weights.repeat(values.shape[0] // n_samples)
@@ -227,8 +262,20 @@ def _half_accuracy_ratio(
     else:
         ratio = high
     if ratio == high:
-        return AutoRatio("training", float(high), high_values, high_accuracy)
-    values, accuracy = accuracy_at(ratio)
+        values, accuracy = high_values, high_accuracy
+    else:
+        values, accuracy = accuracy_at(ratio)
+    if abs(accuracy - target) > MISSED_TARGET:
+        warnings.warn(
+            f"{owner}(mask_ratio='auto'): the data were read as training data, but the masked "
+            f"accuracy at the chosen ratio {ratio:.3f} is {accuracy:.3f}, far from the target "
+            f"{target:.3f}: it jumps across the target between nearby ratios instead of "
+            "falling gradually, so the ratio is poorly determined (too few samples or copies, "
+            "or data unlike a training set). Pass more masked copies (n_masks), regime="
+            "'held-out' if the model was not trained on these data, or a numeric mask_ratio.",
+            DistcalWarning,
+            stacklevel=5,
+        )
     return AutoRatio("training", float(ratio), values, accuracy)
 
 
@@ -277,11 +324,22 @@ def choose_ratio(
     -------
     AutoRatio
     """
+    read_error_rate = None
     if regime == "auto":
         regime = decide_regime(clean, labels, weights, owner)
+        read_error_rate = _weighted_mean(clean.argmax(dim=1) != labels, weights)
     if regime == "held-out":
         return _held_out_ratio(
-            draw, clean, labels, weights, n_masks=n_masks, cv=cv, seed=seed, fold_nll=fold_nll
+            draw,
+            clean,
+            labels,
+            weights,
+            n_masks=n_masks,
+            cv=cv,
+            seed=seed,
+            fold_nll=fold_nll,
+            owner=owner,
+            read_error_rate=read_error_rate,
         )
     return _half_accuracy_ratio(
         draw, clean, labels, weights, n_classes=clean.shape[1], n_masks=n_masks, owner=owner

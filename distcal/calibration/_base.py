@@ -22,11 +22,13 @@ from __future__ import annotations
 from abc import ABCMeta, abstractmethod
 from types import MappingProxyType
 
+import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._device import PortablePickleMixin, like
+from .._batches import batch_inputs, is_batches
+from .._device import PortablePickleMixin, as_tensor, is_tensor, like, to_numpy
 from .._softmax import softmax
 from .._validation import (
     Logits,
@@ -94,6 +96,10 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     #: Tensor fitted attributes that may hold infinities by design (padding); every other
     #: floating fitted tensor must be finite in a loaded file.
     _fitted_may_be_infinite: frozenset = frozenset()
+    #: Fewest distinct labels ``fit`` accepts. Calibrators whose classes are the logit columns
+    #: and whose map is defined with any labels (a temperature) accept one, so that a fold of
+    #: an unstratified cross-validation whose labels are one class still fits.
+    _min_classes: int = 2
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -113,6 +119,17 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     def _validate_fit_inputs(self, X, y, sample_weight):
         """Validate parameters and data at the top of ``fit``; record input-shape attributes."""
         validate_params(self)
+        if is_batches(X):
+            name = type(self).__name__
+            remedy = (
+                f"use {name}().fit_batches(X), which streams them"
+                if hasattr(self, "fit_batches")
+                else "concatenate the batches' logits and labels (torch.cat) and call fit(X, y)"
+            )
+            raise TypeError(
+                f"{name}.fit takes arrays of logits; X is a {type(X).__name__} of batches: "
+                f"{remedy}."
+            )
         logits = check_logits(X, input_type=getattr(self, "input_type", "logits"))
         self._record_input(logits)
         labels, weights = self._validate_targets(y, sample_weight, logits.values)
@@ -133,6 +150,7 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
             device=values.device,
             estimator=self,
             binary=self._binary_1d,
+            min_classes=self._min_classes,
         )
         weights = check_sample_weight(sample_weight, n_samples=n_samples, device=values.device)
         return labels, weights
@@ -168,13 +186,35 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
         """Map validated logits to calibrated probabilities (softmax of the calibrated logits)."""
         return softmax(self._calibrate_logits(values))
 
+    def _stream_prediction_logits(self, batches):
+        """Logits of a stream of batches (inputs, or ``(inputs, labels)`` pairs), concatenated.
+
+        Returns the validated logits and the first batch's inputs, whose container and device
+        the results take.
+        """
+        parts = [batch_inputs(batch) for batch in batches]
+        if not parts:
+            raise ValueError("X is a stream of batches that yielded no batch.")
+        if all(is_tensor(p) for p in parts):
+            joined = torch.cat([as_tensor(p) for p in parts])
+        else:
+            joined = np.concatenate([to_numpy(p) if is_tensor(p) else np.asarray(p) for p in parts])
+        return self._prediction_logits(joined), parts[0]
+
     def _calibrated(self, X, *, proba: bool = False):
-        """Return the validated logits and their calibrated logits (or probabilities)."""
-        logits = self._prediction_logits(X)
+        """Return the validated logits, their calibrated logits (or probabilities), the reference.
+
+        The reference is what the result's container and device follow: ``X``, or the first
+        batch of a stream.
+        """
+        if is_batches(X):
+            logits, reference = self._stream_prediction_logits(X)
+        else:
+            logits, reference = self._prediction_logits(X), X
         values = logits.values.to(torch.promote_types(logits.values.dtype, torch.float32))
         if proba:
-            return logits, self._calibrate_proba(values)
-        return logits, self._calibrate_logits(values)
+            return logits, self._calibrate_proba(values), reference
+        return logits, self._calibrate_logits(values), reference
 
     # ------------------------------------------------------------------ prediction methods
     def decision_function(self, X):
@@ -183,7 +223,10 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
         Parameters
         ----------
         X : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
-            Logits (or model inputs, for calibrators that own a model).
+            Logits (or model inputs, for calibrators that own a model). Or a stream of
+            batches of them (a ``DataLoader``, an iterator, a list of ``(X, y)`` pairs; the
+            labels are ignored): the results are concatenated, in the container of the first
+            batch.
 
         Returns
         -------
@@ -191,10 +234,10 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
             Calibrated logits, in the container and on the device of ``X``. Binary 1-D input
             gives 1-D calibrated decision values (the log-odds of class 1).
         """
-        logits, calibrated = self._calibrated(X)
+        logits, calibrated, reference = self._calibrated(X)
         if logits.binary_1d:
             calibrated = calibrated[:, 1] - calibrated[:, 0]
-        return like(calibrated, X)
+        return like(calibrated, reference)
 
     def predict_proba(self, X):
         """Return calibrated class probabilities.
@@ -202,7 +245,10 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
         Parameters
         ----------
         X : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
-            Logits (or model inputs, for calibrators that own a model).
+            Logits (or model inputs, for calibrators that own a model). Or a stream of
+            batches of them (a ``DataLoader``, an iterator, a list of ``(X, y)`` pairs; the
+            labels are ignored): the results are concatenated, in the container of the first
+            batch.
 
         Returns
         -------
@@ -210,8 +256,8 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
             Probabilities in the container and on the device of ``X``, in its floating dtype
             (float16 and bfloat16 are promoted to float32). Binary input gives two columns.
         """
-        _, probabilities = self._calibrated(X, proba=True)
-        return like(probabilities, X)
+        _, probabilities, reference = self._calibrated(X, proba=True)
+        return like(probabilities, reference)
 
     def predict_log_proba(self, X):
         """Return the logarithm of the calibrated class probabilities.
@@ -219,15 +265,18 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
         Parameters
         ----------
         X : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
-            Logits (or model inputs, for calibrators that own a model).
+            Logits (or model inputs, for calibrators that own a model). Or a stream of
+            batches of them (a ``DataLoader``, an iterator, a list of ``(X, y)`` pairs; the
+            labels are ignored): the results are concatenated, in the container of the first
+            batch.
 
         Returns
         -------
         ndarray or Tensor of shape (n_samples, n_classes)
             Log-probabilities, computed with a stable ``log_softmax``.
         """
-        _, calibrated = self._calibrated(X)
-        return like(torch.log_softmax(calibrated, dim=1), X)
+        _, calibrated, reference = self._calibrated(X)
+        return like(torch.log_softmax(calibrated, dim=1), reference)
 
     def predict(self, X):
         """Return the predicted class of each sample (the index of the largest logit).
@@ -235,15 +284,18 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
         Parameters
         ----------
         X : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
-            Logits (or model inputs, for calibrators that own a model).
+            Logits (or model inputs, for calibrators that own a model). Or a stream of
+            batches of them (a ``DataLoader``, an iterator, a list of ``(X, y)`` pairs; the
+            labels are ignored): the results are concatenated, in the container of the first
+            batch.
 
         Returns
         -------
         ndarray or Tensor of shape (n_samples,)
             Class labels (integers), in the container and on the device of ``X``.
         """
-        _, calibrated = self._calibrated(X)
-        return like(calibrated.argmax(dim=1), X)
+        _, calibrated, reference = self._calibrated(X)
+        return like(calibrated.argmax(dim=1), reference)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import numbers
 from abc import abstractmethod
+from collections.abc import Iterable
 from functools import partial
 
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from .._batches import batch_inputs, batch_passes, is_batches
 from .._device import draw_seed
 from .._masking import mask_inputs, mask_logits
+from .._modules import check_input_scale, check_output_kind
 from .._validation import (
     Interval,
     Logits,
@@ -35,9 +38,10 @@ from .._validation import (
     record_input_shape,
     validate_params,
 )
-from ._auto_ratio import choose_ratio, resolve_n_masks
+from ._auto_ratio import HELD_OUT_RATIOS, choose_ratio, resolve_n_masks
 from ._base import BaseLogitCalibrator
 from ._model import module_logits
+from ._stream import MaskedStream, RestartableBatches, concatenate_batches
 
 #: The constraints of the masking parameters, shared by every masked calibrator.
 MASKING_CONSTRAINTS = {
@@ -59,16 +63,21 @@ class _MaskedFit(BaseLogitCalibrator):
     implement ``_fit_masked`` and ``_fold_nll`` (see the module docstring).
     """
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Fit the calibration map on masked calibration data.
 
         Parameters
         ----------
-        X : array-like or Tensor
+        X : array-like, Tensor, DataLoader or iterable of batches
             With ``model``: inputs of shape (n_samples, ...). Without: logits of shape
-            (n_samples, n_classes), or 1-D binary decision values.
-        y : array-like or Tensor of shape (n_samples,)
-            Labels: integers in ``[0, n_classes)``.
+            (n_samples, n_classes), or 1-D binary decision values. Or a stream of batches
+            ``(X, y)`` or ``(X, y, sample_weight)`` of those (a torch ``DataLoader``, an
+            iterator, a list of pairs): then ``y`` and ``sample_weight`` are omitted, one pass
+            over the stream computes the clean and masked logits (only the logits are kept,
+            never the inputs), and the fit runs on them; see the user guide, "Fitting from a
+            DataLoader".
+        y : array-like or Tensor of shape (n_samples,), default=None
+            Labels: integers in ``[0, n_classes)``. Required with arrays; omitted with a stream.
         sample_weight : array-like or Tensor of shape (n_samples,), default=None
             Non-negative weights, applied to every masked copy of a sample.
 
@@ -78,6 +87,17 @@ class _MaskedFit(BaseLogitCalibrator):
             The fitted calibrator.
         """
         validate_params(self)
+        if is_batches(X):
+            if y is not None or sample_weight is not None:
+                given = "y" if y is not None else "sample_weight"
+                raise ValueError(
+                    f"{type(self).__name__}.fit: X is a stream of batches (a "
+                    f"{type(X).__name__}), so {given} must be omitted: the labels and weights "
+                    "come with the batches, as (inputs, labels) or (inputs, labels, "
+                    "sample_weight)."
+                )
+            return self._fit_stream(X)
+        owner = type(self).__name__
         if self.model is None:
             logits = check_logits(X, input_type=self.input_type)
             self._record_input(logits)
@@ -85,7 +105,9 @@ class _MaskedFit(BaseLogitCalibrator):
             clean = logits.values
         else:
             inputs = check_inputs(X)
+            check_input_scale(inputs[: self.batch_size], owner)
             clean = module_logits(self.model, inputs, batch_size=self.batch_size)
+            check_output_kind(clean, owner, shift_invariant=self._shift_invariant())
             # With a model, the number of classes comes from its output.
             self._record_input(Logits(clean, False, clean.shape[1]))
             record_input_shape(self, inputs)
@@ -108,6 +130,15 @@ class _MaskedFit(BaseLogitCalibrator):
                 n_repeats=self.n_masks_,
             )
 
+        return self._fit_drawn(draw, clean, labels, weights, seed)
+
+    def _shift_invariant(self) -> bool:
+        """Whether the fitted map ignores a constant added to each row of logits."""
+        return True
+
+    def _fit_drawn(self, draw, clean, labels, weights, seed):
+        """Choose the ratio (or take it), then fit the map on the masked logits of ``draw``."""
+        n_samples = labels.shape[0]
         if self.mask_ratio == "auto":
             chosen = choose_ratio(
                 draw,
@@ -144,6 +175,35 @@ class _MaskedFit(BaseLogitCalibrator):
         )
         return self._fit_masked(values, all_labels, all_weights)
 
+    def _fit_stream(self, batches):
+        """Fit from a stream of ``(X, y[, sample_weight])`` batches (see :mod:`._stream`)."""
+        if self.model is None:
+            X, y, sample_weight = concatenate_batches(batches)
+            return self.fit(X, y, sample_weight)
+        owner = type(self).__name__
+        stream = MaskedStream(
+            self.model,
+            batches,
+            batch_size=self.batch_size,
+            owner=owner,
+            ratios=self._ratios_in_first_pass(),
+            n_masks=self.n_masks,
+        )
+        seed = draw_seed(self.random_state)
+        clean, labels, weights, first_inputs = stream.first_pass(seed)
+        check_output_kind(clean, owner, shift_invariant=self._shift_invariant())
+        self._record_input(Logits(clean, False, clean.shape[1]))
+        record_input_shape(self, first_inputs)
+        labels, weights = self._validate_targets(labels, weights, clean)
+        self.n_masks_ = stream.n_masks_
+        return self._fit_drawn(stream.draw, clean, labels, weights, seed)
+
+    def _ratios_in_first_pass(self) -> tuple:
+        """Return the ratios whose masked logits are needed whatever the logits turn out to be."""
+        if self.mask_ratio == "auto":
+            return () if self.regime == "training" else HELD_OUT_RATIOS[1:]
+        return () if self.mask_ratio == 0 else (float(self.mask_ratio),)
+
     @abstractmethod
     def _fit_masked(self, values, labels, weights):
         """Fit the calibration map on masked logits (rows draw after draw); return ``self``."""
@@ -155,30 +215,37 @@ class _MaskedFit(BaseLogitCalibrator):
         """Cross-fitting score of the held-out rule: fit on one part, weighted NLL on the other."""
 
     def fit_batches(self, batches):
-        """Not available: a masked calibrator does not fit from a stream of batches.
+        """Fit on calibration data that arrive in batches: :meth:`fit` on a stream.
 
-        The solvers read their data several times, and the masks of a stream would be drawn
-        anew on every pass (and in another order when the batches are shuffled), so the passes
-        would not see the same data. Fit in memory with :meth:`fit`, or mask the calibration
-        data once, store the logits of the masked inputs, and stream those into
-        :meth:`TemperatureScaling.fit_batches`.
+        One pass over ``batches`` computes the logits of the clean inputs and of their masked
+        copies (the inputs of a batch are masked for every copy and every candidate ratio
+        while the batch is in memory, and only logits are kept); the solver then runs on those
+        logits, exactly as :meth:`fit` does on arrays. With the same samples in the same order
+        and batches of ``batch_size`` samples, the result equals ``fit(X, y)`` on the
+        concatenated data bit for bit on a CPU. The half-accuracy rule of the training regime
+        picks each ratio from the previous one, so it reads the stream again per step; see the
+        user guide.
 
         Parameters
         ----------
         batches : iterable or callable
-            Ignored.
+            ``(X, y)`` or ``(X, y, sample_weight)`` batches: a ``DataLoader``, a list, an
+            iterator, or a function without arguments that returns a new iterator of them.
 
-        Raises
-        ------
-        TypeError
-            Always.
+        Returns
+        -------
+        self : object
+            The fitted calibrator.
         """
-        raise TypeError(
-            f"{type(self).__name__}.fit_batches is not available: the solver reads the "
-            "batches several times and the masks would differ between passes. Use fit(X, y), "
-            "or compute the logits of masked inputs once and pass them to "
-            "TemperatureScaling().fit_batches."
-        )
+        if callable(batches) and not isinstance(batches, Iterable):
+            batches = RestartableBatches(batch_passes(batches))
+        if not is_batches(batches):
+            raise TypeError(
+                f"batches must be a DataLoader, a list of (X, y) batches, an iterator or a "
+                f"function returning one; got a {type(batches).__name__}. Use fit(X, y) for "
+                "arrays."
+            )
+        return self.fit(batches)
 
     def _prediction_logits(self, X) -> Logits:
         if self.model is None:
@@ -192,6 +259,29 @@ class _MaskedFit(BaseLogitCalibrator):
                 f"fitted with {len(self.classes_)}."
             )
         return Logits(values, False, values.shape[1])
+
+    def _stream_prediction_logits(self, batches):
+        if self.model is None:
+            return super()._stream_prediction_logits(batches)
+        check_is_fitted(self)
+        parts, reference = [], None
+        for index, batch in enumerate(batches):
+            inputs = batch_inputs(batch)
+            reference = inputs if reference is None else reference
+            try:
+                checked = check_input_shape(inputs, self)
+            except ValueError as exc:
+                raise ValueError(f"batch {index} of X: {exc}") from exc
+            parts.append(module_logits(self.model, checked, batch_size=self.batch_size))
+        if reference is None:
+            raise ValueError("X is a stream of batches that yielded no batch.")
+        values = torch.cat(parts)
+        if values.shape[1] != len(self.classes_):
+            raise ValueError(
+                f"model returned {values.shape[1]} logit columns, but {type(self).__name__} was "
+                f"fitted with {len(self.classes_)}."
+            )
+        return Logits(values, False, values.shape[1]), reference
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

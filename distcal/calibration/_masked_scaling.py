@@ -129,6 +129,13 @@ class MaskedScaling(_MaskedFit):
             )
         return inner
 
+    def _shift_invariant(self) -> bool:
+        from ._ensemble import EnsembleTemperatureScaling
+        from ._linear import DirichletCalibration
+
+        shift_free = (TemperatureScaling, EnsembleTemperatureScaling, DirichletCalibration)
+        return self.calibrator is not None and isinstance(self.calibrator, shift_free)
+
     def _fold_nll(
         self, fit_logits, fit_labels, fit_weights, test_logits, test_labels, test_weights
     ):

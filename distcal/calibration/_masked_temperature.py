@@ -47,7 +47,9 @@ class MaskedTemperatureScaling(MaskedScaling):
     ratio choice and prediction through ``model`` are MaskedScaling's; the temperature is
     solved on the masked logits with :func:`~distcal.calibration.fit_temperature`. It is not a
     :class:`TemperatureScaling` (it predicts from inputs when it has a model), and its
-    ``fit_batches`` only explains why masks cannot be drawn on a stream.
+    ``fit`` and ``fit_batches`` take a ``DataLoader`` of ``(inputs, labels)`` batches: one pass
+    computes the clean and masked logits, with the masks ``fit(X, y)`` draws (see
+    :meth:`fit_batches`).
 
     Parameters
     ----------
@@ -70,7 +72,11 @@ class MaskedTemperatureScaling(MaskedScaling):
           held-out data.
 
         With between 0 and 1% errors the regime is ambiguous: the data are treated as training
-        data and a :class:`~distcal.exceptions.DistcalWarning` says so (pass ``regime``).
+        data and a :class:`~distcal.exceptions.DistcalWarning` says so (pass ``regime``). A
+        warning also comes when the evidence does not fit the regime: in the training regime
+        (read or declared), a masked accuracy at the chosen ratio more than 0.1 from the
+        target; in the held-out regime read from data with at most 5% errors, the largest
+        candidate ratio winning the cross-fitting.
     regime : {"auto", "held-out", "training"}, default="auto"
         What the calibration data are, for ``mask_ratio="auto"``: read from the data
         (``"auto"``), or declared. A numeric ``mask_ratio`` is used as it is in either regime.
@@ -171,6 +177,7 @@ class MaskedTemperatureScaling(MaskedScaling):
         "temperature_": [Interval(numbers.Real, 0, None, closed="neither")],
         "mask_ratio_": [Interval(numbers.Real, 0.0, 1.0, closed="left")],
     }
+    _min_classes = 1
     _parameter_constraints = {
         "input_type": [Options("logits", "probabilities")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -222,6 +229,9 @@ class MaskedTemperatureScaling(MaskedScaling):
         inner.n_features_in_ = self.n_features_in_ if logit_mode else len(self.classes_)
         inner._binary_1d = self._binary_1d if logit_mode else False
         return inner
+
+    def _shift_invariant(self) -> bool:
+        return True
 
     def _inner(self):
         return TemperatureScaling(tol=self.tol, max_iter=self.max_iter)

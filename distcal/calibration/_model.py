@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numbers
 
+import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .._batches import batch_inputs, is_batches
 from .._device import PortablePickleMixin, like
 from .._modules import module_logits
 from .._validation import (
@@ -70,8 +72,8 @@ class LogitTransformer(PortablePickleMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or Tensor of shape (n_samples, ...)
-            Model inputs.
+        X : array-like or Tensor of shape (n_samples, ...), or a stream of batches
+            Model inputs (of a stream, the first batch is read for the shape).
         y : None
             Ignored.
 
@@ -81,6 +83,11 @@ class LogitTransformer(PortablePickleMixin, TransformerMixin, BaseEstimator):
             The fitted transformer.
         """
         validate_params(self)
+        if is_batches(X):
+            for batch in X:  # the first batch gives the input shape
+                record_input_shape(self, check_inputs(batch_inputs(batch)))
+                return self
+            raise ValueError("X is a stream of batches that yielded no batch.")
         record_input_shape(self, check_inputs(X))
         return self
 
@@ -89,8 +96,10 @@ class LogitTransformer(PortablePickleMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like or Tensor of shape (n_samples, ...)
-            Model inputs, shaped like those seen in ``fit``.
+        X : array-like or Tensor of shape (n_samples, ...), or a stream of batches
+            Model inputs, shaped like those seen in ``fit``; or a ``DataLoader`` (or other
+            stream) of input batches or ``(inputs, labels)`` pairs, whose logits are
+            concatenated.
 
         Returns
         -------
@@ -98,6 +107,19 @@ class LogitTransformer(PortablePickleMixin, TransformerMixin, BaseEstimator):
             Logits, in the container and on the device of ``X``.
         """
         check_is_fitted(self)
+        if is_batches(X):
+            parts, reference = [], None
+            for index, batch in enumerate(X):
+                inputs = batch_inputs(batch)
+                reference = inputs if reference is None else reference
+                try:
+                    checked = check_input_shape(inputs, self)
+                except ValueError as exc:
+                    raise ValueError(f"batch {index} of X: {exc}") from exc
+                parts.append(module_logits(self.module, checked, batch_size=self.batch_size))
+            if reference is None:
+                raise ValueError("X is a stream of batches that yielded no batch.")
+            return like(torch.cat(parts), reference)
         inputs = check_input_shape(X, self)
         return like(module_logits(self.module, inputs, batch_size=self.batch_size), X)
 

@@ -386,6 +386,7 @@ class TemperatureScaling(BaseLogitCalibrator):
     _fitted_constraints = {
         "temperature_": [Interval(numbers.Real, 0, None, closed="neither")],
     }
+    _min_classes = 1
     _parameter_constraints = {
         "input_type": [Options("logits", "probabilities")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -397,7 +398,7 @@ class TemperatureScaling(BaseLogitCalibrator):
         self.tol = tol
         self.max_iter = max_iter
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Fit the temperature on calibration logits.
 
         Parameters
@@ -406,7 +407,9 @@ class TemperatureScaling(BaseLogitCalibrator):
             Logits of the calibration samples (numpy or torch, on any device), or 1-D binary
             decision values.
         y : array-like or Tensor of shape (n_samples,)
-            Labels: integers in ``[0, n_classes)`` indexing the columns of ``X``.
+            Labels: integers in ``[0, n_classes)`` indexing the columns of ``X``. (Required;
+            it defaults to None only so that ``fit(loader)`` can say to use
+            :meth:`fit_batches`.)
         sample_weight : array-like or Tensor of shape (n_samples,), default=None
             Non-negative weights; None weighs every sample equally.
 

@@ -140,10 +140,13 @@ def test_batches_that_change_between_passes_are_detected():
         TemperatureScaling().fit_batches(shrinking)
 
 
-def test_masked_temperature_scaling_says_why_it_does_not_stream():
+def test_masked_temperature_scaling_streams_logits_like_fit():
+    # Issue 15: fit_batches of the masked calibrators now works (tests/calibration/
+    # test_loaders.py has the model path); without a model the batches are logits.
     logits, y = _data(n=100)
-    with pytest.raises(TypeError, match="masks would differ between passes"):
-        MaskedTemperatureScaling(0.2).fit_batches(_batches(logits, y, 10))
+    streamed = MaskedTemperatureScaling(0.2, random_state=0).fit_batches(_batches(logits, y, 10))
+    direct = MaskedTemperatureScaling(0.2, random_state=0).fit(logits, y)
+    assert streamed.temperature_ == direct.temperature_
 
 
 def test_refit_from_batches_replaces_the_input_shape():

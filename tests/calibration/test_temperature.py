@@ -258,7 +258,6 @@ def test_no_warning_on_ordinary_data():
         (np.zeros((2, 3, 4)), [0, 1], r"got an array of shape \(2, 3, 4\)"),
         (np.zeros((0, 3)), [], "0 sample"),
         (np.zeros((2, 0)), [0, 1], "0 feature"),
-        (4 * np.eye(3) - 1, [0, 0, 0], "only one class"),
         (4 * np.eye(3) - 1, [0, 1, 3], r"labels \[3\] that are not among the columns"),
         (4 * np.eye(3) - 1, [0, 1, -1], r"labels \[-1\]"),
         (4 * np.eye(3) - 1, [0, 1], "inconsistent numbers of samples"),
