@@ -121,6 +121,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seeds in parallel, one process each (-1: one per core; default: one at a time)",
     )
     run.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run the seeds on a Dask cluster: the scheduler's address, e.g. "
+        "tcp://10.0.0.5:8786 (needs pip install 'distcal[dask]'; --n-jobs defaults to the "
+        "number of seeds)",
+    )
+    run.add_argument(
         "--device", type=_device, default=None, help="torch device, e.g. cuda (default: cpu)"
     )
     run.add_argument(
@@ -275,20 +283,46 @@ _ARGUMENTS = {
 }
 
 
+def _on_cluster(address: str, dataset: str, options: dict) -> dict:
+    """Run the experiment's seeds on the Dask cluster whose scheduler is at ``address``."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError(
+            "argument --scheduler: Dask is not installed; pip install 'distcal[dask]'"
+        ) from None
+    from joblib import parallel_config
+
+    from .experiment import run_experiment
+
+    try:
+        client = Client(address, timeout=10)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ValueError(
+            f"argument --scheduler: cannot reach a Dask scheduler at {address!r} ({exc})"
+        ) from None
+    with client, parallel_config(backend="dask"):
+        n_jobs = options["n_jobs"] or max(len(options["seeds"]), 2)
+        return run_experiment(dataset, **{**options, "n_jobs": n_jobs})
+
+
 def _run(args) -> None:
     from .experiment import format_diagnostics, format_summary, run_experiment
 
-    result = run_experiment(
-        args.dataset,
-        profile=args.profile,
-        seeds=args.seeds,
-        device=args.device,
-        output=args.output,
-        root=args.root,
-        verbose=not args.quiet,
-        n_jobs=args.n_jobs,
-        threads=args.threads,
-    )
+    options = {
+        "profile": args.profile,
+        "seeds": args.seeds,
+        "device": args.device,
+        "output": args.output,
+        "root": args.root,
+        "verbose": not args.quiet,
+        "n_jobs": args.n_jobs,
+        "threads": args.threads,
+    }
+    if args.scheduler is None:
+        result = run_experiment(args.dataset, **options)
+    else:
+        result = _on_cluster(args.scheduler, args.dataset, options)
     config = result["config"]
     print(
         f"{config['dataset']}, profile {args.profile}, seeds {config['seeds']}: test-set metrics "

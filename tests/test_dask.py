@@ -28,7 +28,7 @@ def client():
 
 
 def _rows(path):
-    return json.loads(path.read_text())["rows"]
+    return json.loads(path.read_text())["result"]["rows"]
 
 
 def test_two_seeds_on_a_dask_cluster_give_the_per_seed_results_of_a_local_run(client, tmp_path):
@@ -65,3 +65,25 @@ def test_a_sweep_of_trainers_on_a_dask_cluster_equals_the_local_sweep(client):
         on_cluster = fit_trainers(trainers(), X, y, n_jobs=2)
     for a, b in zip(local, on_cluster, strict=True):
         assert torch.equal(a.images_, b.images_)
+
+
+def test_distcal_run_takes_a_scheduler_address(client, tmp_path, capsys):
+    from distcal.cli import main
+
+    address = client.scheduler.address
+    argv = ["run", "--profile", "smoke", "--seeds", "2", "--quiet", "--output", str(tmp_path)]
+    assert main([*argv, "--scheduler", address]) == 0
+    assert (tmp_path / "seed-1.json").is_file()
+    assert "mean±SD over seeds" in capsys.readouterr().out
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys):
+    from distcal.cli import main
+
+    argv = ["run", "--profile", "smoke", "--seeds", "1", "--quiet", "--output", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--scheduler", "tcp://127.0.0.1:9"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("distcal: error: argument --scheduler: cannot reach")
+    assert err.count("\n") == 1

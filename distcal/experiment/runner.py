@@ -183,7 +183,9 @@ def run_experiment(
     return result
 
 
-@dataclass(frozen=True)
+# eq=False: hashed by identity, as joblib's Dask backend hashes the functions it sends
+# (a frozen dataclass with a dict field would hash its fields, and fail).
+@dataclass(frozen=True, eq=False)
 class _SeedJob:
     """One seed of a run, as a process of its own can run it (picklable)."""
 
