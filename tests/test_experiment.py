@@ -343,6 +343,17 @@ def test_corrupt_data_files_end_with_one_message(tmp_path, capsys):
     assert err.count("\n") == 1
 
 
+def test_a_directory_in_place_of_a_data_file_is_named_as_one(tmp_path, capsys):
+    (tmp_path / "train-images-idx3-ubyte.gz").mkdir()
+    argv = ["run", "--dataset", "fashion-mnist", "--root", str(tmp_path), "--quiet"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz is a directory, not the IDX file" in err
+    assert err.count("\n") == 1
+
+
 @pytest.mark.slow
 def test_a_rerun_reproduces_the_committed_per_seed_rows(tmp_path):
     """Seed 3 of the committed digits run, recomputed: every committed row, to the last bit.

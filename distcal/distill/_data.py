@@ -186,6 +186,11 @@ def load_fashion_mnist(root=None, *, split: str = "train") -> Bunch:
     folder = _fashion_root(root)
     image_file, label_file = (folder / name for name in _IDX_FILES[split])
     for path in (image_file, label_file):
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"{path} is a directory, not the IDX file of that name: the Fashion-MNIST "
+                f"folder {folder} must hold the files {', '.join(_IDX_FILES[split])}."
+            )
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} does not exist: the Fashion-MNIST folder {folder} must hold "
