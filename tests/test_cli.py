@@ -2,6 +2,7 @@
 ``python -m distcal``, and one-line errors (never a traceback) for every user error."""
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -446,7 +447,9 @@ def test_any_file_content_is_read_or_refused_with_an_input_error(suffix, tmp_pat
         b"a,b,label\n1,2,0\n3,4,1\n",
     ]
 
-    @hypothesis.settings(max_examples=80, deadline=None, database=None, derandomize=True)
+    examples = int(os.environ.get("DISTCAL_FUZZ_EXAMPLES", "80"))  # 10000 in the fuzz run
+
+    @hypothesis.settings(max_examples=examples, deadline=None, database=None, derandomize=True)
     @hypothesis.given(content=contents, start=st.sampled_from(real), cut=st.integers(0, 400))
     def check(content, start, cut):
         path = tmp_path / f"file{suffix}"
