@@ -465,3 +465,19 @@ def test_any_file_content_is_read_or_refused_with_an_input_error(suffix, tmp_pat
             assert ((y >= 0) & (y < n_classes)).all()
 
     check()
+
+
+def test_an_npy_header_cut_inside_its_dict_is_an_input_error(tmp_path):
+    """Found by the 10,000-example fuzz run: numpy parses a damaged .npy header with
+    ast.literal_eval, which raised tokenize.TokenError, past the reader's error handling."""
+    from distcal.experiment.logit_files import InputFileError, read_logits_and_labels
+
+    header = (
+        b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (3, 3), }"
+        + b" " * 58
+        + b"\n"
+    )
+    path = tmp_path / "file.npy"
+    path.write_bytes(header[:111] + b"\x00" * 16 + b"(")
+    with pytest.raises(InputFileError, match=r"is not a readable \.npy file"):
+        read_logits_and_labels(path, path)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import tokenize
 import zipfile
 from pathlib import Path
 
@@ -117,6 +118,25 @@ def _parse_csv(path: Path, argument: str) -> tuple[list[str] | None, np.ndarray]
     return header, np.array(values, dtype=np.float64)
 
 
+# What numpy's readers raise on damaged files: a damaged .npy header is parsed with
+# ast.literal_eval (SyntaxError, tokenize.TokenError), a crafted shape can ask for more memory
+# than there is, and zip archives raise their own errors (encrypted members: RuntimeError;
+# unknown compression: NotImplementedError).
+_NUMPY_READ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    zipfile.BadZipFile,
+    SyntaxError,
+    tokenize.TokenError,
+    MemoryError,
+    OverflowError,
+    RuntimeError,
+    NotImplementedError,
+)
+
+
 def _named_arrays(path: Path, argument: str) -> dict[str, np.ndarray]:
     """Return the arrays of an ``.npz`` or ``.safetensors`` file by name (never unpickling)."""
     from safetensors import SafetensorError
@@ -130,7 +150,7 @@ def _named_arrays(path: Path, argument: str) -> dict[str, np.ndarray]:
             with archive:
                 return {name: archive[name] for name in archive.files}
         return load(path.read_bytes())
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, SafetensorError) as exc:
+    except (*_NUMPY_READ_ERRORS, SafetensorError) as exc:
         kind = path.suffix.lower()
         raise InputFileError(argument, f"{path} is not a readable {kind} file: {exc}") from None
 
@@ -164,7 +184,7 @@ def _read(path, role: str, key, names: dict) -> np.ndarray:
             raise InputFileError(key_argument, f"{path} holds one unnamed array (.npy).")
         try:
             array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except _NUMPY_READ_ERRORS as exc:
             raise InputFileError(argument, f"{path} is not a readable .npy file: {exc}") from None
         if not isinstance(array, np.ndarray):  # np.load opens a zip archive whatever its name
             array.close()
