@@ -1,0 +1,60 @@
+"""Signals: Ctrl-C keeps finished work, a closed pipe ends quietly, SIGKILL loses nothing written.
+
+(SIGKILL during distillation and during a file write: tests/distill/test_trainer.py and
+tests/test_files.py.)
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _distcal(*args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "distcal", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        **kwargs,
+    )
+
+
+def test_ctrl_c_during_a_run_keeps_the_finished_seeds_and_a_rerun_resumes(tmp_path):
+    out = tmp_path / "run"
+    # five seeds: after the first has finished, four more keep the run busy for the signal
+    argv = ["run", "--profile", "smoke", "--seeds", "5", "--quiet", "--output", str(out)]
+    process = _distcal(*argv)
+    deadline = time.monotonic() + 300
+    while not (out / "seed-0.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (out / "seed-0.json").exists(), "the first seed never finished"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.decode().strip().splitlines() == [
+        "distcal: interrupted; finished seeds are kept and a rerun resumes"
+    ]
+    kept = json.loads((out / "seed-0.json").read_text())  # whole, not half-written
+    assert not list(out.glob(".*.tmp"))
+    rerun = _distcal(*argv)
+    rerun.communicate(timeout=600)
+    assert rerun.returncode == 0
+    assert json.loads((out / "seed-0.json").read_text()) == kept  # reused, not recomputed
+    assert (out / "seed-4.json").exists()
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(400, 4))
+    np.savez(tmp_path / "val.npz", logits=3 * z, labels=(z + rng.gumbel(size=z.shape)).argmax(1))
+    process = _distcal("calibrate", str(tmp_path / "val.npz"), "--output", str(tmp_path / "c"))
+    process.stdout.close()  # the reader (``| head``) has gone before distcal writes
+    _, err = process.communicate(timeout=300)
+    assert process.returncode in (0, 141)
+    assert b"Traceback" not in err
+    assert b"BrokenPipe" not in err
