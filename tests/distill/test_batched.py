@@ -57,6 +57,16 @@ CASES = {
         ],
         "none",
     ),
+    # Students with different augmentations (or none) in one batch.
+    "mixed-augmentations": (
+        {"network": "convnet", "width": 8, "depth": 2, "epochs": 2, "norm": "layernorm"},
+        [
+            {"random_state": 0},
+            {"random_state": 1, "augment": "crop_cutout"},
+            {"random_state": 2, "augment": "scale_rotate", "mixup_alpha": 1.0},
+        ],
+        "none",
+    ),
     "mlp-weight-decay": (
         {"network": "mlp", "width": 16, "depth": 2, "epochs": 3},
         [
