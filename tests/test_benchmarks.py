@@ -42,6 +42,16 @@ SMALLEST = {
         "300",
         "--quiet",
     ],
+    "bench_students.py": [
+        "--profile",
+        "smoke",
+        "--students",
+        "2",
+        "--epochs",
+        "2",
+        "--repeat",
+        "1",
+    ],
     "bench_streaming.py": ["--sizes", "20000x10", "--batch-elements", "50000"],
     "bench_calibrators.py": [
         "--quick",

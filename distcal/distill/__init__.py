@@ -18,6 +18,7 @@ from ._base import (
     StepContext,
     register_method,
 )
+from ._batched import fit_students
 from ._callbacks import Callback, Checkpoint, EarlyStopping, FitState, ProgressBar
 from ._data import (
     channel_statistics,
@@ -62,6 +63,7 @@ __all__ = [
     "build_network",
     "channel_statistics",
     "check_images",
+    "fit_students",
     "fit_trainers",
     "load_dataset",
     "load_digits",
