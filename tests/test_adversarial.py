@@ -209,7 +209,6 @@ def test_binned_metrics_with_adaptive_bins_and_curves(data):
     assert bool(((accuracy >= 0) & (accuracy <= 1)).all())
 
 
-
 # ---------------------------------------------------------------------------------------------
 # The image estimators: StudentClassifier and MDTTrainer
 
