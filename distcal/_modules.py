@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from ._batches import batch_inputs
 from ._device import module_device
 from ._validation import check_inputs
 from .exceptions import DistcalWarning, ProbabilityInputWarning
@@ -22,6 +23,7 @@ __all__ = [
     "forward",
     "module_logits",
     "shape_error",
+    "stream_logits",
 ]
 
 # torch's messages when a batch does not fit a layer (Linear, ConvNd, norms, reshapes)
@@ -96,6 +98,29 @@ def module_logits(
     finally:
         module.train(was_training)
     return torch.cat(outputs)
+
+
+def stream_logits(
+    module: torch.nn.Module, batches, *, check: Callable, batch_size: int
+) -> tuple[torch.Tensor, object]:
+    """Return the logits of a stream of input batches, concatenated, and the first inputs.
+
+    Each batch is ``X`` or ``(X, y[, w])``; ``check`` validates its inputs (against the input
+    shape an estimator recorded, say), and its error is re-raised naming the batch. The first
+    batch's inputs come back too: results follow their container and device.
+    """
+    parts, reference = [], None
+    for index, batch in enumerate(batches):
+        inputs = batch_inputs(batch)
+        reference = inputs if reference is None else reference
+        try:
+            checked = check(inputs)
+        except ValueError as exc:
+            raise ValueError(f"batch {index} of X: {exc}") from exc
+        parts.append(module_logits(module, checked, batch_size=batch_size))
+    if reference is None:
+        raise ValueError("X is a stream of batches that yielded no batch.")
+    return torch.cat(parts), reference
 
 
 def _check_finite(output: torch.Tensor, start: int, name: str) -> None:

@@ -24,10 +24,10 @@ from functools import partial
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .._batches import batch_inputs, batch_passes, is_batches
+from .._batches import batch_passes, is_batches
 from .._device import draw_seed
 from .._masking import mask_inputs, mask_logits
-from .._modules import check_input_scale, check_output_kind
+from .._modules import check_input_scale, check_output_kind, stream_logits
 from .._validation import (
     Interval,
     Logits,
@@ -264,18 +264,12 @@ class _MaskedFit(BaseLogitCalibrator):
         if self.model is None:
             return super()._stream_prediction_logits(batches)
         check_is_fitted(self)
-        parts, reference = [], None
-        for index, batch in enumerate(batches):
-            inputs = batch_inputs(batch)
-            reference = inputs if reference is None else reference
-            try:
-                checked = check_input_shape(inputs, self)
-            except ValueError as exc:
-                raise ValueError(f"batch {index} of X: {exc}") from exc
-            parts.append(module_logits(self.model, checked, batch_size=self.batch_size))
-        if reference is None:
-            raise ValueError("X is a stream of batches that yielded no batch.")
-        values = torch.cat(parts)
+        values, reference = stream_logits(
+            self.model,
+            batches,
+            check=lambda inputs: check_input_shape(inputs, self),
+            batch_size=self.batch_size,
+        )
         if values.shape[1] != len(self.classes_):
             raise ValueError(
                 f"model returned {values.shape[1]} logit columns, but {type(self).__name__} was "

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numbers
 
-import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._batches import batch_inputs, is_batches
 from .._device import PortablePickleMixin, like
-from .._modules import module_logits
+from .._modules import module_logits, stream_logits
 from .._validation import (
     Interval,
     check_input_shape,
@@ -108,18 +107,13 @@ class LogitTransformer(PortablePickleMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         if is_batches(X):
-            parts, reference = [], None
-            for index, batch in enumerate(X):
-                inputs = batch_inputs(batch)
-                reference = inputs if reference is None else reference
-                try:
-                    checked = check_input_shape(inputs, self)
-                except ValueError as exc:
-                    raise ValueError(f"batch {index} of X: {exc}") from exc
-                parts.append(module_logits(self.module, checked, batch_size=self.batch_size))
-            if reference is None:
-                raise ValueError("X is a stream of batches that yielded no batch.")
-            return like(torch.cat(parts), reference)
+            logits, reference = stream_logits(
+                self.module,
+                X,
+                check=lambda inputs: check_input_shape(inputs, self),
+                batch_size=self.batch_size,
+            )
+            return like(logits, reference)
         inputs = check_input_shape(X, self)
         return like(module_logits(self.module, inputs, batch_size=self.batch_size), X)
 
