@@ -43,17 +43,7 @@ class _Plan:
         if y is None:
             raise ValueError(f"datasets[{index}] has y=None; a student needs labels.")
         images, labels = check_samples(X, y, name=f"datasets[{index}][0]")
-        if int(labels.min()) == int(labels.max()):
-            raise ValueError(
-                f"datasets[{index}]: y contains only one class ({int(labels.min())}); a "
-                "classifier needs samples of at least 2 classes."
-            )
-        n_classes = student.n_classes if student.n_classes is not None else int(labels.max()) + 1
-        if int(labels.max()) >= n_classes:
-            raise ValueError(
-                f"datasets[{index}]: y contains label {int(labels.max())}, but "
-                f"n_classes={n_classes}: labels must be in [0, {n_classes - 1}]."
-            )
+        n_classes = student._n_classes_of(labels, where=f"datasets[{index}]: ")
         self.student = student
         self.n_classes = n_classes
         self.device = resolve_device(student.device, X)

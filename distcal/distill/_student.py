@@ -163,6 +163,25 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
             kwargs["norm"] = self.norm
         return kwargs
 
+    def _n_classes_of(self, labels: torch.Tensor, where: str = "") -> int:
+        """Check the labels of a fit (two classes at least, within ``n_classes``); count them.
+
+        ``where`` prefixes the messages (``"datasets[2]: "`` when several students fit).
+        """
+        low, high = int(labels.min()), int(labels.max())
+        if low == high:
+            raise ValueError(
+                f"{where}y contains only one class ({low}); a classifier needs samples of at "
+                "least 2 classes."
+            )
+        n_classes = self.n_classes if self.n_classes is not None else high + 1
+        if high >= n_classes:
+            raise ValueError(
+                f"{where}y contains label {high}, but n_classes={n_classes}: labels must be in "
+                f"[0, {n_classes - 1}]."
+            )
+        return n_classes
+
     def fit(self, X, y):
         """Train the network on images.
 
@@ -183,17 +202,7 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         if y is None:
             raise ValueError("StudentClassifier requires y to be passed, but the target y is None.")
         images, labels = check_samples(X, y)
-        if int(labels.min()) == int(labels.max()):
-            raise ValueError(
-                f"y contains only one class ({int(labels.min())}); a classifier needs samples "
-                "of at least 2 classes."
-            )
-        n_classes = self.n_classes if self.n_classes is not None else int(labels.max()) + 1
-        if int(labels.max()) >= n_classes:
-            raise ValueError(
-                f"y contains label {int(labels.max())}, but n_classes={n_classes}: labels must "
-                f"be in [0, {n_classes - 1}]."
-            )
+        n_classes = self._n_classes_of(labels)
         # One seed for the weights, the batch order and the mixup weights.
         rng = np.random.default_rng(draw_seed(self.random_state))
         device = resolve_device(self.device, X)
