@@ -499,7 +499,7 @@ def _cell(values, scale, digits):
         return "inf" if np.isposinf(values).any() else "nan"
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"  # sample SD
 
 
 def summarise(rows, n_seeds):

@@ -126,7 +126,8 @@ def main(argv=None):
 
     def cell(values):
         values = 100 * np.asarray(values)
-        return f"{values.mean():.2f} ± {values.std():.2f}"
+        spread = values.std(ddof=1) if len(values) > 1 else 0.0  # sample SD
+        return f"{values.mean():.2f} ± {spread:.2f}"
 
     lines = [
         [

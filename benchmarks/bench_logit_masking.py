@@ -81,7 +81,8 @@ def summarise(rows, seeds):
 
             def stat(key, scale=1.0, sel=sel):
                 values = scale * np.array([r[key] for r in sel])
-                return f"{values.mean():.3f} ± {values.std():.3f}"
+                spread = values.std(ddof=1) if len(values) > 1 else 0.0  # sample SD
+                return f"{values.mean():.3f} ± {spread:.3f}"
 
             lines.append(
                 [
