@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under torchrun (2 processes, gloo): not a test module."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -112,7 +113,16 @@ def main(out: Path) -> None:
         except Exception as exc:  # every process must end here, none may succeed
             result["disagreements"][name] = f"{type(exc).__name__}: {exc}"
     (out / f"rank-{rank}.json").write_text(json.dumps(result))
+    dist.barrier()
     dist.destroy_process_group()
+    # torch 2.13's gloo worker thread can outlive destroy_process_group and free the last
+    # collective's tensors while the interpreter shuts down, which aborts the process
+    # ("terminate called without an active exception"; core dump: ~AsyncAllgatherWork in
+    # ProcessGroupGloo::runLoop taking the GIL during finalisation, pytorch/pytorch#179291).
+    # The results are written and every collective is done: leave without the shutdown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
