@@ -455,3 +455,43 @@ def test_demo_is_a_profile_of_the_experiment(monkeypatch):
     table = demo.format_rows(rows).splitlines()
     assert table[0].split()[:2] == ["method", "calibrated"]
     assert len(table) == 1 + len(demo.SHOWN)
+
+
+def test_masked_rows_are_the_calibrators_predictions_on_the_test_images():
+    # calibrate_student computes the network's test logits once and applies each masked
+    # calibrator's temperature to them; that must be what predict_proba(X_test) gives.
+    import warnings
+
+    from distcal import MaskedTemperatureScaling
+    from distcal.distill import load_digits
+    from distcal.exceptions import DistcalWarning
+    from distcal.experiment.pipeline import calibrate_student, student_classifier
+    from distcal.experiment.settings import dataset_recipe
+
+    digits = load_digits()
+    images, labels = digits.images, digits.labels.numpy()
+    train, cal, test = slice(0, 200), slice(200, 500), slice(500, 800)
+    student = student_classifier(
+        dataset_recipe("digits"), width=8, epochs=30, random_state=0, batch_size=64
+    ).fit(images[train], labels[train])
+    sets = {
+        "train": (images[train], labels[train]),
+        "cal": (images[cal], labels[cal]),
+        "test": images[test],
+    }
+    rows, probabilities = calibrate_student(
+        student, sets, labels[test], strict_ratios=(0.3,), seed=5
+    )
+    refits = {
+        ("MTS 0.3", "strict"): (0.3, sets["train"]),
+        ("MTS auto", "strict"): ("auto", sets["train"]),
+        ("MTS auto", "held-out"): ("auto", sets["cal"]),
+    }
+    for key, (ratio, (X, y)) in refits.items():
+        with warnings.catch_warnings():  # a weak student's fits warn; the test is the numbers
+            warnings.simplefilter("ignore", DistcalWarning)
+            alone = MaskedTemperatureScaling(
+                ratio, model=student.network_, batch_size=64, random_state=5
+            ).fit(X, y)
+        assert torch.equal(probabilities[key], alone.predict_proba(images[test])), key
+    assert {row["calibrator"] for row in rows} >= {"MTS 0.3", "MTS auto", "MTS auto logits"}

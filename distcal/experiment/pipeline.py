@@ -181,6 +181,14 @@ def calibrate_student(student, sets: dict, y_test, *, strict_ratios=(), seed: in
         for name, X in (("train", X_train), ("cal", X_cal), ("test", X_test))
     }
     rows, probabilities = [], {}
+    # The network's clean test logits are computed once (above). A masked calibrator with the
+    # network predicts softmax(network(X_test) / T); its ``calibrator_`` applies the same T to
+    # the same logits (the same batches of the same network), so the probabilities are the
+    # ones predict_proba(X_test) gives, without a forward pass over the test images per row.
+    batch_size = student.batch_size
+
+    def on_test(masked):
+        return masked.calibrator_.predict_proba(logits["test"])
 
     def add(calibrator, regime, fitted, proba, notes=()):
         probabilities[calibrator, regime] = proba
@@ -208,15 +216,17 @@ def calibrate_student(student, sets: dict, y_test, *, strict_ratios=(), seed: in
             for ratio in strict_ratios:
                 fixed, notes = _quietly(
                     lambda ratio=ratio: MaskedTemperatureScaling(
-                        ratio, model=net, random_state=seed
+                        ratio, model=net, batch_size=batch_size, random_state=seed
                     ).fit(X_train, y_train)
                 )
-                add(f"MTS {ratio}", regime, fixed, fixed.predict_proba(X_test), notes)
+                add(f"MTS {ratio}", regime, fixed, on_test(fixed), notes)
         # The default, as a user gets it: it reads the regime from the data.
         auto, notes = _quietly(
-            lambda X=X, y=y: MaskedTemperatureScaling(model=net, random_state=seed).fit(X, y)
+            lambda X=X, y=y: MaskedTemperatureScaling(
+                model=net, batch_size=batch_size, random_state=seed
+            ).fit(X, y)
         )
-        add("MTS auto", regime, auto, auto.predict_proba(X_test), notes)
+        add("MTS auto", regime, auto, on_test(auto), notes)
         auto_logits, notes = _quietly(
             lambda y=y, key=key: MaskedTemperatureScaling(random_state=seed).fit(logits[key], y)
         )
