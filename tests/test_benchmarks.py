@@ -142,3 +142,56 @@ def test_shared_synthetic_logits_draw_labels_from_softmax_of_z():
     assert len(_data.logit_batch(2, 4, 10, 3)[1]) == 2
     with pytest.raises(ValueError, match='labels must be "gumbel" or "inverse"'):
         next(_data.logit_chunks(3, 2, labels="uniform"))
+
+
+def _report_results():
+    spec = importlib.util.spec_from_file_location(
+        "report_results", ROOT / "benchmarks" / "report_results.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module
+
+
+def test_a_profile_run_is_recorded_only_if_it_reproduces_the_committed_rows(tmp_path, monkeypatch):
+    """The stage profile's "after" column comes from a later run of committed seeds; its rows
+    must be the committed ones, or the speed-up changed the experiment."""
+    import json
+    import shutil
+
+    report = _report_results()
+    runs = tmp_path / "runs"
+    shutil.copytree(ROOT / "docs" / "benchmarks" / "runs" / "digits", runs / "digits")
+    monkeypatch.setattr(report, "RUNS", runs)
+    committed = json.loads((runs / "digits" / "run.json").read_text())
+    later = tmp_path / "later"
+    later.mkdir()
+    for name in report.FILES:  # seeds 1 and 2 of the committed files, as a run writes them
+        lines = (runs / "digits" / name).read_text().splitlines(keepends=True)
+        kept = [lines[0]] + [line for line in lines[1:] if line.split(",")[0] in ("1", "2")]
+        (later / name).write_text("".join(kept))
+    seconds = {str(s): committed["stage_seconds"][str(s)] for s in (1, 2)}
+    config = {**committed["config"], "seeds": [1, 2]}
+    (later / "results.json").write_text(json.dumps({"config": config, "stage_seconds": seconds}))
+
+    assert report.import_profile(later, "abc1234") == "digits"
+    profile = json.loads((runs / "digits" / "profile.json").read_text())
+    assert profile["commit"] == "abc1234"
+    assert set(profile["stage_seconds"]) == {"1", "2"}
+    assert "--seeds 1-2" in profile["command"]
+    table = report.stage_profile({"digits": report.load("digits")})
+    assert "| stage | seconds | SD | share | after | SD | speed-up |" in table
+    total = sum(sum(seconds[stage] for stage in report.STAGES) for seconds in seconds.values())
+    total_row = next(line for line in table.splitlines() if line.startswith("| total"))
+    assert total_row.split("|")[5].strip() == f"{total / 2:.0f}"  # the mean of seeds 1 and 2
+
+    (runs / "digits" / "profile.json").unlink()
+    text = (later / "results.csv").read_text().rstrip("\n")  # one character of the last row
+    (later / "results.csv").write_text(text[:-1] + ("1" if text[-1] != "1" else "2") + "\n")
+    with pytest.raises(SystemExit, match="differ from the committed"):
+        report.import_profile(later, "abc1234")
+    assert not (runs / "digits" / "profile.json").exists()
