@@ -130,12 +130,13 @@ def _seed_list(seeds) -> str:
     return ",".join(str(s) for s in seeds)
 
 
-def import_profile(folder: Path, commit: str | None) -> str:
+def import_profile(folder: Path, commit: str | None, command: str | None = None) -> str:
     """Record the stage seconds of a later run of committed seeds in ``runs/<dataset>/``.
 
     The run must reproduce the committed per-seed rows of its seeds character for character
     (a speed-up that changes a result is not a speed-up of the same experiment); its stage
-    seconds become the "after" column of the stage profile.
+    seconds become the "after" column of the stage profile. ``command`` is the command that
+    made the run (default: the same ``distcal run`` with ``--n-jobs 2``).
     """
     result = json.loads((folder / "results.json").read_text())
     config = result["config"]
@@ -155,9 +156,13 @@ def import_profile(folder: Path, commit: str | None) -> str:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
         ).stdout.strip()
+    if command is None:
+        command = (
+            f"distcal run --dataset {dataset} --seeds {_seed_list(seeds)} --n-jobs 2 "
+            f"--output runs/{dataset}-{_seed_list(seeds)} --quiet"
+        )
     profile = {
-        "command": f"distcal run --dataset {dataset} --seeds {_seed_list(seeds)} --n-jobs 2 "
-        f"--output runs/{dataset}-{_seed_list(seeds)} --quiet",
+        "command": command,
         "commit": commit,
         "environment": config["environment"],
         "stage_seconds": result["stage_seconds"],
@@ -988,6 +993,11 @@ def main(argv=None) -> int:
         help="a later `distcal run` of committed seeds: check its rows, record its stage seconds",
     )
     parser.add_argument(
+        "--profile-command",
+        default=None,
+        help="the command that made the --profile-run runs (default: distcal run --n-jobs 2)",
+    )
+    parser.add_argument(
         "--commit", default=None, help="the commit that made the imported runs (default: HEAD)"
     )
     parser.add_argument(
@@ -999,7 +1009,7 @@ def main(argv=None) -> int:
     for folder in args.run:
         import_run(folder, args.commit)
     for folder in args.profile_run:
-        import_profile(folder, args.commit)
+        import_profile(folder, args.commit, args.profile_command)
     datasets = {d: load(d) for d in DATASETS if (RUNS / d / "run.json").is_file()}
     if not datasets:
         raise SystemExit(f"no imported run in {RUNS}")
