@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from .exceptions import PerformanceWarning
+
 __all__ = [
     "PortablePickleMixin",
     "as_tensor",
@@ -149,6 +151,44 @@ def one_thread_in_workers(parent_pid: int | None) -> None:
 
     if parent_pid is not None and os.getpid() != parent_pid:
         torch.set_num_threads(1)
+
+
+def _malloc_trim_threshold():
+    import os
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def warn_if_workers_trim_memory(caller: str) -> None:
+    """Warn when joblib sends jobs to Dask workers whose allocator returns memory eagerly.
+
+    Dask's nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536`` (its
+    ``distributed.nanny.pre-spawn-environ`` setting), so glibc hands memory back to the system
+    after every large free and takes it again on the next allocation. Torch allocates and frees
+    large activations at every step; in a worker with that setting a digits seed of the
+    experiment took 83 s instead of 58 s (docs/benchmarks.md, "Seeds on a Dask cluster").
+    Outside a Dask backend, or with workers started without it, this does nothing.
+    """
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    client = getattr(backend, "client", None)
+    if client is None or not hasattr(client, "run"):
+        return
+    settings = client.run(_malloc_trim_threshold)
+    trimming = sorted(worker for worker, value in settings.items() if value is not None)
+    if trimming:
+        value = settings[trimming[0]]
+        warnings.warn(
+            f"{caller}: {len(trimming)} of {len(settings)} Dask workers run with "
+            f"MALLOC_TRIM_THRESHOLD_={value} (set by Dask's nanny), which makes torch's work "
+            "in them up to 2x slower. Start the workers with `dask worker ADDRESS --no-nanny`, "
+            "or, for a LocalCluster, create it within dask.config.set({'distributed.nanny."
+            "pre-spawn-environ.MALLOC_TRIM_THRESHOLD_': None}). The results are the same "
+            "either way.",
+            PerformanceWarning,
+            stacklevel=3,
+        )
 
 
 def make_generator(random_state, device=None) -> torch.Generator:

@@ -13,6 +13,7 @@ __all__ = [
     "DistcalWarning",
     "InvalidParameterError",
     "NotFittedError",
+    "PerformanceWarning",
     "ProbabilityInputWarning",
     "UncalibratableDataWarning",
 ]
@@ -42,6 +43,13 @@ class UncalibratableDataWarning(ConvergenceWarning):
 
 class ProbabilityInputWarning(DistcalWarning):
     """An input passed as logits looks like probabilities (non-negative rows summing to 1)."""
+
+
+class PerformanceWarning(DistcalWarning):
+    """The work runs, with the same results, but much slower than it could.
+
+    A setting of the environment, named in the message, is the cause.
+    """
 
 
 class InvalidParameterError(ValueError, TypeError):

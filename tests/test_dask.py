@@ -19,9 +19,14 @@ from distcal.experiment import run_experiment  # noqa: E402
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
+    # Workers without the nanny's MALLOC_TRIM_THRESHOLD_, as the user guide says to start them
+    # (distcal warns otherwise: test_workers_that_trim_memory_eagerly_are_named).
+    import dask
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
     with distributed.Client(cluster) as client:
         yield client
     cluster.close()
@@ -87,3 +92,30 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("distcal: error: argument --scheduler: cannot reach")
     assert err.count("\n") == 1
+
+
+def test_workers_that_trim_memory_eagerly_are_named(client):
+    # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which made a digits seed
+    # 1.4x slower (docs/benchmarks.md); a sweep or a run on such workers says so, and what to do.
+    from distcal.exceptions import PerformanceWarning
+
+    data = load_digits()
+    X, y = data.images[:200], data.labels[:200]
+    sweep = [
+        MDTTrainer(ipc=1, width=8, depth=2, iterations=1, augment="none", random_state=seed)
+        for seed in (0, 1)
+    ]
+    with parallel_config(backend="dask"):
+        fit_trainers(sweep, X, y, n_jobs=2)  # the module's workers: no warning (an error here)
+    nanny_default = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    expected = "1 of 1 Dask workers run with MALLOC_TRIM_THRESHOLD_=65536"
+    with (
+        nanny_default,
+        distributed.Client(nanny_default, set_as_default=False) as trimming,
+        parallel_config(backend="dask", client=trimming),
+        pytest.warns(PerformanceWarning, match=expected),
+    ):
+        fitted = fit_trainers(sweep, X, y, n_jobs=2)
+    assert [t.images_.shape for t in fitted] == [(10, 1, 8, 8)] * 2

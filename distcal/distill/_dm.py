@@ -8,6 +8,7 @@ import numbers
 import torch
 
 from .._distributed import all_reduce
+from .._modules import in_pieces
 from .._validation import Interval
 from ._base import DistillationMethod, StepContext, register_method
 
@@ -99,8 +100,8 @@ class DistributionMatching(DistillationMethod):
             mine_syn = syn_labels % ctx.world_size == ctx.rank
             real, real_labels = real[mine_real], real_labels[mine_real]
             syn, syn_labels = syn[mine_syn], syn_labels[mine_syn]
-        with torch.no_grad():
-            real_mean = _class_means(network.embed(real), real_labels, ctx.n_classes)
+        with torch.no_grad():  # the real batch's embedding, in cache-sized pieces on a CPU
+            real_mean = _class_means(in_pieces(network.embed, real), real_labels, ctx.n_classes)
         syn_mean = _class_means(network.embed(syn), syn_labels, ctx.n_classes)
         loss = ((real_mean - syn_mean) ** 2).sum()
         return self._update(ctx, loss)

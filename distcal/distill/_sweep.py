@@ -7,7 +7,7 @@ import os
 from joblib import Parallel, delayed
 from sklearn.base import clone
 
-from .._device import one_thread_in_workers
+from .._device import one_thread_in_workers, warn_if_workers_trim_memory
 
 __all__ = ["fit_trainers"]
 
@@ -58,4 +58,6 @@ def fit_trainers(trainers, X, y, *, n_jobs=None):
     if not trainers:
         raise ValueError("trainers is empty: give at least one run to fit.")
     parent = os.getpid()
+    if n_jobs not in (None, 1):
+        warn_if_workers_trim_memory("fit_trainers")
     return Parallel(n_jobs=n_jobs)(delayed(_fit_one)(t, X, y, parent) for t in trainers)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from joblib import Parallel, delayed
 
-from .._device import one_thread_in_workers
+from .._device import one_thread_in_workers, warn_if_workers_trim_memory
 from .._progress import progress
 from ..distill import load_dataset
 from .figures import draw_figures
@@ -161,6 +161,7 @@ def run_experiment(
     else:
         # Seeds in parallel through joblib: loky processes by default, or any backend chosen
         # with joblib.parallel_config (Dask, Ray). Each job loads the data and saves its seed.
+        warn_if_workers_trim_memory("run_experiment")
         results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(job)(seed, data=None, verbose=False, parent=os.getpid()) for seed in todo
         )
