@@ -24,18 +24,35 @@ def _distcal(*args, **kwargs):
     )
 
 
+def _as_a_shell_starts_it():
+    # A shell starts a foreground command with Ctrl-C's SIGINT delivered and handled by default.
+    # The test process may carry another state (a library that spawned helper processes can
+    # leave SIGINT blocked or ignored), which a child inherits; start from the shell's.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _sigint_state(pid: int) -> str:
+    try:
+        lines = open(f"/proc/{pid}/status").read().splitlines()  # noqa: SIM115
+    except OSError:
+        return "(process gone)"
+    return "; ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def test_ctrl_c_during_a_run_keeps_the_finished_seeds_and_a_rerun_resumes(tmp_path):
     out = tmp_path / "run"
     # five seeds: after the first has finished, four more keep the run busy for the signal
     argv = ["run", "--profile", "smoke", "--seeds", "5", "--quiet", "--output", str(out)]
-    process = _distcal(*argv)
+    process = _distcal(*argv, preexec_fn=_as_a_shell_starts_it)
     deadline = time.monotonic() + 300
     while not (out / "seed-0.json").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert (out / "seed-0.json").exists(), "the first seed never finished"
+    state = _sigint_state(process.pid)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130
+    assert process.returncode == 130, (state, err.decode()[-2000:])
     assert err.decode().strip().splitlines() == [
         "distcal: interrupted; finished seeds are kept and a rerun resumes"
     ]
