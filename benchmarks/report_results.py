@@ -90,6 +90,13 @@ def load(dataset: str) -> dict:
     }
 
 
+def _head_commit() -> str:
+    """The checkout's HEAD, abbreviated: the commit an imported run is credited to by default."""
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+
+
 def import_run(folder: Path, commit: str | None) -> str:
     """Copy a run's per-seed files and its configuration into docs/benchmarks/runs/.
 
@@ -102,10 +109,7 @@ def import_run(folder: Path, commit: str | None) -> str:
     target.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         shutil.copyfile(folder / name, target / name)
-    if commit is None:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
+    commit = commit or _head_commit()
     run = {
         "command": f"distcal run --dataset {dataset} --seeds 0-12 --n-jobs 2 "
         f"--output runs/{dataset} --quiet",
@@ -152,10 +156,7 @@ def import_profile(folder: Path, commit: str | None, command: str | None = None)
                 f"committed ones in docs/benchmarks/runs/{dataset}/{name}; a profile is only "
                 "recorded for a run that reproduces them."
             )
-    if commit is None:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
+    commit = commit or _head_commit()
     if command is None:
         command = (
             f"distcal run --dataset {dataset} --seeds {_seed_list(seeds)} --n-jobs 2 "
