@@ -68,7 +68,9 @@ def ks_numpy(y, p):
 
 def concentration_numpy(logits):
     top = logits.max(axis=1)
-    return float(top.std() / abs(top.mean()))
+    # the spread of one network's maximum logits over its samples, not a spread over seeds:
+    # the population SD, as distcal's max_logit_concentration defines it
+    return float(top.std(ddof=0) / abs(top.mean()))
 
 
 def iqr(values):
