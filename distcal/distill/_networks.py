@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .._device import make_generator
+from ._pooling import AvgPool2x2
 
 __all__ = ["MLP", "NETWORKS", "ConvNet", "build_network"]
 
@@ -72,7 +73,7 @@ class ConvNet(nn.Module):
             padding = 3 if block == 0 and image_size == 28 else 1
             layers.append(nn.Conv2d(channels, width, kernel_size=3, padding=padding))
             size = size + 2 * padding - 2
-            layers += [_norm_layer(norm, width, size), nn.ReLU(inplace=True), nn.AvgPool2d(2)]
+            layers += [_norm_layer(norm, width, size), nn.ReLU(inplace=True), AvgPool2x2()]
             size //= 2
             channels = width
             if size < 1:
