@@ -140,7 +140,9 @@ def _quietly(fit):
     return result, [str(w.message).split(":", 1)[-1].strip()[:80] for w in caught]
 
 
-def calibrate_student(student, sets: dict, y_test, *, strict_ratios=(), seed: int):
+def calibrate_student(
+    student, sets: dict, y_test, *, strict_ratios=(), seed: int, test_logits=None
+):
     """Every calibrator of the experiment on one student, scored on the test images.
 
     The held-out regime fits temperature scaling ("TS") and the default masked temperature
@@ -161,6 +163,9 @@ def calibrate_student(student, sets: dict, y_test, *, strict_ratios=(), seed: in
         The fixed ratios of the strict regime.
     seed : int
         ``random_state`` of every masked calibrator.
+    test_logits : Tensor or None, default=None
+        ``student.decision_function(sets["test"])``, when the caller has it already; None
+        computes it.
 
     Returns
     -------
@@ -177,9 +182,9 @@ def calibrate_student(student, sets: dict, y_test, *, strict_ratios=(), seed: in
     X_cal, y_cal = sets["cal"]
     X_test = sets["test"]
     logits = {
-        name: student.decision_function(X)
-        for name, X in (("train", X_train), ("cal", X_cal), ("test", X_test))
+        name: student.decision_function(X) for name, X in (("train", X_train), ("cal", X_cal))
     }
+    logits["test"] = student.decision_function(X_test) if test_logits is None else test_logits
     rows, probabilities = [], {}
     # The network's clean test logits are computed once (above). A masked calibrator with the
     # network predicts softmax(network(X_test) / T); its ``calibrator_`` applies the same T to
@@ -236,7 +241,7 @@ def calibrate_student(student, sets: dict, y_test, *, strict_ratios=(), seed: in
     return rows, probabilities
 
 
-def max_logit_diagnostics(net, images, test_images, seed: int):
+def max_logit_diagnostics(net, images, test_images, seed: int, *, test_logits=None):
     """Maximum-logit statistics of a network on its training images (clean, masked) and the test.
 
     Parameters
@@ -249,6 +254,10 @@ def max_logit_diagnostics(net, images, test_images, seed: int):
         The test images.
     seed : int
         Seeds the masks (ratio 0.3, 4 copies per image).
+    test_logits : Tensor or None, default=None
+        The network's logits on ``test_images``, when the caller has them already (a network
+        in eval mode gives the same rows in any batch size that is a multiple of
+        :data:`distcal._modules.CPU_PIECE_ROWS`); None computes them.
 
     Returns
     -------
@@ -259,7 +268,8 @@ def max_logit_diagnostics(net, images, test_images, seed: int):
         The masking spread, with the logits behind it (for the figures).
     """
     spread = masking_spread(net, images, mask_ratio=0.3, n_masks=4, random_state=seed)
-    test_logits = module_logits(net, test_images, batch_size=512)
+    if test_logits is None:
+        test_logits = module_logits(net, test_images, batch_size=512)
     return {
         "train_clean": dict(spread.clean),
         "train_masked": dict(spread.masked),
@@ -343,8 +353,15 @@ def run_seed(data, dataset: str, profile: Profile, seed: int, device, verbose: b
                 "cal": (cal_images, y_cal),
                 "test": test_images,
             }
+            # The test images' logits serve the calibrators and the diagnostics: one pass.
+            test_logits = fitted.decision_function(test_images)
             calibrated, probabilities = calibrate_student(
-                fitted, sets, y_test, strict_ratios=profile.strict_ratios, seed=seed
+                fitted,
+                sets,
+                y_test,
+                strict_ratios=profile.strict_ratios,
+                seed=seed,
+                test_logits=test_logits,
             )
             lap("calibration")
             key = {"seed": seed, "training_set": set_name, "student": student_name}
@@ -355,7 +372,7 @@ def run_seed(data, dataset: str, profile: Profile, seed: int, device, verbose: b
             lap("evaluation")
             if student_name == "plain":
                 diagnostics[set_name], spread = max_logit_diagnostics(
-                    fitted.network_, images, test_images, seed
+                    fitted.network_, images, test_images, seed, test_logits=test_logits
                 )
                 if figures is not None and set_name in ("DM", "real"):
                     figures[set_name] = (probabilities, spread)
@@ -368,8 +385,11 @@ def run_seed(data, dataset: str, profile: Profile, seed: int, device, verbose: b
         full_images, y_train, 0.0, max(1, math.ceil(profile.full_data_steps / steps_per_epoch))
     )
     lap("full-data network")
-    diagnostics["full"], _ = max_logit_diagnostics(full.network_, full_images, test_images, seed)
-    full_scores = score_columns(y_test, torch.softmax(full.decision_function(test_images), dim=1))
+    full_test_logits = full.decision_function(test_images)
+    diagnostics["full"], _ = max_logit_diagnostics(
+        full.network_, full_images, test_images, seed, test_logits=full_test_logits
+    )
+    full_scores = score_columns(y_test, torch.softmax(full_test_logits, dim=1))
     diagnostics["full"]["scores"] = full_scores
     lap("evaluation")
     return {
