@@ -10,6 +10,13 @@ the first round is a warm-up and dropped, and the table gives the median. The la
 the largest difference between a batched student's test logits and its sequential twin's
 (float rounding: the batched convolutions sum in another order).
 
+The ceiling columns time a third run in the same rounds: one network trained on the sets
+joined into one (``students`` times the images, one SGD step per epoch as each student takes).
+A batched computation of the students does at least that arithmetic, on separate weights, so
+its speed-up over one-after-another cannot much exceed that network's: the ceiling says how
+much of a student's time is arithmetic that grows with its images (on a CPU core, most of it)
+and how much is per-step cost that batching can share.
+
 Usage::
 
     python benchmarks/bench_students.py [--dataset digits|fashion-mnist] [--profile small]
@@ -71,7 +78,10 @@ def run(args):
         "n_classes": n_classes,
         "device": args.device,
     }
-    sequential_times, batched_times = [], []
+    # The students' training sets end to end: what one network would train on in their place.
+    joined = (torch.cat([X for X, _ in datasets]), torch.cat([y for _, y in datasets]))
+    n_joined = len(joined[1])
+    sequential_times, batched_times, ceiling_times = [], [], []
     for round_ in range(args.repeat + 1):  # the first round warms up and is dropped
         students = make_students(options, alphas, args.seed)
         began = time.perf_counter()
@@ -85,11 +95,18 @@ def run(args):
         elapsed = time.perf_counter() - began
         if round_ > 0:
             batched_times.append(elapsed)
+        one = StudentClassifier(**options, batch_size=n_joined, random_state=args.seed)
+        began = time.perf_counter()
+        one.fit(*joined)
+        elapsed = time.perf_counter() - began
+        if round_ > 0:
+            ceiling_times.append(elapsed)
     difference = max(
         (a.decision_function(test_images) - b.decision_function(test_images)).abs().max().item()
         for a, b in zip(alone, batched, strict=True)
     )
     sequential, together = statistics.median(sequential_times), statistics.median(batched_times)
+    ceiling = statistics.median(ceiling_times)
     return [
         str(torch.get_num_threads()),
         str(args.students),
@@ -99,6 +116,8 @@ def run(args):
         f"{args.students / sequential:.3f}",
         f"{args.students / together:.3f}",
         f"{sequential / together:.2f}x",
+        f"{ceiling:.2f}",
+        f"{sequential / ceiling:.2f}x",
         f"{difference:.1e}",
     ]
 
@@ -112,6 +131,8 @@ HEADER = [
     "students/s alone",
     "students/s batched",
     "speed-up",
+    "one network on all sets (s)",
+    "ceiling",
     "max logit difference",
 ]
 
