@@ -79,7 +79,8 @@ def test_vmapped_pooling_matches_per_item_pooling():
 def test_the_convnet_keeps_its_structure_and_state_dict_keys():
     net = build_network("convnet", input_shape=(1, 8, 8), n_classes=3, depth=2, random_state=0)
     pools = [layer for layer in net.features if isinstance(layer, nn.AvgPool2d)]
-    assert len(pools) == 2 and all(isinstance(p, AvgPool2x2) for p in pools)
+    assert len(pools) == 2
+    assert all(isinstance(p, AvgPool2x2) for p in pools)
     assert "AvgPool2d(kernel_size=2, stride=2, padding=0)" in repr(net)
     assert list(net.state_dict()) == [
         "features.0.weight",
@@ -102,8 +103,9 @@ def test_a_training_step_has_the_same_bits_as_with_torchs_pooling():
     labels = torch.randint(0, 10, (6,), generator=generator)
     grads = []
     for swap in (False, True):
-        net = build_network("convnet", input_shape=(1, 28, 28), n_classes=10, width=8,
-                            random_state=0)
+        net = build_network(
+            "convnet", input_shape=(1, 28, 28), n_classes=10, width=8, random_state=0
+        )
         if swap:
             for index, layer in enumerate(net.features):
                 if isinstance(layer, AvgPool2x2):
