@@ -159,6 +159,18 @@ def _malloc_trim_threshold():
     return os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
+def _trims_early(value) -> bool:
+    """Whether a MALLOC_TRIM_THRESHOLD_ value gives memory back before distcal's own setting."""
+    from ._allocator import MALLOC_SETTINGS
+
+    if value is None:
+        return False
+    try:
+        return int(value) < int(MALLOC_SETTINGS["MALLOC_TRIM_THRESHOLD_"])
+    except ValueError:
+        return True
+
+
 def warn_if_workers_trim_memory(caller: str) -> None:
     """Warn when joblib sends jobs to Dask workers whose allocator returns memory eagerly.
 
@@ -176,16 +188,17 @@ def warn_if_workers_trim_memory(caller: str) -> None:
     if client is None or not hasattr(client, "run"):
         return
     settings = client.run(_malloc_trim_threshold)
-    trimming = sorted(worker for worker, value in settings.items() if value is not None)
+    trimming = sorted(worker for worker, value in settings.items() if _trims_early(value))
     if trimming:
         value = settings[trimming[0]]
         warnings.warn(
             f"{caller}: {len(trimming)} of {len(settings)} Dask workers run with "
-            f"MALLOC_TRIM_THRESHOLD_={value} (set by Dask's nanny), which makes torch's work "
-            "in them up to 2x slower. Start the workers with `dask worker ADDRESS --no-nanny`, "
-            "or, for a LocalCluster, create it within dask.config.set({'distributed.nanny."
-            "pre-spawn-environ.MALLOC_TRIM_THRESHOLD_': None}). The results are the same "
-            "either way.",
+            f"MALLOC_TRIM_THRESHOLD_={value} (Dask's nanny sets 65536), which makes torch's "
+            "work in them up to 2x slower. Start the workers with `MALLOC_MMAP_MAX_=0 "
+            "MALLOC_TRIM_THRESHOLD_=1073741824 dask worker ADDRESS --no-nanny` (what `distcal "
+            "run` sets for its own workers), or, for a LocalCluster, create it within "
+            "dask.config.set({'distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_': "
+            "None}). The results are the same either way.",
             PerformanceWarning,
             stacklevel=3,
         )

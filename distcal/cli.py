@@ -140,6 +140,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--root", type=_folder, default=None, help="folder of Fashion-MNIST's files")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave the C library's malloc as it is; by default glibc keeps freed memory for "
+        "the next training step (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_=1 GiB, here and "
+        "in the seeds' worker processes): the same results, faster (docs/benchmarks.md)",
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -307,7 +314,13 @@ def _on_cluster(address: str, dataset: str, options: dict) -> dict:
 
 
 def _run(args) -> None:
+    from ._allocator import keep_freed_memory
     from .experiment import format_diagnostics, format_summary, run_experiment
+
+    if not args.system_malloc:
+        done = keep_freed_memory()
+        if not args.quiet:
+            print(f"distcal: {done}", file=sys.stderr)
 
     options = {
         "profile": args.profile,

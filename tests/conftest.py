@@ -1,5 +1,7 @@
 """Shared fixtures: small, seeded data that every test can afford."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -76,3 +78,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _malloc_environment_restored():
+    """`distcal run` in a test's own process exports glibc's malloc settings for the worker
+    processes it starts; undo that after the test, so later tests' subprocesses (Dask workers,
+    CLI children) start with the environment the test run began with."""
+    from distcal._allocator import MALLOC_SETTINGS
+
+    before = {name: os.environ.get(name) for name in MALLOC_SETTINGS}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
