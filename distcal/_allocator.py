@@ -5,9 +5,9 @@ glibc serves an allocation above its mmap threshold (128 KiB at start, raised to
 is freed. A training step of the experiment's ConvNet allocates activations of 13-34 MB
 (100-256 Fashion-MNIST images) and frees them at the end of the step, so every step faults
 all their pages in again. Keeping freed memory in the heap instead (no mmap for allocations,
-and the heap's top given back only beyond 1 GiB) made a student's training step 1.5x faster
-and a full-data step 1.7x faster on this project's 2-core machine, with the same results: it
-changes where the bytes live, not the arithmetic (docs/benchmarks.md, "Where a seed spends its
+and the heap's top given back only beyond 1 GiB) changes where the bytes live, not the
+arithmetic: the same results, and on this project's 2-core machine the experiment's training
+stages ran markedly faster (docs/benchmarks.md, "Where a seed of the experiment spends its
 time").
 
 The setting is process-wide, so distcal's library code never makes it on its own: ``distcal

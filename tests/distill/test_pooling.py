@@ -114,3 +114,21 @@ def test_a_training_step_has_the_same_bits_as_with_torchs_pooling():
         grads.append(torch.autograd.grad(loss, [images, *net.parameters()]))
     for ours, reference in zip(*grads, strict=True):
         assert torch.equal(_bits(ours), _bits(reference))
+
+
+def test_large_inputs_pooled_by_blocks_of_rows_give_the_same_bits(monkeypatch):
+    """Above _UNCHUNKED_BYTES the rows are pooled a block at a time; the last block is short."""
+    from distcal.distill import _pooling
+
+    x = _awkward((5, 3, 8, 8), torch.Generator().manual_seed(3))
+    whole = AvgPool2x2()(x)
+    monkeypatch.setattr(_pooling, "_UNCHUNKED_BYTES", 0)
+    monkeypatch.setattr(_pooling, "_CHUNK_BYTES", 2 * 3 * 8 * 8 * 4)  # two rows a block
+    assert torch.equal(_bits(AvgPool2x2()(x)), _bits(whole))
+    assert torch.equal(_bits(whole), _bits(nn.AvgPool2d(2)(x)))
+    # ... and under torch.vmap, as fit_students runs the ConvNet
+    stacked = torch.stack([x, -x])
+    assert torch.equal(
+        torch.vmap(AvgPool2x2())(stacked),
+        nn.AvgPool2d(2)(stacked.flatten(0, 1)).unflatten(0, (2, 5)),
+    )
