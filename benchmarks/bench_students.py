@@ -15,13 +15,16 @@ joined into one (``students`` times the images, one SGD step per epoch as each s
 A batched computation of the students does at least that arithmetic, on separate weights, so
 its speed-up over one-after-another cannot much exceed that network's: the ceiling says how
 much of a student's time is arithmetic that grows with its images (on a CPU core, most of it)
-and how much is per-step cost that batching can share.
+and how much is per-step cost that batching can share. As ``distcal run`` does, the script
+first has glibc keep freed memory (``distcal._allocator``; ``--system-malloc`` leaves malloc
+alone): otherwise the joined network's activations, the largest allocations here, are
+faulted in afresh at every step and the ceiling measures page faults.
 
 Usage::
 
     python benchmarks/bench_students.py [--dataset digits|fashion-mnist] [--profile small]
         [--epochs N] [--repeat 3] [--threads N [N ...]] [--device cpu|cuda]
-        [--markdown docs/benchmarks/students.md]
+        [--system-malloc] [--markdown docs/benchmarks/students.md]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 import torch
 from _report import argument_parser, write_markdown
 
+from distcal._allocator import keep_freed_memory
 from distcal.distill import (
     StudentClassifier,
     channel_statistics,
@@ -149,8 +153,10 @@ def main(argv=None):
         "--threads", type=int, nargs="*", default=None, help="torch threads, one row each"
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    parser.add_argument("--system-malloc", action="store_true", help="leave malloc as it is")
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
+    malloc = "malloc as the system sets it" if args.system_malloc else keep_freed_memory()
     rows = []
     for threads in args.threads or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
@@ -161,7 +167,7 @@ def main(argv=None):
         f"{args.dataset}, profile {args.profile}: {args.students} students, ConvNet width "
         f"{profile.width} depth {DATASETS[args.dataset].depth}, augment "
         f"{DATASETS[args.dataset].augment!r}, {profile.ipc} images per class, plain and mixup "
-        f"(alpha {profile.mixup_alpha}); {device}, median of {args.repeat}"
+        f"(alpha {profile.mixup_alpha}); {device}, median of {args.repeat}; {malloc}"
     )
     print(header + "\n\n" + render_table(HEADER, rows, align="right"))
     if args.markdown:
