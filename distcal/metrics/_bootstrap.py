@@ -5,10 +5,12 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import torch
 from sklearn.utils import Bunch, check_random_state
 
 from .._device import as_tensor, to_numpy
 from .._validation import Interval, check_param
+from ._classification import _resampler
 
 __all__ = ["bootstrap_ci", "bootstrap_difference"]
 
@@ -16,6 +18,16 @@ __all__ = ["bootstrap_ci", "bootstrap_difference"]
 def _resample_indices(n_samples, n_resamples, random_state):
     rng = check_random_state(random_state)
     return rng.randint(0, n_samples, size=(n_resamples, n_samples))
+
+
+def _generic(metric, y, proba):
+    """``score(rows)``: the metric called on the rows of a resample."""
+
+    def score(rows):
+        i = rows.numpy()
+        return metric(y[i], proba[i])
+
+    return score
 
 
 def _check(metric, n_resamples, confidence, caller):
@@ -115,7 +127,8 @@ def bootstrap_ci(
     _check(metric, n_resamples, confidence, "bootstrap_ci")
     y, (proba,) = _as_arrays(y_true, y_prob)
     indices = _resample_indices(len(y), n_resamples, random_state)
-    values = np.array([metric(y[i], proba[i]) for i in indices], dtype=np.float64)
+    score = _resampler(metric, y, proba) or _generic(metric, y, proba)
+    values = np.array([score(torch.from_numpy(i)) for i in indices], dtype=np.float64)
     return _interval(values, metric(y, proba), confidence, metric)
 
 
@@ -167,7 +180,10 @@ def bootstrap_difference(
             f"y_prob_a and y_prob_b must have the same shape; got {a.shape} and {b.shape}."
         )
     indices = _resample_indices(len(y), n_resamples, random_state)
-    values = np.array([metric(y[i], a[i]) - metric(y[i], b[i]) for i in indices], dtype=np.float64)
+    score_a = _resampler(metric, y, a) or _generic(metric, y, a)
+    score_b = _resampler(metric, y, b) or _generic(metric, y, b)
+    rows = (torch.from_numpy(i) for i in indices)
+    values = np.array([score_a(i) - score_b(i) for i in rows], dtype=np.float64)
     result = _interval(values, metric(y, a) - metric(y, b), confidence, metric)
     result.excludes_zero = bool(result.low > 0 or result.high < 0)
     return result

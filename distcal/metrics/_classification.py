@@ -6,6 +6,9 @@ implementations of :mod:`distcal.metrics.functional`, so both layers give the sa
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from sklearn.utils import Bunch
 
 from .._device import to_numpy
@@ -400,6 +403,50 @@ def classwise_calibration_error(
             **_NAMES,
         )
     )
+
+
+#: The binned calibration errors and what each fixes of calibration_error's parameters.
+_BINNED = {
+    calibration_error: {},
+    expected_calibration_error: {"kind": "top-label"},
+    maximum_calibration_error: {"norm": "max"},
+    adaptive_calibration_error: {"strategy": "quantile"},
+    classwise_calibration_error: {"kind": "classwise"},
+}
+
+
+def _resampler(metric, y_true, y_prob):
+    """``score(rows) -> float`` for a bootstrap of ``metric``, or None where there is none.
+
+    ``metric`` qualifies when it is one of the binned calibration errors above, or a
+    ``functools.partial`` of one with keyword options only and no sample weights: then
+    ``score(rows)`` equals ``metric(y_true[rows], y_prob[rows])`` bit for bit (see
+    :func:`~distcal.metrics.functional._calibration_resampler`). Anything else, including a
+    call the metric would refuse, returns None and the caller calls ``metric`` itself.
+    """
+    func, args, keywords = metric, (), {}
+    if isinstance(metric, functools.partial):
+        func, args, keywords = metric.func, metric.args, metric.keywords
+    fixed = _BINNED.get(func) if not args else None
+    if fixed is None or keywords.get("sample_weight") is not None:
+        return None
+    try:
+        bound = inspect.signature(func).bind(y_true, y_prob, **keywords)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    options = {**bound.arguments, **fixed}
+    score = F._calibration_resampler(
+        y_prob,
+        y_true,
+        n_bins=options["n_bins"],
+        norm=options["norm"],
+        strategy=options["strategy"],
+        kind=options["kind"],
+        caller=func.__name__,
+        **_NAMES,
+    )
+    return lambda rows: float(score(rows))
 
 
 def debiased_calibration_error(

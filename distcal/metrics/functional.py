@@ -225,6 +225,41 @@ def _calibration_error(
     return _calibration_compute(statistics, norm)
 
 
+def _calibration_resampler(
+    preds,
+    target,
+    *,
+    n_bins,
+    norm,
+    strategy,
+    kind,
+    caller: str,
+    preds_name: str = "preds",
+    target_name: str = "target",
+):
+    """Validate and reduce the rows once; return ``score(rows)``, the error of a resample.
+
+    ``score(rows)`` (``rows`` a LongTensor of row indices, repeats allowed) is the number
+    :func:`_calibration_error` gives on ``preds[rows], target[rows]`` without weights, bit
+    for bit: the reduction of a row to its confidence and outcome reads that row alone, so
+    reducing every row once and indexing the results feeds the binning kernel the same tensors
+    as reducing the resample. A bootstrap then skips, per resample, the validation and the
+    reduction, which cost more than the binning itself.
+    """
+    n_bins = _check_binning_params(n_bins, strategy, kind, caller, norm)
+    probs, labels, _ = _check_inputs(
+        preds, target, None, preds_name=preds_name, target_name=target_name
+    )
+    confidences, outcomes = _confidences_and_outcomes(probs, labels, kind)
+
+    def score(rows: torch.Tensor) -> torch.Tensor:
+        chosen = confidences[rows]
+        edges = bin_edges(chosen, n_bins, strategy, None)
+        return _calibration_compute(bin_statistics(chosen, outcomes[rows], edges, None), norm)
+
+    return score
+
+
 def _ks_calibration_error(
     preds, target, *, kind, sample_weight, caller, preds_name="preds", target_name="target"
 ) -> torch.Tensor:

@@ -7,10 +7,14 @@ import pytest
 import torch
 
 from distcal.metrics import (
+    adaptive_calibration_error,
     bootstrap_ci,
     bootstrap_difference,
     brier_score,
+    calibration_error,
+    classwise_calibration_error,
     expected_calibration_error,
+    maximum_calibration_error,
 )
 
 
@@ -91,3 +95,66 @@ def test_a_metric_returning_nan_is_an_error_not_a_nan_interval():
         bootstrap_ci(lambda a, b: float("nan"), y, p, n_resamples=10, random_state=0)
     with pytest.raises(ValueError, match="returned NaN"):
         bootstrap_difference(sometimes_nan, y, p, 1 - p, n_resamples=200, random_state=0)
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        expected_calibration_error,
+        partial(expected_calibration_error, n_bins=15),
+        partial(calibration_error, n_bins=7, norm="l2"),
+        partial(maximum_calibration_error, strategy="quantile"),
+        partial(adaptive_calibration_error, n_bins=5),
+        partial(classwise_calibration_error, n_bins=10),
+        partial(calibration_error, kind="classwise", strategy="quantile", norm="max"),
+    ],
+)
+@pytest.mark.parametrize("shape", ["float32", "float64", "binary"])
+def test_binned_metrics_resample_to_the_same_bits_as_calling_the_metric(metric, shape, monkeypatch):
+    """The binned calibration errors reduce each row once and index the reduction per resample
+    (metrics/_classification._resampler): each resample's value must be the metric's own on
+    that resample, bit for bit, ties between classes included."""
+    import distcal.metrics.functional as F
+
+    rng = np.random.default_rng(3)
+    n, k = 400, 4
+    if shape == "binary":
+        p = rng.uniform(size=n)
+        y = (rng.uniform(size=n) < p).astype(int)
+    else:
+        logits = rng.normal(size=(n, k))
+        logits[:40, 1] = logits[:40, 0]  # ties: the first class of largest probability wins
+        p = torch.softmax(torch.from_numpy(logits), dim=1).numpy().astype(shape)
+        y = rng.integers(0, k, size=n)
+    calls = []
+    original = F._calibration_resampler
+    monkeypatch.setattr(
+        F, "_calibration_resampler", lambda *a, **kw: calls.append(1) or original(*a, **kw)
+    )
+    fast = bootstrap_ci(metric, y, p, n_resamples=50, random_state=0)
+    assert calls, "the binned metric did not take the resampling path"
+    slow = bootstrap_ci(lambda *args: metric(*args), y, p, n_resamples=50, random_state=0)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(fast.resamples, slow.resamples)
+    assert (fast.low, fast.high, fast.estimate) == (slow.low, slow.high, slow.estimate)
+    q = np.roll(p, 1, axis=0)
+    fast = bootstrap_difference(metric, y, p, q, n_resamples=50, random_state=0)
+    slow = bootstrap_difference(lambda *a: metric(*a), y, p, q, n_resamples=50, random_state=0)
+    np.testing.assert_array_equal(fast.resamples, slow.resamples)
+
+
+def test_a_metric_with_weights_or_positional_options_is_called_as_it_is():
+    """Only keyword options without sample weights are understood; the rest is the metric's."""
+    y, p = _calibrated(n=300)
+    weights = np.linspace(0.5, 1.5, 300)
+    weighted = partial(expected_calibration_error, sample_weight=weights)
+    result = bootstrap_ci(weighted, y, p, n_resamples=20, random_state=0)
+    assert result.estimate == expected_calibration_error(y, p, sample_weight=weights)
+    rows = np.random.RandomState(0).randint(0, 300, size=(20, 300))
+    expected = [expected_calibration_error(y[i], p[i], sample_weight=weights) for i in rows]
+    np.testing.assert_array_equal(result.resamples, expected)
+    positional = partial(calibration_error, y)  # y_true bound: called as metric(p) + ...
+    with pytest.raises(TypeError):
+        bootstrap_ci(positional, y, p, n_resamples=3, random_state=0)
+    with pytest.raises(ValueError, match="n_bins"):
+        bootstrap_ci(partial(expected_calibration_error, n_bins=0), y, p, n_resamples=3)
