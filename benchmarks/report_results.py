@@ -18,6 +18,9 @@ Usage::
     # record the stage seconds of a later run of some of the committed seeds (the profile
     # "after" a speed-up), after checking that its per-seed rows are the committed ones
     python benchmarks/report_results.py --profile-run runs/fashion-mnist-0-2
+    # and the committed code rerun on the same machine, the speed-up's "before"
+    python benchmarks/report_results.py --baseline-run runs/fashion-mnist-before \
+        --baseline-commit 895283d
 """
 
 from __future__ import annotations
@@ -82,11 +85,14 @@ def load(dataset: str) -> dict:
         "comparisons": read_csv(folder / "comparisons.csv"),
         "diagnostics": read_csv(folder / "diagnostics.csv"),
         "run": json.loads((folder / "run.json").read_text()),
-        "profile": (
-            json.loads((folder / "profile.json").read_text())
-            if (folder / "profile.json").is_file()
-            else None
-        ),
+        **{
+            kind: (
+                json.loads((folder / f"{kind}.json").read_text())
+                if (folder / f"{kind}.json").is_file()
+                else None
+            )
+            for kind in ("profile", "baseline")
+        },
     }
 
 
@@ -134,14 +140,23 @@ def _seed_list(seeds) -> str:
     return ",".join(str(s) for s in seeds)
 
 
-def import_profile(folder: Path, commit: str | None, command: str | None = None) -> str:
+def import_profile(
+    folder: Path, commit: str | None, command: str | None = None, kind: str = "profile"
+) -> str:
     """Record the stage seconds of a later run of committed seeds in ``runs/<dataset>/``.
 
     The run must reproduce the committed per-seed rows of its seeds character for character
-    (a speed-up that changes a result is not a speed-up of the same experiment); its stage
-    seconds become the "after" column of the stage profile. ``command`` is the command that
-    made the run (default: the same ``distcal run`` with ``--n-jobs 2``).
+    (a speed-up that changes a result is not a speed-up of the same experiment). With
+    ``kind="profile"`` its stage seconds become the "after" column of the stage profile; with
+    ``kind="baseline"``, the "before" of the speed-up: a rerun of the committed run's code on
+    the machine that made the "after" run, so that the ratio compares one machine with itself.
+    ``command`` is the command that made the run (default: the same ``distcal run`` with
+    ``--n-jobs 2``).
     """
+    if kind not in ("profile", "baseline"):
+        raise ValueError(f"kind must be 'profile' or 'baseline'; got {kind!r}.")
+    if kind == "baseline" and commit is None:
+        raise SystemExit("--baseline-run needs --baseline-commit: the commit whose code it ran.")
     result = json.loads((folder / "results.json").read_text())
     config = result["config"]
     dataset, seeds = config["dataset"], [int(s) for s in config["seeds"]]
@@ -168,7 +183,7 @@ def import_profile(folder: Path, commit: str | None, command: str | None = None)
         "environment": config["environment"],
         "stage_seconds": result["stage_seconds"],
     }
-    (target / "profile.json").write_text(json.dumps(profile, indent=1, sort_keys=True) + "\n")
+    (target / f"{kind}.json").write_text(json.dumps(profile, indent=1, sort_keys=True) + "\n")
     return dataset
 
 
@@ -823,17 +838,25 @@ def stage_profile(datasets) -> str:
         "(ddof=1) over its seeds. Each seed ran on one torch thread, two seeds at a time on a "
         "2-core CPU (no GPU). The later run's per-seed rows were checked to be the committed "
         "ones, character for character, before its seconds were recorded; its speed-up is the "
-        "ratio of the mean seconds of the same seeds in the two runs.",
+        "ratio of the mean seconds of the same seeds in the two runs. Where the committed "
+        'code was rerun on the machine of the later run ("before, rerun", its rows checked '
+        "the same way), the speed-up is the rerun's mean over the after run's, on the seeds "
+        "both ran: one machine against itself.",
     ]
     for dataset, data in datasets.items():
         run = data["run"]
         before = _stage_values(run["stage_seconds"])
-        after_run = data.get("profile")
-        after = paired = None
+        after_run, baseline = data.get("profile"), data.get("baseline")
+        after = paired = rerun = None
         if after_run:
             after = _stage_values(after_run["stage_seconds"])
-            # the speed-up compares the same seeds: the committed run's seconds of those seeds
-            paired = _stage_values({s: run["stage_seconds"][s] for s in after_run["stage_seconds"]})
+            # the speed-up compares the same seeds: those of the rerun of the committed code on
+            # the after run's machine where there is one, else the committed run's seconds
+            reference = baseline["stage_seconds"] if baseline else run["stage_seconds"]
+            common = [s for s in after_run["stage_seconds"] if s in reference]
+            paired = _stage_values({s: reference[s] for s in common})
+            after_common = _stage_values({s: after_run["stage_seconds"][s] for s in common})
+            rerun = paired if baseline else None
         rows = []
         for stage in (*STAGES, "total"):
             row = [
@@ -842,11 +865,13 @@ def stage_profile(datasets) -> str:
                 f"{before[stage].std(ddof=1):.0f}",
                 f"{100 * before[stage].mean() / before['total'].mean():.0f}%",
             ]
+            if rerun is not None:
+                row.append(f"{rerun[stage].mean():.0f}")
             if after is not None:
                 row += [
                     f"{after[stage].mean():.0f}",
                     f"{after[stage].std(ddof=1):.0f}" if len(after[stage]) > 1 else "-",
-                    f"{paired[stage].mean() / after[stage].mean():.2f}x",
+                    f"{paired[stage].mean() / after_common[stage].mean():.2f}x",
                 ]
             rows.append(row)
         header = ["stage", "seconds", "SD", "share"]
@@ -854,6 +879,13 @@ def stage_profile(datasets) -> str:
             f"**{dataset}** (before: n = {len(before['total'])} seeds; `{run['command']}`, "
             f"commit {run['commit']}"
         )
+        if rerun is not None:
+            header.append("before, rerun")
+            note += (
+                f"; before, rerun on the after run's machine: seeds "
+                f"{_seed_list(int(s) for s in baseline['stage_seconds'])}; "
+                f"`{baseline['command']}`, commit {baseline['commit']}"
+            )
         if after is not None:
             header += ["after", "SD", "speed-up"]
             note += (
@@ -1004,6 +1036,20 @@ def main(argv=None) -> int:
         help="the command that made the --profile-run runs (default: distcal run --n-jobs 2)",
     )
     parser.add_argument(
+        "--baseline-run",
+        type=Path,
+        action="append",
+        default=[],
+        help="a rerun of the committed run's code, on the --profile-run's machine, of some of "
+        "its seeds: check its rows, record its stage seconds as the speed-up's 'before'",
+    )
+    parser.add_argument(
+        "--baseline-command", default=None, help="the command that made the --baseline-run runs"
+    )
+    parser.add_argument(
+        "--baseline-commit", default=None, help="the commit that made the --baseline-run runs"
+    )
+    parser.add_argument(
         "--commit", default=None, help="the commit that made the imported runs (default: HEAD)"
     )
     parser.add_argument(
@@ -1016,6 +1062,8 @@ def main(argv=None) -> int:
         import_run(folder, args.commit)
     for folder in args.profile_run:
         import_profile(folder, args.commit, args.profile_command)
+    for folder in args.baseline_run:
+        import_profile(folder, args.baseline_commit, args.baseline_command, kind="baseline")
     datasets = {d: load(d) for d in DATASETS if (RUNS / d / "run.json").is_file()}
     if not datasets:
         raise SystemExit(f"no imported run in {RUNS}")

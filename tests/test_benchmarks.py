@@ -190,6 +190,26 @@ def test_a_profile_run_is_recorded_only_if_it_reproduces_the_committed_rows(tmp_
     total_row = next(line for line in table.splitlines() if line.startswith("| total"))
     assert total_row.split("|")[5].strip() == f"{total / 2:.0f}"  # the mean of seeds 1 and 2
 
+    # the committed code rerun on the later run's machine, seed 2 only, twice as slow: the
+    # speed-up compares the two runs on seed 2, and the rerun gets its own column
+    slower = {"2": {stage: 2 * value for stage, value in seconds["2"].items()}}
+    config = {**committed["config"], "seeds": [2]}
+    (later / "results.json").write_text(json.dumps({"config": config, "stage_seconds": slower}))
+    with pytest.raises(SystemExit, match="--baseline-commit"):
+        report.import_profile(later, None, kind="baseline")
+    assert report.import_profile(later, "0ld0ld0", kind="baseline") == "digits"
+    table = report.stage_profile({"digits": report.load("digits")})
+    assert "| stage | seconds | SD | share | before, rerun | after | SD | speed-up |" in table
+    assert "commit 0ld0ld0" in table
+    total_row = next(line for line in table.splitlines() if line.startswith("| total"))
+    cells = [cell.strip() for cell in total_row.split("|")]
+    assert cells[5] == f"{2 * sum(seconds['2'].values()):.0f}"
+    assert cells[8] == "2.00x"
+    (runs / "digits" / "baseline.json").unlink()
+    (later / "results.json").write_text(
+        json.dumps({"config": {**config, "seeds": [1, 2]}, "stage_seconds": seconds})
+    )
+
     (runs / "digits" / "profile.json").unlink()
     text = (later / "results.csv").read_text().rstrip("\n")  # one character of the last row
     (later / "results.csv").write_text(text[:-1] + ("1" if text[-1] != "1" else "2") + "\n")
