@@ -18,9 +18,10 @@ Usage::
     # record the stage seconds of a later run of some of the committed seeds (the profile
     # "after" a speed-up), after checking that its per-seed rows are the committed ones
     python benchmarks/report_results.py --profile-run runs/fashion-mnist-0-2
-    # and the committed code rerun on the same machine, the speed-up's "before"
-    python benchmarks/report_results.py --baseline-run runs/fashion-mnist-before \
-        --baseline-commit 895283d
+    # ... with the committed code rerun on the same machine as the speed-up's "before" (the
+    # later run's rows are then checked against the rerun's)
+    python benchmarks/report_results.py --profile-run runs/fashion-mnist-0-2 \
+        --baseline-run runs/fashion-mnist-before --baseline-commit 895283d
 """
 
 from __future__ import annotations
@@ -141,15 +142,26 @@ def _seed_list(seeds) -> str:
 
 
 def import_profile(
-    folder: Path, commit: str | None, command: str | None = None, kind: str = "profile"
+    folder: Path,
+    commit: str | None,
+    command: str | None = None,
+    kind: str = "profile",
+    against: Path | None = None,
 ) -> str:
     """Record the stage seconds of a later run of committed seeds in ``runs/<dataset>/``.
 
-    The run must reproduce the committed per-seed rows of its seeds character for character
-    (a speed-up that changes a result is not a speed-up of the same experiment). With
-    ``kind="profile"`` its stage seconds become the "after" column of the stage profile; with
-    ``kind="baseline"``, the "before" of the speed-up: a rerun of the committed run's code on
-    the machine that made the "after" run, so that the ratio compares one machine with itself.
+    With ``kind="profile"`` the run's stage seconds become the "after" column of the stage
+    profile. Its per-seed rows must be, character for character, the rows that the code before
+    the speed-up gives for the same seeds (a speed-up that changes a result is not a speed-up
+    of the same experiment): the committed rows or, with ``against``, those of a rerun of the
+    committed code on the machine of this run. torch's CPU kernels round differently on other
+    instruction sets, so on another machine the committed rows can differ in their last digits
+    from what the same code gives there; only the seeds that the rerun has are then checked,
+    and only theirs are recorded.
+
+    With ``kind="baseline"`` the run is that rerun (``commit`` is required): its seconds become
+    the "before" of the speed-up, so that the ratio compares one machine with itself, and the
+    number of its rows identical to the committed ones is recorded beside them.
     ``command`` is the command that made the run (default: the same ``distcal run`` with
     ``--n-jobs 2``).
     """
@@ -164,25 +176,44 @@ def import_profile(
     committed = json.loads((target / "run.json").read_text())
     if config["profile"] != committed["config"]["profile"]:
         raise SystemExit(f"{folder}: its profile differs from the committed {dataset} run's.")
-    for name in FILES:
-        if _raw_rows(folder / name, seeds) != _raw_rows(target / name, seeds):
-            raise SystemExit(
-                f"{folder}/{name}: the rows of seeds {_seed_list(seeds)} differ from the "
-                f"committed ones in docs/benchmarks/runs/{dataset}/{name}; a profile is only "
-                "recorded for a run that reproduces them."
+    profile = {}
+    if kind == "baseline":
+        pairs = [
+            (mine, theirs)
+            for name in FILES
+            for mine, theirs in zip(
+                _raw_rows(folder / name, seeds), _raw_rows(target / name, seeds), strict=True
             )
+        ]
+        profile["rows_identical_to_committed"] = [sum(a == b for a, b in pairs), len(pairs)]
+    else:
+        reference, where = target, f"the committed ones in docs/benchmarks/runs/{dataset}"
+        if against is not None:
+            reference, where = against, f"those of the rerun of the committed code in {against}"
+            rerun = json.loads((against / "results.json").read_text())["config"]["seeds"]
+            seeds = [s for s in seeds if s in {int(r) for r in rerun}]
+            if not seeds:
+                raise SystemExit(f"{folder} and {against} have no seed in common.")
+        for name in FILES:
+            if _raw_rows(folder / name, seeds) != _raw_rows(reference / name, seeds):
+                raise SystemExit(
+                    f"{folder}/{name}: the rows of seeds {_seed_list(seeds)} differ from "
+                    f"{where}; a profile is only recorded for a run that reproduces them."
+                )
     commit = commit or _head_commit()
     if command is None:
         command = (
             f"distcal run --dataset {dataset} --seeds {_seed_list(seeds)} --n-jobs 2 "
             f"--output runs/{dataset}-{_seed_list(seeds)} --quiet"
         )
-    profile = {
-        "command": command,
-        "commit": commit,
-        "environment": config["environment"],
-        "stage_seconds": result["stage_seconds"],
-    }
+    profile.update(
+        {
+            "command": command,
+            "commit": commit,
+            "environment": config["environment"],
+            "stage_seconds": {s: v for s, v in result["stage_seconds"].items() if int(s) in seeds},
+        }
+    )
     (target / f"{kind}.json").write_text(json.dumps(profile, indent=1, sort_keys=True) + "\n")
     return dataset
 
@@ -836,12 +867,12 @@ def stage_profile(datasets) -> str:
         "(before) and `runs/<dataset>/profile.json` (after): the seconds of each stage of one "
         "seed, recorded by the run itself (`results.json`, `stage_seconds`), mean and sample SD "
         "(ddof=1) over its seeds. Each seed ran on one torch thread, two seeds at a time on a "
-        "2-core CPU (no GPU). The later run's per-seed rows were checked to be the committed "
-        "ones, character for character, before its seconds were recorded; its speed-up is the "
-        "ratio of the mean seconds of the same seeds in the two runs. Where the committed "
-        'code was rerun on the machine of the later run ("before, rerun", its rows checked '
-        "the same way), the speed-up is the rerun's mean over the after run's, on the seeds "
-        "both ran: one machine against itself.",
+        "2-core CPU (no GPU). The later run's per-seed rows were checked, character for "
+        "character, to be the ones the code before it gives for the same seeds, before its "
+        "seconds were recorded: the committed rows or, where the committed code was rerun on "
+        "the later run's machine (\"before, rerun\"), that rerun's rows, on the seeds both "
+        "ran. The speed-up is the ratio of the mean seconds of the same seeds in the two runs: "
+        "with a rerun, one machine against itself.",
     ]
     for dataset, data in datasets.items():
         run = data["run"]
@@ -886,10 +917,17 @@ def stage_profile(datasets) -> str:
                 f"{_seed_list(int(s) for s in baseline['stage_seconds'])}; "
                 f"`{baseline['command']}`, commit {baseline['commit']}"
             )
+            same, total = baseline.get("rows_identical_to_committed", (None, None))
+            if total:
+                note += f", {same} of its {total} rows identical to the committed ones" + (
+                    "" if same == total else ": another CPU rounds differently"
+                )
         if after is not None:
             header += ["after", "SD", "speed-up"]
             note += (
-                f"; after: n = {len(after['total'])} seeds; `{after_run['command']}`, commit "
+                f"; after: n = {len(after['total'])} seeds "
+                f"({_seed_list(int(s) for s in after_run['stage_seconds'])}); "
+                f"`{after_run['command']}`, commit "
                 f"{after_run['commit']}"
             )
         out.append(note + "):")
@@ -1040,8 +1078,9 @@ def main(argv=None) -> int:
         type=Path,
         action="append",
         default=[],
-        help="a rerun of the committed run's code, on the --profile-run's machine, of some of "
-        "its seeds: check its rows, record its stage seconds as the speed-up's 'before'",
+        help="a rerun of the committed run's code, on the machine of the --profile-run in the "
+        "same position, of some of its seeds: its stage seconds are the speed-up's 'before', "
+        "and that --profile-run's rows are checked against its rows",
     )
     parser.add_argument(
         "--baseline-command", default=None, help="the command that made the --baseline-run runs"
@@ -1060,10 +1099,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for folder in args.run:
         import_run(folder, args.commit)
-    for folder in args.profile_run:
-        import_profile(folder, args.commit, args.profile_command)
+    if args.baseline_run and len(args.baseline_run) != len(args.profile_run):
+        raise SystemExit("give one --baseline-run per --profile-run, in the same order.")
     for folder in args.baseline_run:
         import_profile(folder, args.baseline_commit, args.baseline_command, kind="baseline")
+    for folder, against in zip(
+        args.profile_run, args.baseline_run or [None] * len(args.profile_run), strict=True
+    ):
+        import_profile(folder, args.commit, args.profile_command, against=against)
     datasets = {d: load(d) for d in DATASETS if (RUNS / d / "run.json").is_file()}
     if not datasets:
         raise SystemExit(f"no imported run in {RUNS}")

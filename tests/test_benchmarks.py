@@ -205,6 +205,36 @@ def test_a_profile_run_is_recorded_only_if_it_reproduces_the_committed_rows(tmp_
     cells = [cell.strip() for cell in total_row.split("|")]
     assert cells[5] == f"{2 * sum(seconds['2'].values()):.0f}"
     assert cells[8] == "2.00x"
+    n_rows = sum(len(report._raw_rows(later / name, [2])) for name in report.FILES)
+    assert f"{n_rows} of its {n_rows} rows identical to the committed ones" in table
+    (runs / "digits" / "baseline.json").unlink()
+
+    # Another CPU: the rerun of the committed code and the later run agree with each other
+    # but not with the committed rows; the later run is checked against the rerun, on the
+    # seeds the rerun has (2), and only their seconds are recorded.
+    other = tmp_path / "other-cpu"
+    shutil.copytree(later, other)
+    text = (other / "results.csv").read_text().rstrip("\n")
+    (other / "results.csv").write_text(text[:-1] + ("1" if text[-1] != "1" else "2") + "\n")
+    assert report.import_profile(other, "0ld0ld0", kind="baseline") == "digits"
+    assert json.loads((runs / "digits" / "baseline.json").read_text())[
+        "rows_identical_to_committed"
+    ] == [n_rows - 1, n_rows]
+    config = {**committed["config"], "seeds": [1, 2]}
+    (other / "results.json").write_text(json.dumps({"config": config, "stage_seconds": seconds}))
+    with pytest.raises(SystemExit, match="differ from the committed"):
+        report.import_profile(other, "abc1234")
+    baseline_dir = tmp_path / "baseline"
+    shutil.copytree(other, baseline_dir)
+    (baseline_dir / "results.json").write_text(
+        json.dumps({"config": {**config, "seeds": [2]}, "stage_seconds": slower})
+    )
+    assert report.import_profile(other, "abc1234", against=baseline_dir) == "digits"
+    recorded = json.loads((runs / "digits" / "profile.json").read_text())
+    assert set(recorded["stage_seconds"]) == {"2"}
+    assert "another CPU rounds differently" in report.stage_profile(
+        {"digits": report.load("digits")}
+    )
     (runs / "digits" / "baseline.json").unlink()
     (later / "results.json").write_text(
         json.dumps({"config": {**config, "seeds": [1, 2]}, "stage_seconds": seconds})
