@@ -5,12 +5,13 @@ and through ``reference_step``, the straightforward re-implementation of the ori
 (one class at a time, no batching across classes), alternately in one process. MTT is measured
 with the unrolled backward and with the constant-memory backward; its memory column is the
 peak of the bytes saved for backward (counted exactly with saved-tensor hooks), for several
-numbers of unrolled steps.
+numbers of unrolled steps. As ``distcal run`` does, the script first has glibc keep freed
+memory (``distcal._allocator``; ``--system-malloc`` leaves malloc alone), for both sides.
 
 Usage::
 
     python benchmarks/bench_distill_throughput.py [--dataset digits|fashion-mnist] [--repeat 5]
-        [--markdown docs/benchmarks/distill_throughput.md]
+        [--system-malloc] [--markdown docs/benchmarks/distill_throughput.md]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 from _report import write_markdown
 
+from distcal._allocator import keep_freed_memory
 from distcal.distill import (
     METHODS,
     MDTMask,
@@ -177,8 +179,10 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--system-malloc", action="store_true", help="leave malloc as it is")
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
+    malloc = "malloc as the system sets it" if args.system_malloc else keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
@@ -227,7 +231,7 @@ def main(argv=None):
     context = (
         f"{args.dataset}, ipc {args.ipc}, ConvNet width {args.width} depth {depth}, "
         f"{torch.get_num_threads()} torch threads, median of {args.repeat}; DC/DSA with "
-        f"outer_loop 5, inner_loop 5, batch_real 64; DM batch_real 64"
+        f"outer_loop 5, inner_loop 5, batch_real 64; DM batch_real 64; {malloc}"
     )
     print(context)
     for table in (lines, mtt_lines):
