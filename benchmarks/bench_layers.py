@@ -6,12 +6,14 @@ on the batch a distribution-matching iteration embeds (``batch_real`` real image
 the 10 classes), in the default memory layout (NCHW) and, side by side, in channels-last, and
 says whether the two layouts give the same outputs bit for bit. It shows what is left to gain
 without changing the arithmetic: a layer's time in either layout, and how far each layer is
-from the memory bandwidth (the bytes it reads and writes over its time).
+from the memory bandwidth (the bytes it reads and writes over its time). As ``distcal run``
+does, the script first has glibc keep freed memory (``--system-malloc`` leaves malloc alone):
+otherwise each layer's output is faulted in afresh and the table measures page faults.
 
 Usage::
 
     python benchmarks/bench_layers.py [--dataset fashion-mnist|digits] [--threads 1]
-        [--repeat 10] [--markdown docs/benchmarks/layer_profile.md]
+        [--repeat 10] [--system-malloc] [--markdown docs/benchmarks/layer_profile.md]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 import torch
 from _report import argument_parser, write_markdown
 
+from distcal._allocator import keep_freed_memory
 from distcal.distill import build_network
 from distcal.experiment.report import render_table
 from distcal.experiment.settings import dataset_recipe, profile_by_name
@@ -62,8 +65,10 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="small", help="the experiment profile's sizes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--system-malloc", action="store_true", help="leave malloc as it is")
     parser.add_argument("--markdown", default=None)
     args = parser.parse_args(argv)
+    malloc = "malloc as the system sets it" if args.system_malloc else keep_freed_memory()
     torch.set_num_threads(args.threads)
     profile = profile_by_name(args.profile)
     recipe = dataset_recipe(args.dataset)
@@ -110,7 +115,7 @@ def main(argv=None) -> int:
         f"distribution-matching batch), forward without gradients, {args.threads} torch "
         f"thread(s), median of {args.repeat}. 'GB/s moved': bytes read and written by the layer "
         "over its time. Channels-last gives the same features bit for bit: "
-        f"{'yes' if same else f'no (largest difference {difference:.1e})'}."
+        f"{'yes' if same else f'no (largest difference {difference:.1e})'}. {malloc}."
     )
     print(note)
     print(render_table(header, rows, align=["left"] + ["right"] * 5))
