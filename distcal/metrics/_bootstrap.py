@@ -20,8 +20,15 @@ def _resample_indices(n_samples, n_resamples, random_state):
     return rng.randint(0, n_samples, size=(n_resamples, n_samples))
 
 
-def _generic(metric, y, proba):
-    """``score(rows)``: the metric called on the rows of a resample."""
+def _scorer(metric, y, proba):
+    """``score(rows)``: the metric on the rows of a resample.
+
+    distcal's binned calibration errors reduce the rows once and index the reduction
+    (``_resampler``, the same bits); any other metric is called on the rows.
+    """
+    fast = _resampler(metric, y, proba)
+    if fast is not None:
+        return fast
 
     def score(rows):
         i = rows.numpy()
@@ -127,7 +134,7 @@ def bootstrap_ci(
     _check(metric, n_resamples, confidence, "bootstrap_ci")
     y, (proba,) = _as_arrays(y_true, y_prob)
     indices = _resample_indices(len(y), n_resamples, random_state)
-    score = _resampler(metric, y, proba) or _generic(metric, y, proba)
+    score = _scorer(metric, y, proba)
     values = np.array([score(torch.from_numpy(i)) for i in indices], dtype=np.float64)
     return _interval(values, metric(y, proba), confidence, metric)
 
@@ -180,8 +187,8 @@ def bootstrap_difference(
             f"y_prob_a and y_prob_b must have the same shape; got {a.shape} and {b.shape}."
         )
     indices = _resample_indices(len(y), n_resamples, random_state)
-    score_a = _resampler(metric, y, a) or _generic(metric, y, a)
-    score_b = _resampler(metric, y, b) or _generic(metric, y, b)
+    score_a = _scorer(metric, y, a)
+    score_b = _scorer(metric, y, b)
     rows = (torch.from_numpy(i) for i in indices)
     values = np.array([score_a(i) - score_b(i) for i in rows], dtype=np.float64)
     result = _interval(values, metric(y, a) - metric(y, b), confidence, metric)

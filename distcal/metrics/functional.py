@@ -172,6 +172,11 @@ def _calibration_update(
     Passing the ``edges`` of an earlier batch makes the statistics of the batches summable.
     """
     confidences, outcomes = _confidences_and_outcomes(probs, labels, kind)
+    return _binned(confidences, outcomes, weights, n_bins=n_bins, strategy=strategy, edges=edges)
+
+
+def _binned(confidences, outcomes, weights, *, n_bins: int, strategy: str, edges=None):
+    """``(statistics, edges)`` of reduced rows: :func:`_calibration_update` after the reduction."""
     if edges is None:
         edges = bin_edges(confidences, n_bins, strategy, weights)
     return bin_statistics(confidences, outcomes, edges, weights), edges
@@ -215,14 +220,18 @@ def _calibration_error(
     preds_name: str = "preds",
     target_name: str = "target",
 ) -> torch.Tensor:
-    n_bins = _check_binning_params(n_bins, strategy, kind, caller, norm)
-    probs, labels, weights = _check_inputs(
-        preds, target, sample_weight, preds_name=preds_name, target_name=target_name
-    )
-    statistics, _ = _calibration_update(
-        probs, labels, weights, n_bins=n_bins, strategy=strategy, kind=kind
-    )
-    return _calibration_compute(statistics, norm)
+    return _calibration_resampler(
+        preds,
+        target,
+        n_bins=n_bins,
+        norm=norm,
+        strategy=strategy,
+        kind=kind,
+        sample_weight=sample_weight,
+        caller=caller,
+        preds_name=preds_name,
+        target_name=target_name,
+    )(None)
 
 
 def _calibration_resampler(
@@ -234,28 +243,32 @@ def _calibration_resampler(
     strategy,
     kind,
     caller: str,
+    sample_weight=None,
     preds_name: str = "preds",
     target_name: str = "target",
 ):
     """Validate and reduce the rows once; return ``score(rows)``, the error of a resample.
 
-    ``score(rows)`` (``rows`` a LongTensor of row indices, repeats allowed) is the number
-    :func:`_calibration_error` gives on ``preds[rows], target[rows]`` without weights, bit
-    for bit: the reduction of a row to its confidence and outcome reads that row alone, so
-    reducing every row once and indexing the results feeds the binning kernel the same tensors
-    as reducing the resample. A bootstrap then skips, per resample, the validation and the
-    reduction, which cost more than the binning itself.
+    ``score(None)`` is the error of all the rows (:func:`_calibration_error`). ``score(rows)``
+    (``rows`` a LongTensor of row indices, repeats allowed) is the number ``score(None)`` gives
+    on ``preds[rows], target[rows]`` (and ``sample_weight[rows]``), bit for bit: the
+    reduction of a row to its confidence and outcome reads that row alone, so reducing every
+    row once and indexing the results feeds the binning kernel the same tensors as reducing
+    the resample. A bootstrap then skips, per resample, the validation and the reduction,
+    which cost more than the binning itself.
     """
     n_bins = _check_binning_params(n_bins, strategy, kind, caller, norm)
-    probs, labels, _ = _check_inputs(
-        preds, target, None, preds_name=preds_name, target_name=target_name
+    probs, labels, weights = _check_inputs(
+        preds, target, sample_weight, preds_name=preds_name, target_name=target_name
     )
     confidences, outcomes = _confidences_and_outcomes(probs, labels, kind)
 
-    def score(rows: torch.Tensor) -> torch.Tensor:
-        chosen = confidences[rows]
-        edges = bin_edges(chosen, n_bins, strategy, None)
-        return _calibration_compute(bin_statistics(chosen, outcomes[rows], edges, None), norm)
+    def score(rows: torch.Tensor | None) -> torch.Tensor:
+        chosen = (confidences, outcomes, weights)
+        if rows is not None:
+            chosen = tuple(None if t is None else t[rows] for t in chosen)
+        statistics, _ = _binned(*chosen, n_bins=n_bins, strategy=strategy)
+        return _calibration_compute(statistics, norm)
 
     return score
 
