@@ -22,6 +22,19 @@ def argument_parser(doc: str) -> argparse.ArgumentParser:
     )
 
 
+def add_malloc_option(parser: argparse.ArgumentParser) -> None:
+    """``--system-malloc``: leave malloc as it is instead of setting it as ``distcal run`` does."""
+    parser.add_argument("--system-malloc", action="store_true", help="leave malloc as it is")
+
+
+def set_malloc(args) -> str:
+    """Have glibc keep freed memory as ``distcal run`` does, unless ``--system-malloc``; return
+    what malloc does, for the table's header."""
+    from distcal._allocator import keep_freed_memory
+
+    return "malloc as the system sets it" if args.system_malloc else keep_freed_memory()
+
+
 def frozen_logits(classes):
     """A fitted scikit-learn classifier whose decision function is its input, frozen.
 

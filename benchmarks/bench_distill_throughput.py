@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 import torch
-from _report import write_markdown
+from _report import add_malloc_option, set_malloc, write_markdown
 
-from distcal._allocator import keep_freed_memory
 from distcal.distill import (
     METHODS,
     MDTMask,
@@ -179,10 +178,10 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument("--system-malloc", action="store_true", help="leave malloc as it is")
+    add_malloc_option(parser)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
-    malloc = "malloc as the system sets it" if args.system_malloc else keep_freed_memory()
+    malloc = set_malloc(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)

@@ -22,9 +22,8 @@ import statistics
 import time
 
 import torch
-from _report import argument_parser, write_markdown
+from _report import add_malloc_option, argument_parser, set_malloc, write_markdown
 
-from distcal._allocator import keep_freed_memory
 from distcal.distill import build_network
 from distcal.experiment.report import render_table
 from distcal.experiment.settings import dataset_recipe, profile_by_name
@@ -65,10 +64,10 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="small", help="the experiment profile's sizes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument("--repeat", type=int, default=10)
-    parser.add_argument("--system-malloc", action="store_true", help="leave malloc as it is")
+    add_malloc_option(parser)
     parser.add_argument("--markdown", default=None)
     args = parser.parse_args(argv)
-    malloc = "malloc as the system sets it" if args.system_malloc else keep_freed_memory()
+    malloc = set_malloc(args)
     torch.set_num_threads(args.threads)
     profile = profile_by_name(args.profile)
     recipe = dataset_recipe(args.dataset)

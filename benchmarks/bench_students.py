@@ -34,9 +34,8 @@ import time
 from pathlib import Path
 
 import torch
-from _report import argument_parser, write_markdown
+from _report import add_malloc_option, argument_parser, set_malloc, write_markdown
 
-from distcal._allocator import keep_freed_memory
 from distcal.distill import (
     StudentClassifier,
     channel_statistics,
@@ -153,10 +152,10 @@ def main(argv=None):
         "--threads", type=int, nargs="*", default=None, help="torch threads, one row each"
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
-    parser.add_argument("--system-malloc", action="store_true", help="leave malloc as it is")
+    add_malloc_option(parser)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
-    malloc = "malloc as the system sets it" if args.system_malloc else keep_freed_memory()
+    malloc = set_malloc(args)
     rows = []
     for threads in args.threads or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
