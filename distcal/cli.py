@@ -413,9 +413,50 @@ def main(argv=None) -> int:
     Returns
     -------
     int
-        0, or 141 when the reader of standard output has gone; a user error exits with
-        status 2 after one line on standard error.
+        0, or 141 (128 + SIGPIPE, as a shell reports a command killed by a closed pipe) when
+        the reader of standard output has gone; a user error exits with status 2 after one
+        line on standard error.
     """
+    try:
+        status = _main(argv)
+    except BrokenPipeError:
+        return _reader_gone()
+    except SystemExit as exit_:
+        # argparse's own exits (--help, --version, usage errors) and the commands' errors: an
+        # error keeps its status; output that could not be delivered makes a success 141
+        if not _flushed() and not exit_.code:
+            return 141
+        raise
+    return status if _flushed() else 141
+
+
+def _flushed() -> bool:
+    """Flush standard output; False (and stdout silenced) when its reader has gone.
+
+    Standard output is block-buffered when it is a pipe (unless ``PYTHONUNBUFFERED`` is set),
+    so a reader that has gone is often noticed only at the last flush. Flushing here, instead
+    of leaving it to the interpreter's exit, keeps Python from printing "Exception ignored ...
+    BrokenPipeError" and exiting with status 120.
+    """
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_gone()
+        return False
+    return True
+
+
+def _reader_gone() -> int:
+    # Python's documented recipe: point stdout at devnull, so that the flush at exit writes
+    # (and complains about) nothing. 141 is 128 + SIGPIPE, what a shell reports for a command
+    # that a closed pipe stopped.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
+
+
+def _main(argv) -> int:
     from ._version import __version__
 
     parser = _build_parser()
@@ -432,13 +473,10 @@ def main(argv=None) -> int:
             warnings.simplefilter("default")
         try:
             _COMMANDS[args.command](args)
-        except BrokenPipeError:
-            # the reader of our output left (``distcal calibrate ... | head``): stop quietly,
-            # and keep Python from complaining when it flushes stdout at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 141
         except InputFileError as exc:
             parser.exit(2, f"distcal: error: argument {exc}\n")
+        except BrokenPipeError:
+            raise  # handled by main, before the OSError below would take it for a user error
         except (FileNotFoundError, ValueError, OSError) as exc:
             parser.exit(2, f"distcal: error: {exc}\n")
         except KeyboardInterrupt:

@@ -21,9 +21,19 @@ def test_readme_opens_with_two_commands():
         assert command.index("pip install torch==2.13.0") < command.index("pip install -e")
 
 
-def test_ci_runs_the_readme_test_command():
-    ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert _readme_commands()[1] in ci
+def test_ci_runs_the_readme_commands_in_a_clean_shell():
+    """CI runs both commands as a new user's shell has them: only HOME, PATH and LANG set, so a
+    variable of the CI machine's shell (PYTHONUNBUFFERED, say) cannot hide a failure (issue 25)."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'env -i HOME="$HOME" PATH="$PATH" LANG=C.UTF-8 bash -c' in ci
+    lines = ci.splitlines()
+    for command in _readme_commands():
+        assert f"as_a_new_user '{command}'" in lines
+    # nothing else of the development shell reaches the commands: every command line goes
+    # through the clean shell
+    runs = [line for line in lines if "pytest" in line or "pip install" in line]
+    assert runs
+    assert all(line.startswith("as_a_new_user '") for line in runs)
 
 
 def test_console_script_is_declared():
