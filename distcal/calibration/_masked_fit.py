@@ -102,6 +102,7 @@ class _MaskedFit(BaseLogitCalibrator):
             logits = check_logits(X, input_type=self.input_type)
             self._record_input(logits)
             labels, weights = self._validate_targets(y, sample_weight, logits.values)
+            self._check_label_probabilities(logits, labels)
             clean = logits.values
         else:
             inputs = check_inputs(X)

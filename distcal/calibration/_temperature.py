@@ -502,6 +502,7 @@ class TemperatureScaling(BaseLogitCalibrator):
                     binary=logits.binary_1d,
                     min_classes=1,
                 )
+                self._check_label_probabilities(logits, labels, name=f"batches[{index}][0]")
                 weights = check_sample_weight(
                     sample_weight,
                     n_samples=labels.shape[0],
