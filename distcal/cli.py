@@ -310,6 +310,7 @@ _ARGUMENTS = {
     "method": "--method",
     "seed": "--seed",
     "force": "--force",
+    "input_type": "--input-type probabilities",
 }
 
 

@@ -24,7 +24,7 @@ import torch
 
 from .._files import atomic_write, atomic_write_text, staged_folder
 from .._softmax import softmax
-from .._validation import check_logits
+from .._validation import check_label_probabilities, check_logits
 from ..calibration import load_calibrator, registered_calibrators, save_calibrator
 from ..metrics import (
     bootstrap_ci,
@@ -56,6 +56,9 @@ METHODS = {
     "histogram": "HistogramBinning",
     "isotonic": "IsotonicCalibration",
 }
+
+#: The methods that bin probabilities and take no log of them: an exact 0 does not stop them.
+BINNING = ("histogram", "isotonic")
 
 #: File names written in the output folder.
 CALIBRATOR_FILE = "calibrator.safetensors"
@@ -263,6 +266,7 @@ def calibrate_files(
         "method": "method",
         "seed": "seed",
         "force": "force=True",
+        "input_type": "input_type='probabilities'",
         **_names(names),
     }
     if method not in METHODS:
@@ -274,6 +278,8 @@ def calibrate_files(
     z, y = read_logits_and_labels(
         logits, labels, logits_key=logits_key, labels_key=labels_key, names=names
     )
+    if input_type == "probabilities" and method not in BINNING:
+        _check_label_probabilities(z, y, logits, names)
     fit, scored, split = _split(y, test_size, stratify, seed, names)
     calibrator = _make_calibrator(method, seed)
     if input_type != "logits":
@@ -304,6 +310,20 @@ def calibrate_files(
         )
     report["files"] = {key: None if p is None else output / p.name for key, p in files.items()}
     return report
+
+
+def _check_label_probabilities(z, y, path, names: dict) -> None:
+    """Refuse probabilities that give a label exactly 0, naming the file's rows.
+
+    No fit on their log is defined (see ``distcal._validation.check_label_probabilities``).
+    """
+    try:
+        checked = check_logits(z, input_type="probabilities", name=str(path))
+        check_label_probabilities(
+            checked, torch.as_tensor(y), owner=names["input_type"], name=str(path)
+        )
+    except ValueError as exc:
+        raise InputFileError(names["logits"], str(exc)) from None
 
 
 def _check_seed(seed, names: dict) -> None:

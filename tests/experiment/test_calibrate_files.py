@@ -163,3 +163,23 @@ def test_a_seed_out_of_range_names_the_option(data, tmp_path, capsys, seed):
     with pytest.raises(InputFileError, match=r"seed: expected an integer from 0 to 2\*\*32 - 1"):
         calibrate_files(tmp_path / "val.npz", output=tmp_path / "o", seed=-1, n_resamples=10)
     assert not (tmp_path / "o").exists()
+
+
+def test_input_type_probabilities_with_a_zero_on_a_label_names_the_files_rows(
+    data, tmp_path, capsys
+):
+    """Before: the zero became log -708 and decided the temperature alone, with exit 0."""
+    import torch
+
+    z, y = data
+    proba = torch.softmax(torch.as_tensor(z), dim=1).numpy()
+    proba[17, y[17]] = 0.0
+    proba[17] /= proba[17].sum()
+    np.savez(tmp_path / "val.npz", logits=proba, labels=y)
+    code, out, err = _calibrate(tmp_path, capsys, "--input-type", "probabilities")
+    _one_line(code, err, "argument LOGITS:", "probability of exactly 0 (in rows [17])")
+    assert not (tmp_path / "out").exists()
+    # binning takes no log: the same file calibrates
+    code, _, err = _calibrate(tmp_path, capsys, "--input-type", "probabilities", "--method",
+                              "histogram")  # fmt: skip
+    assert code == 0, err
