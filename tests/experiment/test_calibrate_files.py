@@ -176,7 +176,7 @@ def test_input_type_probabilities_with_a_zero_on_a_label_names_the_files_rows(
     proba[17, y[17]] = 0.0
     proba[17] /= proba[17].sum()
     np.savez(tmp_path / "val.npz", logits=proba, labels=y)
-    code, out, err = _calibrate(tmp_path, capsys, "--input-type", "probabilities")
+    code, _, err = _calibrate(tmp_path, capsys, "--input-type", "probabilities")
     _one_line(code, err, "argument LOGITS:", "probability of exactly 0 (in rows [17])")
     assert not (tmp_path / "out").exists()
     # binning takes no log: the same file calibrates
