@@ -21,9 +21,11 @@ __all__ = [
     "CPU_PIECE_ROWS",
     "check_input_scale",
     "check_output_kind",
+    "first_layer",
     "forward",
     "in_pieces",
     "module_logits",
+    "output_kind",
     "shape_error",
     "stream_logits",
 ]
@@ -195,7 +197,8 @@ def _check_output(output, n_rows: int, previous: list, name: str) -> torch.Tenso
     return output.detach()
 
 
-def _first_layer(module: torch.nn.Module):
+def first_layer(module: torch.nn.Module):
+    """Return the first Linear or convolution of ``module`` (in module order), or None."""
     for layer in module.modules():
         if isinstance(layer, torch.nn.Linear | torch.nn.modules.conv._ConvNd):
             return layer
@@ -203,7 +206,7 @@ def _first_layer(module: torch.nn.Module):
 
 
 def _what_it_takes(module: torch.nn.Module, name: str) -> str:
-    layer = _first_layer(module)
+    layer = first_layer(module)
     if isinstance(layer, torch.nn.Linear):
         return (
             f"its first layer, Linear(in_features={layer.in_features}, "
@@ -297,6 +300,35 @@ def check_input_scale(inputs: torch.Tensor, owner: str, name: str = "X") -> None
     )
 
 
+def output_kind(outputs: torch.Tensor) -> str:
+    """Say what a network's outputs look like: probabilities, log-probabilities or logits.
+
+    Probabilities: every row lies in [0, 1] and sums to 1 (a softmax last layer).
+    Log-probabilities: every value is at most 0 and ``exp`` of every row sums to 1 (a
+    ``log_softmax`` last layer). Both within 1e-4. Anything else (one column included) is
+    logits.
+
+    Parameters
+    ----------
+    outputs : Tensor of shape (n_samples, n_classes)
+        Outputs of the network.
+
+    Returns
+    -------
+    str
+        ``"probabilities"``, ``"log-probabilities"`` or ``"logits"``.
+    """
+    values = outputs.detach().to(torch.float64)
+    if values.numel() == 0 or values.ndim != 2 or values.shape[1] < 2:
+        return "logits"
+    low, high = (float(v) for v in torch.aminmax(values))
+    if low >= 0 and high <= 1 and float((values.sum(dim=1) - 1).abs().max()) <= 1e-4:
+        return "probabilities"
+    if high <= 0 and float(torch.logsumexp(values, dim=1).abs().max()) <= 1e-4:
+        return "log-probabilities"
+    return "logits"
+
+
 def check_output_kind(
     logits: torch.Tensor, owner: str, *, shift_invariant: bool, name: str = "model"
 ) -> None:
@@ -320,11 +352,8 @@ def check_output_kind(
     name : str, default="model"
         The parameter's name.
     """
-    values = logits.detach().to(torch.float64)
-    if values.numel() == 0 or values.shape[1] < 2:
-        return
-    low, high = (float(v) for v in torch.aminmax(values))
-    if low >= 0 and high <= 1 and float((values.sum(dim=1) - 1).abs().max()) <= 1e-4:
+    kind = output_kind(logits)
+    if kind == "probabilities":
         warnings.warn(
             f"{owner}: the outputs of {name} look like probabilities (every row lies in [0, 1] "
             "and sums to 1), but they are used as logits, so the fitted calibration is wrong. "
@@ -333,9 +362,7 @@ def check_output_kind(
             stacklevel=3,
         )
         return
-    if shift_invariant or high > 0:
-        return
-    if float(torch.logsumexp(values, dim=1).abs().max()) <= 1e-4:
+    if kind == "log-probabilities" and not shift_invariant:
         warnings.warn(
             f"{owner}: the outputs of {name} look like log-probabilities (exp of every row sums "
             "to 1: a log_softmax last layer). Temperature scaling would not mind (a constant per "
