@@ -266,12 +266,14 @@ def forward(module: torch.nn.Module, batch: torch.Tensor, name: str = "model"):
         raise
 
 
-def check_input_scale(inputs: torch.Tensor, owner: str, name: str = "X") -> None:
+def check_input_scale(inputs: torch.Tensor, owner: str, name: str = "X") -> bool:
     """Warn when model inputs look unnormalised: whole numbers in [0, 255] reaching above 1.
 
     Images stored as ``uint8`` (or floats holding the same integers) are rarely what a network
-    was trained on; it usually saw ``x / 255``, then normalised. Only a sample of rows is
-    looked at (the first batch), so the check costs nothing.
+    was trained on; it usually saw ``x / 255``, then normalised. Callers check batch by batch
+    (each batch a loader yields, or each ``batch_size`` rows of an array) until one warns, so
+    unscaled inputs after scaled ones are caught too; the cost is a pass over the inputs,
+    small beside the network's.
 
     Parameters
     ----------
@@ -281,15 +283,20 @@ def check_input_scale(inputs: torch.Tensor, owner: str, name: str = "X") -> None
         Who checks, for the message.
     name : str, default="X"
         The argument's name.
+
+    Returns
+    -------
+    bool
+        Whether it warned.
     """
     values = inputs.detach()
     if values.numel() == 0:
-        return
+        return False
     low, high = (float(v) for v in torch.aminmax(values))
     if low < 0 or high <= 1 or high > 255:
-        return
+        return False
     if not bool((values == values.round()).all()):
-        return
+        return False
     warnings.warn(
         f"{owner}: {name} holds whole numbers from {low:g} to {high:g}, as unscaled images do "
         "(uint8 pixels). They are passed to the model as they are; a network is usually trained "
@@ -298,6 +305,7 @@ def check_input_scale(inputs: torch.Tensor, owner: str, name: str = "X") -> None
         DistcalWarning,
         stacklevel=3,
     )
+    return True
 
 
 def output_kind(outputs: torch.Tensor) -> str:

@@ -106,7 +106,9 @@ class _MaskedFit(BaseLogitCalibrator):
             clean = logits.values
         else:
             inputs = check_inputs(X)
-            check_input_scale(inputs[: self.batch_size], owner)
+            for start in range(0, inputs.shape[0], self.batch_size):  # until one batch warns
+                if check_input_scale(inputs[start : start + self.batch_size], owner):
+                    break
             clean = module_logits(self.model, inputs, batch_size=self.batch_size)
             check_output_kind(clean, owner, shift_invariant=self._shift_invariant())
             # With a model, the number of classes comes from its output.
