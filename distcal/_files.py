@@ -157,7 +157,7 @@ def staged_folder(path, names: Iterable[str]) -> Iterator[Path]:
         The file names of the set: those of an earlier set that are not written again are
         removed, so that no old file stays beside the new ones.
     """
-    path = Path(path)
+    path = Path(os.path.abspath(path))  # "." has a name and a parent once absolute
     names = set(names)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)

@@ -183,3 +183,14 @@ def test_input_type_probabilities_with_a_zero_on_a_label_names_the_files_rows(
     code, _, err = _calibrate(tmp_path, capsys, "--input-type", "probabilities", "--method",
                               "histogram")  # fmt: skip
     assert code == 0, err
+
+
+def test_the_current_folder_as_output_takes_the_results_beside_its_files(
+    data, tmp_path, capsys, monkeypatch
+):
+    z, y = data
+    np.savez(tmp_path / "val.npz", logits=z, labels=y)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _call(["calibrate", "val.npz", "--output", ".", "--n-resamples", "10"], capsys)
+    assert code == 0, err
+    assert {p.name for p in tmp_path.iterdir()} == {"val.npz", *RESULT_FILES}
