@@ -17,16 +17,19 @@ label column, the other columns being the logits.
 from the values alone:
 
 1. *Header.* The first row holds column names when one of its cells is text (neither a
-   number nor empty: ``class_0``, ``label``). It also does when its cells are the column
-   numbers pandas writes, ``0,1,...,k-1`` (or ``1,...,k``; a single column: ``0``), written
-   as integers, and one of these tells it apart from data: it starts with an empty cell
-   (pandas' unnamed index), or a number below it is not whole (logits), or the file is read
-   against a known number of rows (labels against their logits, or logits against labels
-   given apart) and holds one row more than that. Otherwise (a file of whole numbers, read
-   alone) the first row is data.
+   number nor empty: ``class_0``, ``label``), or when it is an empty cell followed by the
+   column numbers pandas writes (``,0,1,...``: pandas' unnamed index). A first row of column
+   numbers alone, ``0,1,...,k-1`` or ``1,...,k`` written as integers, may be names or data:
+   when the file is read against a known number of rows (labels against their logits, or
+   logits against labels given apart), one row more than that makes it names and as many
+   makes it data; otherwise it is names when a number below it is not whole (logits), and
+   data in a file of whole numbers.
 2. *Index column.* With a header, a first column named ``""`` (how pandas writes an unnamed
-   index: ``DataFrame.to_csv()``), ``Unnamed: 0`` or ``index`` is an index, not data; it is
-   not read.
+   index: ``DataFrame.to_csv()``), ``Unnamed: 0`` or ``index``, or named before columns
+   numbered as pandas numbers them (``id,0,1,2``), is an index, not data; it is not read.
+   Without a header, a file of logits whose first column counts its rows (0, 1, ..., n-1, as
+   ``to_csv(header=False)`` writes the index) is refused: nothing names it, and read as
+   logits it would be one more class.
 3. *Label column.* A column named ``label``, ``labels``, ``target``, ``targets`` or ``y``
    (any case) is never read as logits. Without a labels file it holds the labels; with one,
    it must agree with it (else an error names the first row where they differ).
@@ -136,12 +139,12 @@ def _is_number(cell: str) -> bool:
 
 
 def _numbered(names: list[str]) -> bool:
-    """Whether ``names`` are the column numbers pandas writes: 0..k-1, or 1..k (k > 1)."""
+    """Whether ``names`` are the column numbers pandas writes: 0..k-1, or 1..k."""
     if not names or not all(_WHOLE.fullmatch(name) for name in names):
         return False
     values = [int(name) for name in names]
     k = len(values)
-    return values == list(range(k)) or (k > 1 and values == list(range(1, k + 1)))
+    return values in (list(range(k)), list(range(1, k + 1)))
 
 
 def _is_index(header: list[str]) -> bool:
@@ -191,24 +194,38 @@ class _Csv:
     index: str | None  # the name of the index column left out, if one was
     labels: np.ndarray | None = None  # the label column cut out of the values, if one was
     label_name: str | None = None
+    fraction: bool = False  # whether a number below the first row is not whole
     note: str = ""
 
     def settle(self, n_rows: int | None) -> None:
-        """Decide an undecided first row: names with one row more than ``n_rows``, else data."""
+        """Decide an undecided first row (column numbers, or data?).
+
+        The count decides when it is known (``n_rows``, the rows the file must have): one row
+        more, names; as many, data. Otherwise a number below that is not whole (logits under
+        column numbers) makes it names; else it is data.
+        """
         if self.first is None:
             return
-        if n_rows is not None and n_rows == len(self.values):
+        by_count = None
+        if n_rows is not None and n_rows in (len(self.values), len(self.values) + 1):
+            by_count = n_rows == len(self.values)
+        names = self.fraction if by_count is None else by_count
+        if names:
             self.header = [cell.strip() for cell in next(csv.reader([self.first_text]))]
-            self.note = (
-                f"its first row, {self.first_text!r}, was read as column names (the file has "
-                f"one row more than the {n_rows} expected)"
+            why = (
+                f"the file has one row more than the {n_rows} expected"
+                if by_count is not None
+                else "numbers below it are not whole"
             )
+            self.note = f"its first row, {self.first_text!r}, was read as column names ({why})"
         else:
             self.values = np.concatenate([self.first[None, :], self.values])
-            self.note = (
-                f"its first row, {self.first_text!r}, was read as data, though it could be "
-                "column names"
+            why = (
+                f"the file has the {n_rows} rows expected"
+                if by_count is not None
+                else "it could be column names, but every number below it is whole"
             )
+            self.note = f"its first row, {self.first_text!r}, was read as data ({why})"
         self.first = None
 
     def n_rows(self) -> int | None:
@@ -393,11 +410,10 @@ def _read_csv_numbers(path: Path, argument: str, cut_labels: bool, key) -> _Csv:
             f"{values.shape[1] + (index is not None) + (label is not None)}; every row must "
             "have as many.",
         )
-    first = None
+    first, fraction = None, False
     if kind == "undecided":
         first = np.array([float(cell) for cell in stripped], dtype=np.float64)
-        if _has_fraction(values):  # logits below column numbers: the numbers are names
-            header, first = stripped, None
+        fraction = _has_fraction(values)  # settle() weighs it against a count, if one comes
     labels = label_name = None
     if label is not None:
         labels, label_name = np.frombuffer(cut.labels, dtype=np.float64), header[label]
@@ -406,7 +422,9 @@ def _read_csv_numbers(path: Path, argument: str, cut_labels: bool, key) -> _Csv:
         header = header[1:]
     if first is None and not len(values):
         raise InputFileError(argument, f"{path} has a header but no rows.")
-    return _Csv(path, header, values, first, first_text, index, labels, label_name)
+    table = _Csv(path, header, values, first, first_text, index, labels, label_name)
+    table.fraction = fraction
+    return table
 
 
 def _has_fraction(values: np.ndarray) -> bool:
@@ -555,12 +573,35 @@ def _source(path, role: str, key, names: dict):
     return _choose(_named_arrays(path, argument), path, role, key, names)
 
 
-def _logits_of(source) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+def _logits_of(source, argument: str) -> tuple[np.ndarray, np.ndarray | None, str | None]:
     """Return the logits of a source (settled), and a label column the CSV file held."""
     if isinstance(source, _Csv):
         source.settle(None)
+        _refuse_unnamed_index(source, argument)
         return source.values, source.labels, source.label_name
     return source, None, None
+
+
+def _refuse_unnamed_index(table: _Csv, argument: str) -> None:
+    """Refuse a header-less file whose first column counts its rows, as an index does.
+
+    ``DataFrame.to_csv(header=False)`` keeps the index: without a header nothing names it, and
+    read as logits it would be one more class. Logits that count 0, 1, ..., n-1 down a column
+    are not plausible, so such a file is refused with the ways to write it, rather than read.
+    """
+    values = table.values
+    if table.header is not None or values.ndim != 2 or values.shape[1] < 2 or len(values) < 3:
+        return
+    rows = np.arange(len(values), dtype=np.float64)
+    first = values[:, 0]
+    if np.array_equal(first, rows) or np.array_equal(first, rows + 1):
+        raise InputFileError(
+            argument,
+            f"{table.path} has no header, and its first column counts its rows ({first[0]:g}, "
+            f"{first[1]:g}, ..., {first[-1]:g}) as an index does (DataFrame.to_csv(header=False) "
+            "keeps the index). Read as logits it would be one more class; write the file with "
+            "index=False, or with its header (an index is then recognised).",
+        )
 
 
 def _labels_of(source, key, names: dict) -> np.ndarray:
@@ -668,7 +709,7 @@ def read_logits(path, *, key=None, names=None) -> np.ndarray:
         If the file is missing, a directory, unreadable, lacks the key, or holds no logits.
     """
     names = _names(names)
-    values, _, _ = _logits_of(_source(path, "logits", key, names))
+    values, _, _ = _logits_of(_source(path, "logits", key, names), names["logits"])
     return _check_logits(values, path, names["logits"])
 
 
@@ -801,12 +842,13 @@ def read_logits_and_labels(logits, labels=None, *, logits_key=None, labels_key=N
         return values, y
     z_source = _source(logits, "logits", logits_key, names)
     y_source = _source(labels, "labels", labels_key, names)
-    # A first row that may be names or data is decided by the other file's count of rows.
+    # A first row that may be names or data is decided by the other file's count of rows
+    # (when both are undecided, the logits by their own rule first).
     if isinstance(z_source, _Csv) and z_source.first is not None:
         z_source.settle(_rows(y_source))
     if isinstance(y_source, _Csv) and y_source.first is not None:
         y_source.settle(_rows(z_source))
-    values, column, column_name = _logits_of(z_source)
+    values, column, column_name = _logits_of(z_source, names["logits"])
     values = _check_logits(values, logits, names["logits"])
     y = _labels_of(y_source, labels_key, names)
     y = _check_labels(y, _n_classes(values), labels, names["labels"], values.ndim == 1)

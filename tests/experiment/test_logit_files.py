@@ -229,3 +229,57 @@ def test_an_infinite_label_is_an_input_error(data, tmp_path, capsys):
     assert code == 2
     assert err.startswith("distcal: error: argument LABELS:")
     assert "Traceback" not in err
+
+
+def test_a_header_less_file_with_pandas_index_is_refused_not_read_as_a_class(data, tmp_path):
+    z, y = data
+    pd.DataFrame(z).to_csv(tmp_path / "v.csv", header=False)  # the index, nothing naming it
+    np.save(tmp_path / "y.npy", y)
+    with pytest.raises(InputFileError, match=r"no header, and its first column counts its rows"):
+        read_logits_and_labels(tmp_path / "v.csv", tmp_path / "y.npy")
+
+
+def test_any_table_pandas_writes_reads_back_exactly(tmp_path):
+    """Every way pandas writes a table of logits (index or not, header or not, columns numbered
+    from 0 or 1 or named, a label column or not, whole or fractional values) reads back as
+    written, with labels given apart to count against."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=60, deadline=None, database=None, derandomize=True)
+    @hypothesis.given(
+        n=st.integers(1, 12),
+        k=st.integers(1, 6),
+        index=st.booleans(),
+        header=st.booleans(),
+        columns=st.sampled_from(["from 0", "from 1", "named"]),
+        label=st.booleans(),
+        whole=st.floats(0, 1),
+        seed=st.integers(0, 2**16),
+    )
+    def check(n, k, index, header, columns, label, whole, seed):
+        rng = np.random.default_rng(seed)
+        z = 4 * rng.normal(size=(n, k))
+        z = np.where(rng.random(z.shape) < whole, np.round(z), z)
+        y = rng.integers(0, max(k, 2), size=n)
+        names = {
+            "from 0": range(k),
+            "from 1": range(1, k + 1),
+            "named": [f"c{j}" for j in range(k)],
+        }
+        frame = pd.DataFrame(z, columns=list(names[columns]))
+        if label:
+            frame = frame.assign(label=y)
+        frame.to_csv(tmp_path / "v.csv", index=index, header=header)
+        np.save(tmp_path / "y.npy", y)
+        if not header and index and n >= 3:  # nothing names the index: refused (rule 2)
+            with pytest.raises(InputFileError, match="counts its rows"):
+                read_logits_and_labels(tmp_path / "v.csv", tmp_path / "y.npy")
+            return
+        if not header and (index or label):
+            return  # without a header nothing names an index or a label column (rules 2, 3)
+        logits, labels = read_logits_and_labels(tmp_path / "v.csv", tmp_path / "y.npy")
+        np.testing.assert_array_equal(logits, z[:, 0] if k == 1 else z)
+        np.testing.assert_array_equal(labels, y)
+
+    check()
