@@ -193,9 +193,11 @@ _CALIBRATE_HELP = (
 _FILES_HELP = (
     "Files are .npy, .npz, .safetensors or .csv. An .npz or .safetensors file may hold both "
     "arrays, as 'logits' and 'labels' (or as --logits-key and --labels-key name them); a CSV "
-    "file with a header may hold the labels in a column 'label' (or --labels-key), its other "
-    "columns being the logits. Logits are n_samples x n_classes (column j is class j), or one "
-    "column of binary decision values; labels are integers 0..n_classes-1."
+    "file with a header may hold the labels in a column 'label' (or 'labels', 'target', "
+    "'targets', 'y', or --labels-key), its other columns being the logits, and a pandas index "
+    "column is recognised and not read (the user guide has the rules). Logits are n_samples x "
+    "n_classes (column j is class j), or one column of binary decision values; labels are "
+    "integers 0..n_classes-1."
 )
 
 
@@ -290,7 +292,8 @@ def _add_apply(commands) -> None:
         metavar="FILE",
         type=Path,
         required=True,
-        help="where to write the probabilities: a .npy or .csv file (one column per class)",
+        help="where to write the probabilities: a .npy or .csv file (one column per class), "
+        "not LOGITS or CALIBRATOR themselves",
     )
     apply.add_argument(
         "--logits-key", metavar="KEY", default=None, help="the logits' array in LOGITS"
