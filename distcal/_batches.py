@@ -14,7 +14,14 @@ import numpy as np
 import torch
 import torch.utils.data
 
-__all__ = ["batch_inputs", "batch_passes", "count_samples", "is_batches", "unpack_batch"]
+__all__ = [
+    "batch_inputs",
+    "batch_passes",
+    "count_samples",
+    "is_batches",
+    "one_shot_error",
+    "unpack_batch",
+]
 
 
 def batch_passes(batches, *, name: str = "batches") -> Callable[[], Iterator]:
@@ -63,8 +70,41 @@ def batch_passes(batches, *, name: str = "batches") -> Callable[[], Iterator]:
     )
 
 
+def one_shot_error(caller: str, n_samples: int, why: str) -> ValueError:
+    """Return the error for a stream that yields nothing when read again.
+
+    ``batch_passes`` refuses iterators; an iterable whose ``__iter__`` returns the same
+    exhausted iterator (a streaming dataset may) shows itself only on its second pass.
+
+    Parameters
+    ----------
+    caller : str
+        Who read it (``"TemperatureScaling.fit_batches"``).
+    n_samples : int
+        What the first pass read.
+    why : str
+        Why the caller reads the stream again.
+
+    Returns
+    -------
+    ValueError
+        The error to raise.
+    """
+    return ValueError(
+        f"{caller}: batches yielded no batch when read again, though the first pass read "
+        f"{n_samples} samples: it can be read only once (an iterable whose __iter__ returns the "
+        f"same exhausted iterator, as a streaming dataset may). {why} Pass a re-iterable loader "
+        "(a DataLoader, a list of batches) or a function that returns a new iterator of them."
+    )
+
+
 def unpack_batch(batch, index: int, *, name: str = "batches"):
-    """Return ``(X, y, sample_weight)`` of one batch (``sample_weight`` None when absent)."""
+    """Return ``(X, y, sample_weight)`` of one batch (``sample_weight`` None when absent).
+
+    The third element of a triple is read as sample weights only when it holds floating-point
+    numbers: datasets that return ``(x, y, index)`` give an integer index there, which must not
+    be taken for weights, so integers (and booleans) are refused with the remedy.
+    """
     if not isinstance(batch, tuple | list) or len(batch) not in (2, 3):
         what = type(batch).__name__
         if isinstance(batch, tuple | list):
@@ -73,7 +113,31 @@ def unpack_batch(batch, index: int, *, name: str = "batches"):
             f"{name}[{index}] must be a pair (X, y) or a triple (X, y, sample_weight); got a "
             f"{what}."
         )
-    return (batch[0], batch[1], batch[2] if len(batch) == 3 else None)
+    weights = batch[2] if len(batch) == 3 else None
+    if weights is not None:
+        kind = _dtype_kind(weights)
+        if kind != "f":
+            what = {"i": "integers", "u": "integers", "b": "booleans"}.get(kind, "no numbers")
+            dtype = getattr(weights, "dtype", type(weights).__name__)
+            raise TypeError(
+                f"{name}[{index}][2] holds {what} ({dtype}), but the third element of a batch is "
+                "read as sample_weight, which must hold floating-point weights. A dataset that "
+                "returns (x, y, index) gives an index there: drop it (a dataset or collate_fn "
+                "that yields (x, y)), or pass weights as floats (weights.float())."
+            )
+    return (batch[0], batch[1], weights)
+
+
+def _dtype_kind(values) -> str:
+    """Return the numpy kind of the dtype of ``values`` ("f": floating, "i", "u", "b", ...)."""
+    if isinstance(values, torch.Tensor):
+        if values.is_floating_point():
+            return "f"
+        return "b" if values.dtype == torch.bool else ("i" if not values.is_complex() else "c")
+    try:
+        return np.asarray(values).dtype.kind
+    except (TypeError, ValueError):
+        return "O"
 
 
 def is_batches(X) -> bool:

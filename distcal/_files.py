@@ -2,10 +2,16 @@
 
 Every file distcal writes goes through :func:`atomic_write`: the content is written to a
 temporary file in the same folder (named after the target and the writing process), flushed to
-disk, given the permissions the umask allows, and renamed over the target. A crash, a kill or a
-full disk while writing leaves the previous file (or no file), never a half-written one; the
-temporary file is removed when the write fails, and temporaries left by a writer that was killed
-(its process no longer exists) are removed by the next write to the same target.
+disk, given the permissions of the file it replaces (a new file: those the umask allows), and
+renamed over the target. A crash, a kill or a full disk while writing leaves the previous file
+(or no file), never a half-written one; the temporary file is removed when the write fails, and
+temporaries left by a writer that was killed (its process no longer exists) are removed by the
+next write to the same target.
+
+A set of files that belong together (the calibrator, figure and scores of ``distcal
+calibrate``) is written with :func:`staged_folder`: into a new temporary folder beside the
+target folder, moved in only when every file is written, so that a failure leaves the old set
+whole and never mixes an old file with a new one.
 
 distcal's own files (distilled sets, networks, checkpoints, calibrators, expert trajectories)
 are safetensors files: tensors and a JSON header, nothing that can execute code when loaded.
@@ -18,14 +24,18 @@ anything is built from it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import secrets
+import shutil
+import stat
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -40,6 +50,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "read_tensors",
+    "staged_folder",
     "write_tensors",
 ]
 
@@ -75,7 +86,18 @@ def _remove_stale_temporaries(path: Path) -> None:
     for entry in entries:
         match = pattern.match(entry.name)
         if match and int(match.group(1)) != os.getpid() and not _process_alive(int(match.group(1))):
-            entry.unlink(missing_ok=True)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)  # a staged folder (staged_folder)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _mode_for(path: Path, default: int) -> int:
+    """Return the permissions of the file ``path`` replaces, or ``default`` for a new one."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return default
 
 
 def atomic_write(path, write: Callable[[str], object]) -> Path:
@@ -83,7 +105,7 @@ def atomic_write(path, write: Callable[[str], object]) -> Path:
 
     The temporary file lives in the folder of ``path`` and is named
     ``.<name>.<pid>.<random>.tmp``; it is flushed to disk before the rename and given the
-    permissions a new file gets under the current umask.
+    permissions of the file it replaces, or those a new file gets under the current umask.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +118,7 @@ def atomic_write(path, write: Callable[[str], object]) -> Path:
         write(temporary)
         with open(temporary, "rb+") as flushed:
             os.fsync(flushed.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())
+        os.chmod(temporary, _mode_for(path, 0o666 & ~_umask()))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -112,6 +134,59 @@ def atomic_write_bytes(path, data: bytes) -> Path:
 def atomic_write_text(path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def staged_folder(path, names: Iterable[str]) -> Iterator[Path]:
+    """Write a set of files into the folder ``path`` all at once, or not at all.
+
+    Yields a new temporary folder beside ``path`` (in the same parent, so on the same file
+    system) to write the files in. When the block ends without an error, they move into
+    ``path``: if ``path`` does not exist, or holds nothing but files of ``names``, the temporary
+    folder is renamed to ``path`` (the old folder renamed away first, then removed), so that
+    ``path`` holds the old set or the new one, never a mix. If ``path`` holds other files too,
+    each new file is renamed over its namesake (one atomic rename each) and the files of
+    ``names`` that were not written this time are removed. A file that replaces another keeps
+    its permissions. On an error, the temporary folder is removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : str or path
+        The folder the files go to; created if needed.
+    names : iterable of str
+        The file names of the set: those of an earlier set that are not written again are
+        removed, so that no old file stays beside the new ones.
+    """
+    path = Path(os.path.abspath(path))  # "." has a name and a parent once absolute
+    names = set(names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    )
+    try:
+        yield staging
+        os.chmod(staging, _mode_for(path, 0o777 & ~_umask()))
+        written = [entry.name for entry in staging.iterdir()]
+        for name in written:
+            if (path / name).is_file():
+                os.chmod(staging / name, _mode_for(path / name, 0o666))
+        existing = list(path.iterdir()) if path.is_dir() else None
+        if existing is None:
+            os.rename(staging, path)
+        elif all(entry.name in names and entry.is_file() for entry in existing):
+            old = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}old.tmp"
+            os.rename(path, old)
+            os.rename(staging, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            for name in written:
+                os.replace(staging / name, path / name)
+            for name in names - set(written):
+                (path / name).unlink(missing_ok=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 FORMAT_VERSION = 1

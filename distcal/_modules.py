@@ -21,9 +21,11 @@ __all__ = [
     "CPU_PIECE_ROWS",
     "check_input_scale",
     "check_output_kind",
+    "first_layer",
     "forward",
     "in_pieces",
     "module_logits",
+    "output_kind",
     "shape_error",
     "stream_logits",
 ]
@@ -195,7 +197,8 @@ def _check_output(output, n_rows: int, previous: list, name: str) -> torch.Tenso
     return output.detach()
 
 
-def _first_layer(module: torch.nn.Module):
+def first_layer(module: torch.nn.Module):
+    """Return the first Linear or convolution of ``module`` (in module order), or None."""
     for layer in module.modules():
         if isinstance(layer, torch.nn.Linear | torch.nn.modules.conv._ConvNd):
             return layer
@@ -203,7 +206,7 @@ def _first_layer(module: torch.nn.Module):
 
 
 def _what_it_takes(module: torch.nn.Module, name: str) -> str:
-    layer = _first_layer(module)
+    layer = first_layer(module)
     if isinstance(layer, torch.nn.Linear):
         return (
             f"its first layer, Linear(in_features={layer.in_features}, "
@@ -263,12 +266,14 @@ def forward(module: torch.nn.Module, batch: torch.Tensor, name: str = "model"):
         raise
 
 
-def check_input_scale(inputs: torch.Tensor, owner: str, name: str = "X") -> None:
+def check_input_scale(inputs: torch.Tensor, owner: str, name: str = "X") -> bool:
     """Warn when model inputs look unnormalised: whole numbers in [0, 255] reaching above 1.
 
     Images stored as ``uint8`` (or floats holding the same integers) are rarely what a network
-    was trained on; it usually saw ``x / 255``, then normalised. Only a sample of rows is
-    looked at (the first batch), so the check costs nothing.
+    was trained on; it usually saw ``x / 255``, then normalised. Callers check batch by batch
+    (each batch a loader yields, or each ``batch_size`` rows of an array) until one warns, so
+    unscaled inputs after scaled ones are caught too; the cost is a pass over the inputs,
+    small beside the network's.
 
     Parameters
     ----------
@@ -278,15 +283,20 @@ def check_input_scale(inputs: torch.Tensor, owner: str, name: str = "X") -> None
         Who checks, for the message.
     name : str, default="X"
         The argument's name.
+
+    Returns
+    -------
+    bool
+        Whether it warned.
     """
     values = inputs.detach()
     if values.numel() == 0:
-        return
+        return False
     low, high = (float(v) for v in torch.aminmax(values))
     if low < 0 or high <= 1 or high > 255:
-        return
+        return False
     if not bool((values == values.round()).all()):
-        return
+        return False
     warnings.warn(
         f"{owner}: {name} holds whole numbers from {low:g} to {high:g}, as unscaled images do "
         "(uint8 pixels). They are passed to the model as they are; a network is usually trained "
@@ -295,6 +305,36 @@ def check_input_scale(inputs: torch.Tensor, owner: str, name: str = "X") -> None
         DistcalWarning,
         stacklevel=3,
     )
+    return True
+
+
+def output_kind(outputs: torch.Tensor) -> str:
+    """Say what a network's outputs look like: probabilities, log-probabilities or logits.
+
+    Probabilities: every row lies in [0, 1] and sums to 1 (a softmax last layer).
+    Log-probabilities: every value is at most 0 and ``exp`` of every row sums to 1 (a
+    ``log_softmax`` last layer). Both within 1e-4. Anything else (one column included) is
+    logits.
+
+    Parameters
+    ----------
+    outputs : Tensor of shape (n_samples, n_classes)
+        Outputs of the network.
+
+    Returns
+    -------
+    str
+        ``"probabilities"``, ``"log-probabilities"`` or ``"logits"``.
+    """
+    values = outputs.detach().to(torch.float64)
+    if values.numel() == 0 or values.ndim != 2 or values.shape[1] < 2:
+        return "logits"
+    low, high = (float(v) for v in torch.aminmax(values))
+    if low >= 0 and high <= 1 and float((values.sum(dim=1) - 1).abs().max()) <= 1e-4:
+        return "probabilities"
+    if high <= 0 and float(torch.logsumexp(values, dim=1).abs().max()) <= 1e-4:
+        return "log-probabilities"
+    return "logits"
 
 
 def check_output_kind(
@@ -320,11 +360,8 @@ def check_output_kind(
     name : str, default="model"
         The parameter's name.
     """
-    values = logits.detach().to(torch.float64)
-    if values.numel() == 0 or values.shape[1] < 2:
-        return
-    low, high = (float(v) for v in torch.aminmax(values))
-    if low >= 0 and high <= 1 and float((values.sum(dim=1) - 1).abs().max()) <= 1e-4:
+    kind = output_kind(logits)
+    if kind == "probabilities":
         warnings.warn(
             f"{owner}: the outputs of {name} look like probabilities (every row lies in [0, 1] "
             "and sums to 1), but they are used as logits, so the fitted calibration is wrong. "
@@ -333,9 +370,7 @@ def check_output_kind(
             stacklevel=3,
         )
         return
-    if shift_invariant or high > 0:
-        return
-    if float(torch.logsumexp(values, dim=1).abs().max()) <= 1e-4:
+    if kind == "log-probabilities" and not shift_invariant:
         warnings.warn(
             f"{owner}: the outputs of {name} look like log-probabilities (exp of every row sums "
             "to 1: a log_softmax last layer). Temperature scaling would not mind (a constant per "

@@ -26,6 +26,7 @@ __all__ = [
     "Options",
     "check_input_shape",
     "check_inputs",
+    "check_label_probabilities",
     "check_logits",
     "check_probabilities",
     "check_sample_weight",
@@ -387,6 +388,50 @@ def check_logits(X, *, input_type: str = "logits", name: str = "X") -> Logits:
         z = tensor.reshape(-1)
         tensor = torch.stack([torch.zeros_like(z), z], dim=1)
     return Logits(tensor, binary_1d, n_features)
+
+
+def check_label_probabilities(
+    logits: Logits, labels: torch.Tensor, *, owner: str, name: str = "X"
+) -> None:
+    """Refuse probabilities that give a sample's label exactly 0, before a fit on their log.
+
+    ``check_logits(..., input_type="probabilities")`` turns an exact 0 into the log of the
+    smallest positive float64 (about -708) so that the logits stay finite, which serves
+    prediction. A fit cannot use it on the label's column: the true log-probability is -inf,
+    every temperature (or affine map) then gives the sample an infinite NLL, and the floor, not
+    the data, decides the fit (one such row in 200 took a temperature from 3.0 to 472.7).
+
+    Parameters
+    ----------
+    logits : Logits
+        What ``check_logits`` made of the probabilities.
+    labels : Tensor of shape (n_samples,)
+        The validated labels.
+    owner : str
+        The calibrator's name, for the message.
+    name : str, default="X"
+        The argument's name.
+
+    Raises
+    ------
+    ValueError
+        Naming the rows (the first ten) and the remedies.
+    """
+    values = logits.values
+    floor = torch.tensor(math.log(torch.finfo(torch.float64).tiny), dtype=values.dtype)
+    picked = values.gather(1, labels.reshape(-1, 1).to(values.device))[:, 0]
+    zero = picked <= floor.to(values.device)
+    if not bool(zero.any()):
+        return
+    rows = zero.nonzero().flatten()
+    shown = ", ".join(str(int(row)) for row in rows[:10]) + (", ..." if len(rows) > 10 else "")
+    raise ValueError(
+        f"{owner}: {name} gives the label of {len(rows)} of {len(zero)} samples a probability "
+        f"of exactly 0 (in rows [{shown}]). Its log is -inf, so every calibration map gives these "
+        "samples an infinite NLL and no fit is defined; a floor in place of 0 would decide the "
+        "fit alone. Pass the logits (the network's outputs before the softmax), which say how "
+        "wrong these predictions are, or remove these rows."
+    )
 
 
 def check_probabilities(y_prob, *, name: str = "y_prob") -> torch.Tensor:

@@ -26,6 +26,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 0 to 2**32 - 1 (4294967295), got {text!r}"
+        )
+    return value
+
+
 def _device(text: str) -> str:
     from .experiment.runner import check_device
 
@@ -167,7 +179,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=DEMO.student_epochs,
         help=f"student epochs ({DEMO.student_epochs})",
     )
-    demo.add_argument("--seed", type=int, default=0, help="random_state of everything (0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="random_state of everything (0)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_calibrate(commands)
     _add_apply(commands)
@@ -181,9 +193,11 @@ _CALIBRATE_HELP = (
 _FILES_HELP = (
     "Files are .npy, .npz, .safetensors or .csv. An .npz or .safetensors file may hold both "
     "arrays, as 'logits' and 'labels' (or as --logits-key and --labels-key name them); a CSV "
-    "file with a header may hold the labels in a column 'label' (or --labels-key), its other "
-    "columns being the logits. Logits are n_samples x n_classes (column j is class j), or one "
-    "column of binary decision values; labels are integers 0..n_classes-1."
+    "file with a header may hold the labels in a column 'label' (or 'labels', 'target', "
+    "'targets', 'y', or --labels-key), its other columns being the logits, and a pandas index "
+    "column is recognised and not read (the user guide has the rules). Logits are n_samples x "
+    "n_classes (column j is class j), or one column of binary decision values; labels are "
+    "integers 0..n_classes-1."
 )
 
 
@@ -216,8 +230,14 @@ def _add_calibrate(commands) -> None:
         metavar="DIR",
         type=_folder,
         default=Path("distcal-calibration"),
-        help="folder for calibrator.safetensors, reliability.png and scores.json "
-        "(default: distcal-calibration)",
+        help="folder for calibrator.safetensors, reliability.png and scores.json, written "
+        "together or not at all (default: distcal-calibration)",
+    )
+    calibrate.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the results of an earlier run in the --output folder (without it, "
+        "such a folder is refused before anything is read)",
     )
     calibrate.add_argument(
         "--test-size",
@@ -234,7 +254,10 @@ def _add_calibrate(commands) -> None:
         help="how the samples are split (default: stratified)",
     )
     calibrate.add_argument(
-        "--seed", type=int, default=0, help="seeds the split, the bootstrap and the masks (0)"
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seeds the split, the bootstrap and the masks, 0 to 2**32 - 1 (0)",
     )
     calibrate.add_argument(
         "--n-resamples",
@@ -269,7 +292,8 @@ def _add_apply(commands) -> None:
         metavar="FILE",
         type=Path,
         required=True,
-        help="where to write the probabilities: a .npy or .csv file (one column per class)",
+        help="where to write the probabilities: a .npy or .csv file (one column per class), "
+        "not LOGITS or CALIBRATOR themselves",
     )
     apply.add_argument(
         "--logits-key", metavar="KEY", default=None, help="the logits' array in LOGITS"
@@ -287,6 +311,9 @@ _ARGUMENTS = {
     "test_size": "--test-size",
     "split": "--split random",
     "method": "--method",
+    "seed": "--seed",
+    "force": "--force",
+    "input_type": "--input-type probabilities",
 }
 
 
@@ -380,6 +407,7 @@ def _calibrate(args) -> None:
         input_type=args.input_type,
         logits_key=args.logits_key,
         labels_key=args.labels_key,
+        force=args.force,
         names=_ARGUMENTS,
     )
     print(format_report(report))

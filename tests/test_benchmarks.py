@@ -53,6 +53,7 @@ SMALLEST = {
         "1",
     ],
     "bench_streaming.py": ["--sizes", "20000x10", "--batch-elements", "50000"],
+    "bench_csv_memory.py": ["--sizes", "2000x50"],
     "bench_layers.py": ["--dataset", "digits", "--profile", "smoke", "--repeat", "1"],
     "bench_calibrators.py": [
         "--quick",

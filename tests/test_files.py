@@ -127,3 +127,51 @@ def test_the_same_content_is_written_as_the_same_bytes(tmp_path):
     loaded, metadata = read_tensors(first, kind="t")
     assert metadata == {"kind": "t", "z": 1, "a": 2}
     assert torch.equal(loaded["b"], tensors["b"])
+
+
+def test_an_overwritten_file_keeps_its_mode(tmp_path):
+    """Before: overwriting a 0664 file left it 0644 (the umask's mode for a new file)."""
+    target = tmp_path / "results.csv"
+    target.write_text("old")
+    os.chmod(target, 0o664)
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text(target, "new")
+        write_tensors(tmp_path / "a.safetensors", {"x": torch.ones(2)}, {"kind": "t"})
+        os.chmod(tmp_path / "a.safetensors", 0o600)
+        write_tensors(tmp_path / "a.safetensors", {"x": torch.zeros(2)}, {"kind": "t"})
+    finally:
+        os.umask(previous)
+    assert target.read_text() == "new"
+    assert target.stat().st_mode & 0o777 == 0o664
+    assert (tmp_path / "a.safetensors").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_staged_folder_moves_in_whole_or_not_at_all(tmp_path):
+    from distcal._files import staged_folder
+
+    names = ("a.txt", "b.txt")
+    target = tmp_path / "out"
+    with staged_folder(target, names) as folder:
+        atomic_write_text(folder / "a.txt", "1")
+        atomic_write_text(folder / "b.txt", "1")
+        assert not target.exists()  # nothing is visible before the block ends
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"a.txt": "1", "b.txt": "1"}
+
+    def fail_midway():
+        with staged_folder(target, names) as folder:
+            atomic_write_text(folder / "a.txt", "2")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        fail_midway()
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"a.txt": "1", "b.txt": "1"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # a staging folder of a killed writer is removed by the next write to the same target
+    stale = tmp_path / f".out.{_dead_pid()}.abc123.tmp"
+    stale.mkdir()
+    (stale / "a.txt").write_text("half")
+    with staged_folder(target, names) as folder:
+        atomic_write_text(folder / "a.txt", "3")
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"a.txt": "3"}  # b: not rewritten
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

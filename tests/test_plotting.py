@@ -1,6 +1,7 @@
 """Reliability diagrams and maximum-logit histograms, drawn with the Agg backend."""
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 
+from distcal.exceptions import DistcalWarning  # noqa: E402
 from distcal.metrics import calibration_curve, calibration_error  # noqa: E402
 from distcal.plotting import (  # noqa: E402
     ReliabilityDisplay,
@@ -91,13 +93,41 @@ def test_reliability_diagram_on_a_given_pair_of_axes():
     assert returned == tuple(axes)
 
 
-def test_reliability_diagram_rejects_a_single_axes_with_histogram():
+def test_one_axes_is_taken_as_scikit_learns_displays_take_it():
+    """Before: one Axes was refused unless show_histogram=False (issue 22)."""
     y, probs = make_data(seed=3)
     _, ax = plt.subplots()
+    assert reliability_diagram(y, probs, ax=ax) is ax  # the diagram alone, no histogram
+    display = ReliabilityDisplay.from_predictions(y, probs, ax=ax)
+    assert display.ax_ is ax
+    assert display.histogram_ax_ is None
+    _, axes = plt.subplots(1, 3)  # one Axes per class
+    classwise = ReliabilityDisplay.from_predictions(y, probs, kind="classwise", ax=axes)
+    assert list(classwise.ax_) == list(axes)
+    assert classwise.histogram_ax_ is None
+    # asked for explicitly, a histogram needs room: a pair
     with pytest.raises(TypeError, match="'ax' parameter of reliability_diagram must be a pair"):
-        reliability_diagram(y, probs, ax=ax)
+        reliability_diagram(y, probs, ax=ax, show_histogram=True)
     with pytest.raises(TypeError, match="'ax' parameter of reliability_diagram must be a"):
         reliability_diagram(y, probs, ax=[ax, ax], show_histogram=False)
+    with pytest.raises(TypeError, match="'show_histogram' parameter of reliability_diagram"):
+        reliability_diagram(y, probs, show_histogram="yes")
+
+
+def test_a_classwise_diagram_of_many_classes_warns_of_its_size():
+    """Before: 1,000 classes built a figure 368 inches tall without a word (issue 22)."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(2000, 1000))
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    y = rng.integers(0, 1000, size=2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DistcalWarning)  # stop at the warning: draw nothing
+        with pytest.raises(DistcalWarning, match=r"1000 panels \(one per class\) make a figure "
+                           r"of 6\.9 x 36\d inches.*kind='top-label'"):  # fmt: skip
+            ReliabilityDisplay.from_predictions(y, probs, kind="classwise", n_bins=5)
+    y10, z10 = make_logits(n_classes=10, seed=1)
+    small = ReliabilityDisplay.from_logits(y10, z10, kind="classwise", n_bins=5)
+    assert small.figure_.get_size_inches()[1] < 20  # ten classes: no warning (it would fail)
 
 
 def test_classwise_reliability_diagram_is_small_multiples_one_panel_per_class():

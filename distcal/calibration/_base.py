@@ -32,6 +32,7 @@ from .._device import PortablePickleMixin, as_tensor, is_tensor, like, to_numpy
 from .._softmax import softmax
 from .._validation import (
     Logits,
+    check_label_probabilities,
     check_logits,
     check_sample_weight,
     check_targets,
@@ -100,6 +101,11 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     #: and whose map is defined with any labels (a temperature) accept one, so that a fold of
     #: an unstratified cross-validation whose labels are one class still fits.
     _min_classes: int = 2
+    #: Whether ``fit`` minimises the NLL of a map of the logits, which is undefined when
+    #: probabilities (``input_type="probabilities"``) give a label exactly 0: such a fit
+    #: refuses them (:func:`distcal._validation.check_label_probabilities`). Binning
+    #: calibrators, which never take the log, set it to False.
+    _fits_log_probabilities: bool = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -133,7 +139,13 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
         logits = check_logits(X, input_type=getattr(self, "input_type", "logits"))
         self._record_input(logits)
         labels, weights = self._validate_targets(y, sample_weight, logits.values)
+        self._check_label_probabilities(logits, labels)
         return logits, labels, weights
+
+    def _check_label_probabilities(self, logits: Logits, labels, name: str = "X") -> None:
+        """Refuse probabilities that give a label exactly 0 (see ``_fits_log_probabilities``)."""
+        if self._fits_log_probabilities and getattr(self, "input_type", None) == "probabilities":
+            check_label_probabilities(logits, labels, owner=type(self).__name__, name=name)
 
     def _record_input(self, logits: Logits) -> None:
         n_classes = logits.values.shape[1]

@@ -102,10 +102,13 @@ class _MaskedFit(BaseLogitCalibrator):
             logits = check_logits(X, input_type=self.input_type)
             self._record_input(logits)
             labels, weights = self._validate_targets(y, sample_weight, logits.values)
+            self._check_label_probabilities(logits, labels)
             clean = logits.values
         else:
             inputs = check_inputs(X)
-            check_input_scale(inputs[: self.batch_size], owner)
+            for start in range(0, inputs.shape[0], self.batch_size):  # until one batch warns
+                if check_input_scale(inputs[start : start + self.batch_size], owner):
+                    break
             clean = module_logits(self.model, inputs, batch_size=self.batch_size)
             check_output_kind(clean, owner, shift_invariant=self._shift_invariant())
             # With a model, the number of classes comes from its output.

@@ -40,6 +40,8 @@ class _OneVsRest(BaseLogitCalibrator):
     ``_apply_maps(probs, maps)``.
     """
 
+    _fits_log_probabilities = False  # binning never takes the log of a probability
+
     def fit(self, X, y, sample_weight=None):
         """Fit one map per class on calibration logits.
 

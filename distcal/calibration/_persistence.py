@@ -28,7 +28,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from .._files import read_tensors, write_tensors
-from .._validation import validate_constraints
+from .._validation import validate_constraints, validate_params
 from ..exceptions import InvalidParameterError
 from ._base import BaseLogitCalibrator, registered_calibrators
 
@@ -168,9 +168,14 @@ def _construct(spec, path):
         for key, value in params.items()
     }
     try:
-        return cls(**params)
+        calibrator = cls(**params)
     except TypeError as exc:
         raise ValueError(f"{path} has parameters {name} does not take: {exc}") from exc
+    try:  # the values a constructor stores unchecked (tol="abc"), checked as fit would
+        validate_params(calibrator)
+    except InvalidParameterError as exc:
+        raise ValueError(f"{path} holds an invalid {name}: {exc}") from None
+    return calibrator
 
 
 def _rebuild(entry, tensors: dict, prefix: str, path, model):
@@ -254,7 +259,9 @@ def _check_content(calibrator, path) -> None:
 
 
 def _check_predictions(calibrator, path) -> None:
-    """Predict on a fixed probe of logits: shapes and probabilities must come out right.
+    """Predict on a fixed probe: shapes and probabilities must come out right.
+
+    The probe is logits, or their softmax for a calibrator of ``input_type="probabilities"``.
 
     A tensor of the wrong shape, or values no fit produces, would otherwise surface only at
     the user's first prediction, as a torch error far from the file.
@@ -263,7 +270,11 @@ def _check_predictions(calibrator, path) -> None:
     n_columns = int(getattr(calibrator, "n_features_in_", len(calibrator.classes_)))
     grid = torch.arange(16 * n_columns, dtype=torch.float64).reshape(16, n_columns)
     probe = 5 * torch.sin(grid)  # spread, deterministic logits
-    if getattr(calibrator, "_binary_1d", False):
+    binary = getattr(calibrator, "_binary_1d", False)
+    if getattr(calibrator, "input_type", "logits") == "probabilities":
+        # what such a calibrator predicts on: probabilities (of class 1, for 1-D input)
+        probe = torch.sigmoid(probe[:, 0]) if binary else torch.softmax(probe, dim=1)
+    elif binary:
         probe = probe[:, 0]
     try:
         proba = calibrator.predict_proba(probe)

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .._batches import count_samples, unpack_batch
+from .._batches import count_samples, one_shot_error, unpack_batch
 from .._device import as_tensor, is_tensor, module_device
 from .._modules import check_input_scale, module_logits
 from .._validation import check_inputs
@@ -113,6 +113,10 @@ def concatenate_batches(batches):
     return _concatenate(xs), _concatenate(ys), (_concatenate(ws) if ws else None)
 
 
+class _NoBatch(Exception):
+    """A pass over the stream read no batch (turned into the error that fits the pass)."""
+
+
 def _advance(generator: torch.Generator, count: int, device) -> None:
     """Move ``generator`` forward by ``count`` uniforms, as drawing them would."""
     while count > 0:
@@ -153,6 +157,11 @@ class MaskedStream:
         self._input_shape = None
 
     def _copies(self) -> int:
+        if self.n_samples == 0:
+            raise ValueError(
+                f"{self.owner}.fit: batches announces 0 samples (a DataLoader over an empty "
+                "dataset?); there is nothing to fit."
+            )
         if self.n_samples is None:
             if self.n_masks == "auto" or int(self.n_masks) > 1:
                 raise ValueError(
@@ -184,15 +193,18 @@ class MaskedStream:
         clean_parts, labels, weights = [], [], []
         masked = {ratio: [[] for _ in range(copies)] for ratio in ratios}
         count = 0
+        scale_warned = False
         for index, batch in enumerate(self.batches):
             X, y, w = _read(batch, index)
             inputs = check_inputs(X, name=f"batches[{index}] X")
             shape = tuple(inputs.shape[1:])
+            if clean and not scale_warned:  # every batch, until one warns
+                scale_warned = check_input_scale(
+                    inputs[: self.batch_size], self.owner, f"batches[{index}] X"
+                )
             if self._input_shape is None:
                 self._input_shape = shape
                 self.first_inputs = inputs[:1].clone()  # not a view: the batch may go
-                if clean:
-                    check_input_scale(inputs[: self.batch_size], self.owner)
             elif shape != self._input_shape:
                 raise ValueError(
                     f"batches[{index}] has samples of shape {shape}, but batches[0] had "
@@ -222,7 +234,7 @@ class MaskedStream:
                         keep = (uniforms >= ratio).to(chunk.dtype)
                         masked[ratio][copy].append(self._logits(chunk * keep, index))
         if count == 0:
-            raise ValueError("batches yielded no batch; there is nothing to fit.")
+            raise _NoBatch()
         if self.n_samples is not None and count != self.n_samples:
             raise ValueError(
                 f"batches yielded {count} samples, but it announced {self.n_samples} (the "
@@ -253,7 +265,12 @@ class MaskedStream:
     def first_pass(self, seed: int):
         """Make the one pass: return clean logits, labels, weights, a first input; keep the rest."""
         self._seed = seed
-        clean, labels, weights, masked = self._pass(seed, self.ratios, clean=True)
+        try:
+            clean, labels, weights, masked = self._pass(seed, self.ratios, clean=True)
+        except _NoBatch:
+            raise ValueError(
+                f"{self.owner}.fit: batches yielded no batch; there is nothing to fit."
+            ) from None
         self.n_masks_ = (
             self._copies() if self.ratios else resolve_n_masks(self.n_masks, self.n_samples)
         )
@@ -273,7 +290,15 @@ class MaskedStream:
                 "batches again; an iterator can be read only once. Pass a DataLoader or a list "
                 "of batches, or a numeric mask_ratio (one pass)."
             )
-        _, labels, _, masked = self._pass(self._seed, (ratio,), clean=False)
+        try:
+            _, labels, _, masked = self._pass(self._seed, (ratio,), clean=False)
+        except _NoBatch:
+            why = (
+                "The training regime's half-accuracy rule picks each mask ratio from the masked "
+                f"accuracy at the previous one, so it reads the batches once per step (here for "
+                f"ratio {ratio:.4g}); a numeric mask_ratio reads them once."
+            )
+            raise one_shot_error(f"{self.owner}.fit", len(self._labels), why) from None
         if not torch.equal(labels, self._labels):
             raise ValueError(
                 f"{self.owner}.fit: the batches came in another order on a second pass (a "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._batches import batch_passes, unpack_batch
+from .._batches import batch_passes, one_shot_error, unpack_batch
 from .._device import row_chunks
 from .._distributed import (
     agree,
@@ -502,6 +502,7 @@ class TemperatureScaling(BaseLogitCalibrator):
                     binary=logits.binary_1d,
                     min_classes=1,
                 )
+                self._check_label_probabilities(logits, labels, name=f"batches[{index}][0]")
                 weights = check_sample_weight(
                     sample_weight,
                     n_samples=labels.shape[0],
@@ -561,6 +562,12 @@ class TemperatureScaling(BaseLogitCalibrator):
                         "sample_weight must have a positive sum; all weights are zero."
                     )
                 seen["n_samples"], seen["shape"] = n_samples, shape
+            elif n_samples == 0 and seen["n_samples"] and not distributed:
+                why = (
+                    "The solver reads the batches once per pass (a few passes, n_iter_), so "
+                    "they must be readable again."
+                )
+                raise one_shot_error(f"{owner}.fit_batches", seen["n_samples"], why)
             elif n_samples != seen["n_samples"]:
                 raise ValueError(
                     f"batches changed between passes: the first pass read {seen['n_samples']} "

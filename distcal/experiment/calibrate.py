@@ -6,21 +6,25 @@ part (stratified, seeded), fits one calibrator on the first, scores the probabil
 and after calibration on the second with bootstrap intervals and a paired interval of the
 change, and writes the calibrator file, a reliability diagram (before and after on one axes)
 and the scores. :func:`apply_calibrator` applies a saved calibrator to new logits and writes
-the probabilities. Everything is checked before anything is written.
+the probabilities. Everything is checked before anything is written: the files, the options,
+and the output folder (results of an earlier run in it are replaced only with ``force``). The
+three files are written together or not at all (:func:`distcal._files.staged_folder`): into a
+new folder beside the output folder, moved in once all are written.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .._files import atomic_write, atomic_write_text
+from .._files import atomic_write, atomic_write_text, staged_folder
 from .._softmax import softmax
-from .._validation import check_logits
+from .._validation import check_label_probabilities, check_logits
 from ..calibration import load_calibrator, registered_calibrators, save_calibrator
 from ..metrics import (
     bootstrap_ci,
@@ -53,10 +57,14 @@ METHODS = {
     "isotonic": "IsotonicCalibration",
 }
 
+#: The methods that bin probabilities and take no log of them: an exact 0 does not stop them.
+BINNING = ("histogram", "isotonic")
+
 #: File names written in the output folder.
 CALIBRATOR_FILE = "calibrator.safetensors"
 FIGURE_FILE = "reliability.png"
 SCORES_FILE = "scores.json"
+RESULT_FILES = (CALIBRATOR_FILE, FIGURE_FILE, SCORES_FILE)
 
 
 def _accuracy(y_true, y_prob) -> float:
@@ -200,6 +208,7 @@ def calibrate_files(
     input_type: str = "logits",
     logits_key=None,
     labels_key=None,
+    force: bool = False,
     names=None,
 ) -> dict:
     """Fit a calibrator on saved logits and labels, score it, and write it with its diagram.
@@ -214,20 +223,24 @@ def calibrate_files(
         A key of :data:`METHODS` (``"ts"``: temperature scaling).
     output : str or path, default="distcal-calibration"
         The folder of ``calibrator.safetensors``, ``reliability.png`` (with matplotlib) and
-        ``scores.json``; created if needed.
+        ``scores.json``; created if needed. The three are written together or not at all.
     test_size : float, default=0.5
         The share of samples held out to score on, in ``[0, 1)``; the calibrator is fitted on
         the rest. 0 fits and scores on all samples (in-sample scores flatter a calibrator).
     stratify : bool, default=True
         Split with the same class proportions in both parts (else at random).
     seed : int, default=0
-        Seeds the split, the bootstrap and the calibrator's own randomness (masks).
+        Seeds the split, the bootstrap and the calibrator's own randomness (masks); an
+        integer in ``[0, 2**32 - 1]``.
     n_resamples : int, default=1000
         Bootstrap resamples of the 95% intervals.
     input_type : {"logits", "probabilities"}, default="logits"
         What the file holds.
     logits_key, labels_key : str, default=None
         Names of the arrays in ``.npz``/``.safetensors`` files, or of the labels' CSV column.
+    force : bool, default=False
+        Replace the results of an earlier run in ``output``; without it, an ``output`` that
+        holds one of the three files is refused before anything is read.
     names : dict of str to str, default=None
         How the arguments are called in error messages (the command line passes its own).
 
@@ -242,8 +255,8 @@ def calibrate_files(
     Raises
     ------
     InputFileError
-        If a file or an option (``method``, ``test_size``) does not fit; nothing is written
-        then.
+        If a file or an option (``method``, ``test_size``, ``seed``) does not fit, or
+        ``output`` holds earlier results and ``force`` is False; nothing is written then.
     ValueError
         If the calibrator cannot be fitted on the data.
     """
@@ -251,18 +264,22 @@ def calibrate_files(
         "test_size": "test_size",
         "split": "stratify=False",
         "method": "method",
+        "seed": "seed",
+        "force": "force=True",
+        "input_type": "input_type='probabilities'",
         **_names(names),
     }
     if method not in METHODS:
         raise InputFileError(names["method"], f"expected one of {list(METHODS)}; got {method!r}.")
     if not 0 <= test_size < 1:
         raise InputFileError(names["test_size"], f"expected a share in [0, 1); got {test_size}.")
-    output = Path(output)
-    if output.exists() and not output.is_dir():
-        raise InputFileError(names["output"], f"{output} is a file, not a folder.")
+    _check_seed(seed, names)
+    output = _check_output(output, force, names)
     z, y = read_logits_and_labels(
         logits, labels, logits_key=logits_key, labels_key=labels_key, names=names
     )
+    if input_type == "probabilities" and method not in BINNING:
+        _check_label_probabilities(z, y, logits, names)
     fit, scored, split = _split(y, test_size, stratify, seed, names)
     calibrator = _make_calibrator(method, seed)
     if input_type != "logits":
@@ -281,15 +298,66 @@ def calibrate_files(
         "n_resamples": n_resamples,
         "scores": scores,
     }
-    files = {"calibrator": save_calibrator(calibrator, output / CALIBRATOR_FILE)}
-    files["figure"] = _draw(
-        output / FIGURE_FILE, y[scored], before, after, type(calibrator).__name__
-    )
-    saved = {key: value for key, value in report.items() if key != "calibrator"}
-    saved["calibrator_class"] = type(calibrator).__name__
-    files["scores"] = atomic_write_text(output / SCORES_FILE, json.dumps(saved, indent=1) + "\n")
-    report["files"] = files
+    with staged_folder(output, RESULT_FILES) as folder:
+        files = {"calibrator": save_calibrator(calibrator, folder / CALIBRATOR_FILE)}
+        files["figure"] = _draw(
+            folder / FIGURE_FILE, y[scored], before, after, type(calibrator).__name__
+        )
+        saved = {key: value for key, value in report.items() if key != "calibrator"}
+        saved["calibrator_class"] = type(calibrator).__name__
+        files["scores"] = atomic_write_text(
+            folder / SCORES_FILE, json.dumps(saved, indent=1) + "\n"
+        )
+    report["files"] = {key: None if p is None else output / p.name for key, p in files.items()}
     return report
+
+
+def _check_label_probabilities(z, y, path, names: dict) -> None:
+    """Refuse probabilities that give a label exactly 0, naming the file's rows.
+
+    No fit on their log is defined (see ``distcal._validation.check_label_probabilities``).
+    """
+    try:
+        checked = check_logits(z, input_type="probabilities", name=str(path))
+        check_label_probabilities(
+            checked, torch.as_tensor(y), owner=names["input_type"], name=str(path)
+        )
+    except ValueError as exc:
+        raise InputFileError(names["logits"], str(exc)) from None
+
+
+def _check_seed(seed, names: dict) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise InputFileError(
+            names["seed"], f"expected an integer from 0 to 2**32 - 1; got {seed!r}."
+        )
+
+
+def _check_output(output, force: bool, names: dict) -> Path:
+    """Refuse, before anything is read, an output that cannot take the results.
+
+    A file, a folder with the results of an earlier run (unless ``force``), or a folder that
+    cannot be written in.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise InputFileError(names["output"], f"{output} is a file, not a folder.")
+    found = [name for name in RESULT_FILES if (output / name).exists()]
+    if found and not force:
+        raise InputFileError(
+            names["output"],
+            f"{output} already holds the results of a run ({', '.join(found)}); pass "
+            f"{names['force']} to replace them, or choose another folder.",
+        )
+    # The files are staged beside the folder, then moved in: both places must be writable.
+    existing = output
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    folders = {existing, output.parent} if output.exists() else {existing}
+    for folder in folders:
+        if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+            raise InputFileError(names["output"], f"cannot write in {folder}: permission denied.")
+    return output
 
 
 def _interval(entry, scale: int, digits: int) -> str:
@@ -388,6 +456,13 @@ def apply_calibrator(calibrator, logits, output, *, logits_key=None, names=None)
     output = Path(output)
     if output.is_dir():
         raise InputFileError(names["output"], f"{output} is a directory, not a file.")
+    for source, argument in ((logits, "logits"), (calibrator, "calibrator")):
+        if output.exists() and Path(source).exists() and os.path.samefile(output, source):
+            raise InputFileError(
+                names["output"],
+                f"{output} is the file given as {names[argument]}; writing the probabilities "
+                "there would destroy it. Choose another output file.",
+            )
     if output.suffix.lower() not in (".npy", ".csv"):
         raise InputFileError(
             names["output"],

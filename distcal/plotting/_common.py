@@ -72,8 +72,8 @@ def check_axes(ax, *, pair: bool, caller: str):
         ):
             raise TypeError(
                 f"The 'ax' parameter of {caller} must be a pair (diagram_ax, histogram_ax) of "
-                f"matplotlib Axes when show_histogram=True; got {ax!r}. Pass "
-                "show_histogram=False to draw the diagram alone on one Axes."
+                f"matplotlib Axes when show_histogram=True; got {ax!r}. Leave show_histogram "
+                "at 'auto' (or False) to draw the diagram alone on one Axes."
             )
         return tuple(ax)
     if not isinstance(ax, Axes):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 from .._device import to_numpy
 from .._softmax import softmax
 from .._validation import check_logits
+from ..exceptions import DistcalWarning
 from ..metrics import functional as F
 from ._common import (
     BAR_COLOR,
@@ -40,6 +42,30 @@ _ERROR_NAMES = {
     ("classwise", "quantile"): "classwise adaptive ECE",
 }
 _LAYOUTS = ("overlay", "grid")
+#: Height (inches) above which a figure distcal lays out warns: about two printed pages.
+TALLEST_FIGURE = 20.0
+
+
+def _wants_histogram(show_histogram, ax, n_panels: int, caller: str) -> bool:
+    """Resolve ``show_histogram="auto"``: histograms unless ``ax`` is one Axes per panel.
+
+    scikit-learn's displays draw on the one Axes they are given; so do these, leaving the
+    histogram out, unless ``ax`` has room for it (a pair, or an array of shape (2, n_panels)).
+    """
+    if show_histogram == "auto":
+        if ax is None:
+            return True
+        if n_panels == 1:
+            from matplotlib.axes import Axes
+
+            return not isinstance(ax, Axes)
+        return np.asarray(ax, dtype=object).shape == (2, n_panels)
+    if not isinstance(show_histogram, bool | np.bool_):
+        raise TypeError(
+            f"The 'show_histogram' parameter of {caller} must be True, False or 'auto'; got "
+            f"{show_histogram!r} instead."
+        )
+    return bool(show_histogram)
 
 
 def _as_mapping(values, name, default_name: str, argument: str) -> dict:
@@ -147,7 +173,7 @@ class ReliabilityDisplay:
         kind="top-label",
         sample_weight=None,
         ax=None,
-        show_histogram=True,
+        show_histogram="auto",
         layout="overlay",
     ):
         """Compute the curves of predicted probabilities and plot them.
@@ -172,8 +198,9 @@ class ReliabilityDisplay:
             Non-negative sample weights.
         ax : matplotlib Axes, array of Axes or None, default=None
             Where to draw (see :meth:`plot`); None creates a figure sized for a paper.
-        show_histogram : bool, default=True
-            Whether to draw the bin counts below each diagram.
+        show_histogram : bool or "auto", default="auto"
+            Whether to draw the bin counts below each diagram. ``"auto"`` draws them, except on
+            Axes you give one per panel (as scikit-learn's displays draw on one Axes).
         layout : {"overlay", "grid"}, default="overlay"
             Top-label only: all models on one panel, or one panel per model.
 
@@ -325,6 +352,17 @@ class ReliabilityDisplay:
             panel = width / ncols
             ratios = [3, 1] * nrows if show_histogram else [1] * nrows
             height = nrows * panel * (4 / 3 if show_histogram else 1.0) + 0.5
+            if height > TALLEST_FIGURE:
+                what = "one per class" if self.kind == "classwise" else "one per model"
+                warnings.warn(
+                    f"{caller}: {n_panels} panels ({what}) make a figure of {width:.1f} x "
+                    f"{height:.0f} inches, too tall to read or print. For many classes, draw "
+                    "the top-label diagram (kind='top-label'), read the classwise calibration "
+                    "error as a number (distcal.metrics.classwise_calibration_error), or pass "
+                    "Axes of your own (ax=).",
+                    DistcalWarning,
+                    stacklevel=4,
+                )
             figure = plt.figure(figsize=(width, height), layout="constrained")
             grid = figure.add_gridspec(len(ratios), ncols, height_ratios=ratios)
             diagrams, histograms = [], []
@@ -362,20 +400,23 @@ class ReliabilityDisplay:
             return list(array[0]), list(array[1]), array[0, 0].figure, None
         return list(array), None, array[0].figure, None
 
-    def plot(self, ax=None, *, show_histogram=True, layout="overlay"):
+    def plot(self, ax=None, *, show_histogram="auto", layout="overlay"):
         """Draw the diagram(s).
 
         Parameters
         ----------
         ax : matplotlib Axes, array of Axes or None, default=None
             None creates a figure sized for a paper (one column for one panel, the page width
-            for several) with the legend below the panels, where it hides nothing. For one
-            panel: one Axes, or a pair ``(diagram_ax, histogram_ax)`` with
-            ``show_histogram=True``. For several panels: a sequence of one Axes per panel, or
-            an array of shape (2, n_panels) with histograms. On Axes you give, the legend goes
-            where matplotlib finds the least overlap (``loc="best"``).
-        show_histogram : bool, default=True
-            Whether to draw the bin counts below each diagram.
+            for several) with the legend below the panels, where it hides nothing; taller than
+            20 inches (a classwise diagram of 55 classes or more), it warns. For
+            one panel: one Axes (the diagram alone, as scikit-learn's displays draw on one
+            Axes), or a pair ``(diagram_ax, histogram_ax)``. For several panels: a sequence of
+            one Axes per panel, or an array of shape (2, n_panels) with histograms. On Axes
+            you give, the legend goes where matplotlib finds the least overlap
+            (``loc="best"``).
+        show_histogram : bool or "auto", default="auto"
+            Whether to draw the bin counts below each diagram. ``"auto"``: yes, unless ``ax``
+            is one Axes per panel; True with one Axes per panel is an error (no room).
         layout : {"overlay", "grid"}, default="overlay"
             Top-label only: all models on one panel, or one panel per model. Classwise
             diagrams always have one panel per class.
@@ -395,6 +436,7 @@ class ReliabilityDisplay:
             )
         plt = pyplot()
         panels = self._panels(layout)
+        show_histogram = _wants_histogram(show_histogram, ax, len(panels), caller)
         with plt.rc_context(PAPER_STYLE) if ax is None else contextlib.nullcontext():
             diagrams, histograms, figure, ncols = self._axes(
                 ax, len(panels), show_histogram, plt, caller
@@ -568,7 +610,7 @@ def reliability_diagram(
     strategy: str = "uniform",
     kind: str = "top-label",
     ax=None,
-    show_histogram: bool = True,
+    show_histogram="auto",
     label: str | None = None,
     sample_weight=None,
 ):
@@ -593,11 +635,12 @@ def reliability_diagram(
     kind : {"top-label", "classwise"}, default="top-label"
         One diagram of the top-label confidence, or one panel per class.
     ax : matplotlib Axes, pair or array of Axes, default=None
-        Where to draw: one Axes when ``show_histogram=False``, else a pair
-        ``(diagram_ax, histogram_ax)``; classwise, one per class (see
-        :meth:`ReliabilityDisplay.plot`). None creates a new figure.
-    show_histogram : bool, default=True
-        Whether to draw the histogram of bin counts below the diagram.
+        Where to draw: one Axes (the diagram alone), or a pair ``(diagram_ax,
+        histogram_ax)``; classwise, one per class (see :meth:`ReliabilityDisplay.plot`).
+        None creates a new figure.
+    show_histogram : bool or "auto", default="auto"
+        Whether to draw the histogram of bin counts below the diagram; ``"auto"``: yes,
+        unless ``ax`` is one Axes (per panel).
     label : str, default=None
         Name of the model in the legend ("Accuracy" if None).
     sample_weight : array-like of shape (n_samples,), default=None
@@ -606,7 +649,7 @@ def reliability_diagram(
     Returns
     -------
     ax : matplotlib Axes, tuple of two Axes, or tuple of two arrays of Axes
-        The diagram's Axes, or ``(diagram_ax, histogram_ax)`` when ``show_histogram=True``;
+        The diagram's Axes, or ``(diagram_ax, histogram_ax)`` when a histogram is drawn;
         classwise, arrays of one Axes per class in their place.
 
     See Also
@@ -634,6 +677,6 @@ def reliability_diagram(
         y_true, y_prob, name, n_bins, strategy, kind, sample_weight, caller=caller
     )
     display._plot(ax, show_histogram, "overlay", caller=caller)
-    if not show_histogram:
+    if display.histogram_ax_ is None:
         return display.ax_
     return display.ax_, display.histogram_ax_

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from distcal import LogitTransformer, MaskedTemperatureScaling, TemperatureScaling
 from distcal.calibration import MaskedScaling, VectorScaling
 from distcal.distill import load_digits
+from distcal.exceptions import DistcalWarning
 
 BATCH = 64
 
@@ -271,3 +272,74 @@ def test_no_input_batch_outlives_the_fit(digits):
     gc.collect()
     assert len(made) == 0
     assert mts.temperature_ > 0
+
+
+# --------------------------------------------------------------- hostile streams (issue 22)
+class _Indexed(torch.utils.data.Dataset):
+    """A dataset that returns (x, y, index), as many do to track samples."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.X[i], self.y[i], i
+
+
+def test_an_index_as_third_element_is_not_taken_for_sample_weights(digits):
+    """Before: (x, y, index) triples were fitted with the index as sample weight."""
+    net, X, y = digits
+    loader = DataLoader(_Indexed(X, y), batch_size=BATCH)
+    message = r"batches\[0\]\[2\] holds integers \(torch.int64\).* \(x, y, index\)"
+    with pytest.raises(TypeError, match=message):
+        _quiet(MaskedTemperatureScaling(0.3, model=net, random_state=0), loader)
+    logits = net(X).detach()
+    with pytest.raises(TypeError, match=message):
+        TemperatureScaling().fit_batches(DataLoader(_Indexed(logits, y), batch_size=BATCH))
+    # float weights are weights, as before
+    w = torch.ones(len(y), dtype=torch.float64)
+    TemperatureScaling().fit_batches(DataLoader(TensorDataset(logits, y, w), batch_size=BATCH))
+
+
+def test_unscaled_inputs_after_the_first_batch_warn_as_a_first_batch_does(digits):
+    """Before: only the first batch was looked at."""
+    net, X, y = digits
+    pixels = X.clone()
+    pixels[3 * BATCH :] = torch.round(255 * pixels[3 * BATCH :] / pixels.max())
+    loader = DataLoader(TensorDataset(pixels, y), batch_size=BATCH)
+    with pytest.warns(DistcalWarning, match=r"batches\[3\] X holds whole numbers from 0 to 255"):
+        MaskedTemperatureScaling(0.3, model=net, random_state=0).fit(loader)
+    with pytest.warns(DistcalWarning, match=r"X holds whole numbers from 0 to 255"):
+        MaskedTemperatureScaling(0.3, model=net, random_state=0).fit(pixels, y)  # arrays too
+
+
+def test_an_empty_loader_is_a_clear_error(digits):
+    """Before: ZeroDivisionError in resolve_n_masks."""
+    net, X, y = digits
+    empty = DataLoader(TensorDataset(X[:0], y[:0]), batch_size=BATCH)
+    with pytest.raises(ValueError, match=r"announces 0 samples .*nothing to fit"):
+        MaskedTemperatureScaling(model=net, random_state=0).fit(empty)
+
+
+class _OneShot:
+    """An iterable whose __iter__ returns the same iterator: readable once."""
+
+    def __init__(self, batches):
+        self.iterator = iter(batches)
+
+    def __iter__(self):
+        return self.iterator
+
+
+def test_a_one_shot_iterable_in_the_training_regime_says_a_reiterable_loader_is_needed(digits):
+    """Before: "batches yielded no batch; there is nothing to fit" after 600 samples."""
+    net, X, y = digits
+    mts = MaskedTemperatureScaling(regime="training", n_masks=1, model=net, random_state=0)
+    with pytest.raises(ValueError, match=r"no batch when read again, though the first pass read "
+                       r"600 samples.*half-accuracy rule.*re-iterable loader"):  # fmt: skip
+        _quiet(mts, _OneShot(_batch_list(X, y, BATCH)))
+    logits = net(X).detach()
+    with pytest.raises(ValueError, match=r"fit_batches: batches yielded no batch when read again"):
+        TemperatureScaling().fit_batches(_OneShot(_batch_list(logits, y, BATCH)))

@@ -84,3 +84,53 @@ def test_finite_inputs_still_fit_as_before():
     ts = TemperatureScaling().fit(X, y)
     assert ts.converged_
     assert np.isfinite(ts.temperature_)
+
+
+def _probabilities_with_a_zero_on_the_label(random_state=0):
+    X, y = make_logits(n_samples=200, n_classes=4, random_state=random_state)
+    proba = torch.softmax(torch.as_tensor(X), dim=1).numpy()
+    for row in (17, 120):
+        proba[row, y[row]] = 0.0  # what a float32 softmax gives a label 104 logits behind
+        proba[row] /= proba[row].sum()
+    return proba, y
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TemperatureScaling(input_type="probabilities"),
+        lambda: VectorScaling(input_type="probabilities"),
+        lambda: MatrixScaling(input_type="probabilities"),
+        lambda: MaskedTemperatureScaling(0.1, input_type="probabilities", random_state=0),
+    ],
+    ids=["TS", "VS", "MS", "MTS"],
+)
+def test_an_exact_zero_probability_on_the_label_is_refused_naming_the_rows(make):
+    """Before: the zero was clamped to log -708 and decided the fit alone (one such row in 200:
+    T = 472.7 instead of 3.0, uniform output), without a word."""
+    proba, y = _probabilities_with_a_zero_on_the_label()
+    with pytest.raises(
+        ValueError,
+        match=r"2 of 200 samples a probability of exactly 0 \(in rows \[17, 120\]\).*Pass the",
+    ):
+        make().fit(proba, y)
+
+
+def test_a_zero_probability_elsewhere_fits_and_streams_refuse_it_per_batch():
+    from distcal.calibration import HistogramBinning
+
+    proba, y = _probabilities_with_a_zero_on_the_label()
+    keep = np.ones(200, dtype=bool)
+    keep[[17, 120]] = False
+    other = proba[keep].copy()
+    wrong = (y[keep] + 1) % 4
+    other[np.arange(len(other)), wrong] = 0.0  # zeros on classes that are not the label
+    other /= other.sum(axis=1, keepdims=True)
+    ts = TemperatureScaling(input_type="probabilities").fit(other, y[keep])
+    assert 0.5 < ts.temperature_ < 20
+    HistogramBinning(input_type="probabilities").fit(proba, y)  # binning takes no log
+    batches = [(proba[:100], y[:100]), (proba[100:], y[100:])]
+    with pytest.raises(
+        ValueError, match=r"batches\[0\]\[0\] gives the label .* \(in rows \[17\]\)"
+    ):
+        TemperatureScaling(input_type="probabilities").fit_batches(batches)

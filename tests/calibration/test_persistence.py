@@ -9,6 +9,7 @@ import torch
 
 from distcal import MaskedTemperatureScaling, TemperatureScaling, load_calibrator, save_calibrator
 from distcal.calibration import load_calibrator as load_from_calibration
+from distcal.calibration import registered_calibrators
 from distcal.exceptions import DistcalWarning
 
 from ..conftest import make_logits
@@ -270,3 +271,50 @@ def test_a_crafted_tensor_of_the_wrong_shape_or_with_nan_is_refused_on_load(tmp_
     write_tensors(tmp_path / "classes.safetensors", one_class, metadata)
     with pytest.raises(ValueError, match="classes_ must list at least 2 classes"):
         load_calibrator(tmp_path / "classes.safetensors")
+
+
+PROBABILITY_CALIBRATORS = [  # distcal's own (other test modules register theirs)
+    name
+    for name, cls in registered_calibrators().items()
+    if cls.__module__.startswith("distcal.") and "input_type" in cls().get_params()
+]
+
+
+@pytest.mark.parametrize("name", PROBABILITY_CALIBRATORS)
+@pytest.mark.parametrize("binary", [False, True], ids=["multiclass", "binary 1-D"])
+def test_a_calibrator_fitted_on_probabilities_saves_and_loads(name, binary, tmp_path):
+    """Before: every calibrator fitted with input_type="probabilities" was written but could
+    never be loaded (the load-time probe fed it logits)."""
+    X, y = make_logits(n_samples=300, n_classes=2 if binary else 4, random_state=3)
+    proba = torch.softmax(torch.as_tensor(X), dim=1).numpy()
+    if binary:
+        proba = proba[:, 1]
+    cls = registered_calibrators()[name]
+    params = {"random_state": 0} if "random_state" in cls().get_params() else {}
+    fitted = cls(input_type="probabilities", **params).fit(proba, y)
+    loaded = load_calibrator(save_calibrator(fitted, tmp_path / "p.safetensors"))
+    assert loaded.input_type == "probabilities"
+    np.testing.assert_array_equal(loaded.predict_proba(proba), fitted.predict_proba(proba))
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "message"),
+    [
+        ("tol", "abc", r"The 'tol' parameter of TemperatureScaling must be .* Got 'abc'"),
+        ("max_iter", "lots", r"The 'max_iter' parameter of TemperatureScaling .* Got 'lots'"),
+        ("input_type", "both", r"The 'input_type' parameter of TemperatureScaling"),
+    ],
+)
+def test_parameters_are_validated_on_load(tmp_path, parameter, value, message):
+    """Before: a file with params tol='abc' or max_iter='lots' loaded."""
+    from distcal._files import read_tensors, write_tensors
+
+    ts = TemperatureScaling().fit(*make_logits(n_samples=100, random_state=0))
+    path = save_calibrator(ts, tmp_path / "ts.safetensors")
+    tensors, metadata = read_tensors(path, kind="calibrator")
+    metadata["params"][parameter] = value
+    write_tensors(path, tensors, metadata)
+    with pytest.raises(
+        ValueError, match=rf"ts\.safetensors holds an invalid TemperatureScaling: {message}"
+    ):
+        load_calibrator(path)
