@@ -230,8 +230,14 @@ def _canonical(data: bytes) -> bytes:
     return len(text).to_bytes(8, "little") + text + data[8 + size :]
 
 
-def read_tensors(path, *, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read what :func:`write_tensors` wrote; check its digest and that it holds a ``kind``."""
+def read_tensors(
+    path, *, kind: str, version: int = FORMAT_VERSION
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read what :func:`write_tensors` wrote; check its digest and that it holds a ``kind``.
+
+    ``version`` is the newest format of ``kind`` this distcal reads (each kind of file has its
+    own: a distilled set of format 2 carries a calibration recipe, a network is still format 1).
+    """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory, not a distcal file.")
@@ -264,10 +270,11 @@ def read_tensors(path, *, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
         )
     if metadata.get("kind") != kind:
         raise ValueError(f"{path} holds a {metadata.get('kind')!r}, not a {kind!r}.")
-    if metadata.get("format_version", 0) > FORMAT_VERSION:
+    found = metadata.get("format_version", 0)
+    if not isinstance(found, int) or isinstance(found, bool) or found > version:
         raise ValueError(
-            f"{path} was written by a newer distcal (format {metadata['format_version']}); this "
-            f"version reads format {FORMAT_VERSION}."
+            f"{path} was written by a newer distcal (format {found!r}); this version reads "
+            f"{kind} files of format {version} and older."
         )
     return tensors, metadata
 

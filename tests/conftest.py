@@ -1,5 +1,6 @@
 """Shared fixtures: small, seeded data that every test can afford."""
 
+import math
 import os
 
 import numpy as np
@@ -21,6 +22,24 @@ def make_logits(n_samples=200, n_classes=3, *, scale=3.0, random_state=0):
 @pytest.fixture
 def logits_data():
     return make_logits()
+
+
+def make_recipe(**changes):
+    """A valid calibration recipe with made-up numbers (two proxies whose masked temperatures
+    span 0.04 to 50, so that any test network lies within them), for tests of its users."""
+    from distcal.calibration import CalibrationRecipe
+
+    proxies = [
+        {"params": {"epochs": 10}, "temperature": 1.5, "accuracy": 0.8, "matched_ratio": 0.4,
+         "masked_temperatures": {"ratio": 0.05, "scaled": 0.04}},
+        {"params": {"epochs": 20}, "temperature": 2.0, "accuracy": 0.85, "matched_ratio": 0.6,
+         "masked_temperatures": {"ratio": 50.0, "scaled": 40.0}},
+    ]  # fmt: skip
+    fields = dict(method="temperature", temperature=math.sqrt(3.0), mask_ratio=0.5,
+                  feature_ratio=0.5, scale=0.85, intercept=0.1, slope=0.9, n_masks=3,
+                  proxies=proxies, n_validation=100)  # fmt: skip
+    fields.update(changes)
+    return CalibrationRecipe(**fields)
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -16,12 +16,16 @@ from ._masked_temperature import MaskedTemperatureScaling
 from ._model import LogitTransformer, module_logits
 from ._one_vs_rest import HistogramBinning, IsotonicCalibration
 from ._persistence import load_calibrator, save_calibrator
+from ._recipe import RECIPE_METHODS, CalibrationRecipe, DistilledCalibration, distilled_digest
 from ._temperature import TemperatureFit, TemperatureScaling, fit_temperature
 
 __all__ = [
+    "RECIPE_METHODS",
     "BaseLogitCalibrator",
     "CalibratedModule",
+    "CalibrationRecipe",
     "DirichletCalibration",
+    "DistilledCalibration",
     "EnsembleTemperatureScaling",
     "HistogramBinning",
     "InputMasker",
@@ -34,6 +38,7 @@ __all__ = [
     "TemperatureScaling",
     "VectorScaling",
     "calibrated_module",
+    "distilled_digest",
     "fit_temperature",
     "load_calibrated_module",
     "load_calibrator",

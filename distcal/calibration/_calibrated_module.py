@@ -41,7 +41,7 @@ from ..exceptions import DistcalWarning
 from ._base import BaseLogitCalibrator
 from ._ensemble import EnsembleTemperatureScaling
 from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
-from ._masked_scaling import MaskedScaling
+from ._masked_fit import _MaskedFit
 from ._persistence import _check_predictions, _describe, _rebuild
 from ._temperature import TemperatureScaling
 
@@ -55,7 +55,7 @@ __all__ = [
 _KIND = "calibrated_module"
 _SUPPORTED = (
     "TemperatureScaling, MaskedTemperatureScaling, EnsembleTemperatureScaling, VectorScaling, "
-    "MatrixScaling, DirichletCalibration, and MaskedScaling of any of them"
+    "MatrixScaling, DirichletCalibration, MaskedScaling of any of them, and DistilledCalibration"
 )
 
 
@@ -171,8 +171,9 @@ def _head(calibrator) -> torch.nn.Module:
 
 def _map(calibrator) -> torch.nn.Module:
     inner = calibrator
-    if isinstance(calibrator, MaskedScaling):
-        inner = calibrator.calibrator_  # MaskedTemperatureScaling: a TemperatureScaling
+    if isinstance(calibrator, _MaskedFit):
+        # MaskedTemperatureScaling and DistilledCalibration: a TemperatureScaling
+        inner = calibrator.calibrator_
     if isinstance(inner, TemperatureScaling):
         return _TemperatureHead(float(inner.temperature_))
     if isinstance(inner, EnsembleTemperatureScaling):
@@ -305,7 +306,7 @@ def _check_outputs(network, calibrator, example_inputs) -> None:
             "rows that do not sum to 1). Pass the network with its final softmax, or a "
             "calibrator fitted on the logits."
         )
-    inner = calibrator.calibrator_ if isinstance(calibrator, MaskedScaling) else calibrator
+    inner = calibrator.calibrator_ if isinstance(calibrator, _MaskedFit) else calibrator
     shifted = isinstance(inner, VectorScaling | MatrixScaling) and not isinstance(
         inner, DirichletCalibration
     )
@@ -479,7 +480,7 @@ def calibrated_module(
     head = _head(calibrator).to(module_device(network))
     _check_classes(network, calibrator)
     _check_outputs(network, calibrator, example_inputs)
-    inner = calibrator.calibrator_ if isinstance(calibrator, MaskedScaling) else calibrator
+    inner = calibrator.calibrator_ if isinstance(calibrator, _MaskedFit) else calibrator
     module = CalibratedModule(network, head, output, calibrator=inner)
     module.n_columns = _columns(calibrator)
     module.binary = bool(getattr(calibrator, "_binary_1d", False))

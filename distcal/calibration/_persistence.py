@@ -32,7 +32,7 @@ from .._validation import validate_constraints, validate_params
 from ..exceptions import InvalidParameterError
 from ._base import BaseLogitCalibrator, registered_calibrators
 
-__all__ = ["load_calibrator", "save_calibrator"]
+__all__ = ["load_calibrator", "parameter_type", "save_calibrator"]
 
 _KIND = "calibrator"
 # Fitted attributes that the convention keeps as numpy arrays (scikit-learn's); every other
@@ -56,6 +56,41 @@ def _json_value(value, name: str):
     )
 
 
+# Name -> class of the parameter values that are stored by their ``to_dict()`` and rebuilt by
+# their ``from_dict()`` (see :func:`parameter_type`).
+_PARAMETER_TYPES: dict[str, type] = {}
+
+
+def parameter_type(name: str):
+    """Class decorator: let instances of a class be calibrator parameters in files.
+
+    A calibrator parameter that is neither a JSON value nor a calibrator (a
+    :class:`~distcal.calibration.CalibrationRecipe`, for instance) is stored as
+    ``{"type": name, "value": value.to_dict()}`` and rebuilt on loading with
+    ``cls.from_dict(value)``, which must check what it is given: the file may come from anyone.
+
+    Parameters
+    ----------
+    name : str
+        The name the files record.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the class unchanged.
+    """
+
+    def register(cls):
+        known = _PARAMETER_TYPES.get(name)
+        if known is not None and known.__qualname__ != cls.__qualname__:
+            raise ValueError(f"A parameter type named {name!r} is registered already ({known}).")
+        _PARAMETER_TYPES[name] = cls
+        cls._parameter_type = name
+        return cls
+
+    return register
+
+
 def _registered_class(calibrator):
     name = type(calibrator).__name__
     if registered_calibrators().get(name) is not type(calibrator):
@@ -77,7 +112,29 @@ def _param_json(value, name: str):
             "class": _registered_class(value),
             "params": {k: _param_json(v, f"{name}__{k}") for k, v in params.items()},
         }
+    kind = getattr(type(value), "_parameter_type", None)
+    if kind is not None and _PARAMETER_TYPES.get(kind) is type(value):
+        return {"type": kind, "value": value.to_dict()}
     return _json_value(value, name)
+
+
+def _param_value(value, name: str, path):
+    """Rebuild one stored parameter: a calibrator, a registered parameter type, or JSON."""
+    if not isinstance(value, dict):
+        return value
+    if "class" in value:
+        return _construct(value, path)
+    kind = value.get("type")
+    cls = _PARAMETER_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None or "value" not in value:
+        raise ValueError(
+            f"{path} stores the parameter {name!r} as {sorted(value)!r}, which is neither a "
+            f"calibrator nor one of the parameter types {sorted(_PARAMETER_TYPES)}."
+        )
+    try:
+        return cls.from_dict(value["value"])
+    except ValueError as exc:
+        raise ValueError(f"{path} holds an invalid {name!r} parameter: {exc}") from None
 
 
 def _describe(calibrator, prefix: str, tensors: dict) -> dict:
@@ -163,10 +220,7 @@ def _construct(spec, path):
     cls = registered_calibrators().get(name) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"{path} names the class {name!r}, which is not a distcal calibrator.")
-    params = {
-        key: _construct(value, path) if isinstance(value, dict) else value
-        for key, value in params.items()
-    }
+    params = {key: _param_value(value, key, path) for key, value in params.items()}
     try:
         calibrator = cls(**params)
     except TypeError as exc:

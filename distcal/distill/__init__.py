@@ -33,6 +33,7 @@ from ._experts import ExpertTrajectories, train_expert_trajectories
 from ._gradient_matching import GradientMatching, GradientMatchingDSA
 from ._mtt import MTT
 from ._networks import MLP, NETWORKS, ConvNet, build_network
+from ._recipe import default_proxies, fit_calibration_recipe
 from ._student import StudentClassifier, load_student
 from ._sweep import fit_trainers
 from ._trainer import MDTTrainer
@@ -63,6 +64,8 @@ __all__ = [
     "build_network",
     "channel_statistics",
     "check_images",
+    "default_proxies",
+    "fit_calibration_recipe",
     "fit_students",
     "fit_trainers",
     "load_dataset",

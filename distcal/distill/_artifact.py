@@ -14,8 +14,10 @@ from pathlib import Path
 import torch
 
 from .._files import FORMAT_VERSION, read_tensors, write_tensors
+from ..calibration import CalibrationRecipe
 
 __all__ = [
+    "DISTILLED_SET_VERSION",
     "DistilledSet",
     "load_distilled",
     "load_network",
@@ -23,6 +25,11 @@ __all__ = [
     "save_network",
     "write_tensors",
 ]
+
+
+#: Format of distilled-set files: 2 adds the calibration recipe (``calibration_recipe`` in the
+#: header, null without one); files of format 1 load with ``recipe=None``.
+DISTILLED_SET_VERSION = 2
 
 
 @dataclass
@@ -45,6 +52,11 @@ class DistilledSet:
         The trainer's full configuration.
     history : list of dict, default=[]
         Per-iteration records of the distillation.
+    recipe : CalibrationRecipe or None, default=None
+        What its maker measured so that students trained on it can be calibrated without real
+        data (:func:`~distcal.distill.fit_calibration_recipe`); use it with
+        :class:`~distcal.calibration.DistilledCalibration`. None for sets saved without one
+        (and for files written before recipes existed).
     """
 
     images: torch.Tensor
@@ -54,6 +66,7 @@ class DistilledSet:
     learning_rate: float | None = None
     config: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
+    recipe: CalibrationRecipe | None = None
 
     @property
     def n_classes(self) -> int:
@@ -92,12 +105,17 @@ class DistilledSet:
             The path written.
         """
         tensors = {"images": self.images, "labels": self.labels, "mean": self.mean, "std": self.std}
+        if self.recipe is not None and not isinstance(self.recipe, CalibrationRecipe):
+            raise TypeError(
+                f"recipe must be a CalibrationRecipe or None; got {type(self.recipe).__name__}."
+            )
         metadata = {
             "kind": "distilled-set",
-            "format_version": FORMAT_VERSION,
+            "format_version": DISTILLED_SET_VERSION,
             "learning_rate": self.learning_rate,
             "config": self.config,
             "history": self.history,
+            "calibration_recipe": None if self.recipe is None else self.recipe.to_dict(),
         }
         return write_tensors(path, tensors, metadata)
 
@@ -165,13 +183,20 @@ def load_distilled(path) -> DistilledSet:
     Returns
     -------
     DistilledSet
-        The images, labels, normalisation, learned learning rate, configuration and history.
+        The images, labels, normalisation, learned learning rate, configuration, history and
+        calibration recipe (None in files without one, such as those of format 1).
     """
-    tensors, metadata = read_tensors(path, kind="distilled-set")
+    tensors, metadata = read_tensors(path, kind="distilled-set", version=DISTILLED_SET_VERSION)
     missing = {"images", "labels", "mean", "std"} - set(tensors)
     if missing:
         raise ValueError(f"{path} lacks the tensors {sorted(missing)}.")
     _check_distilled(path, tensors, metadata)
+    recipe = metadata.get("calibration_recipe")
+    if recipe is not None:
+        try:
+            recipe = CalibrationRecipe.from_dict(recipe)
+        except ValueError as exc:
+            raise ValueError(f"{path} holds an invalid calibration recipe: {exc}") from None
     return DistilledSet(
         images=tensors["images"],
         labels=tensors["labels"],
@@ -180,6 +205,7 @@ def load_distilled(path) -> DistilledSet:
         learning_rate=metadata.get("learning_rate"),
         config=metadata.get("config", {}),
         history=metadata.get("history", []),
+        recipe=recipe,
     )
 
 

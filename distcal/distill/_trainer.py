@@ -28,6 +28,7 @@ __all__ = ["MDTTrainer"]
 # Parameters that change neither the data a run sees nor its arithmetic: a checkpoint written
 # with other values of these can be resumed.
 _RUNTIME_PARAMS = (
+    "calibration_recipe",
     "callbacks",
     "verbose",
     "checkpoint",
@@ -110,6 +111,15 @@ class MDTTrainer(BaseEstimator):
         (up to floating-point rounding). Every process passes the same ``X``, ``y`` and
         parameters; ``random_state`` comes from process 0; only process 0 writes checkpoints and
         shows a progress bar. Supported by DM (the classes are split over the processes).
+    calibration_recipe : bool or dict, default=False
+        At the end of ``fit``, compute the set's calibration recipe
+        (:func:`~distcal.distill.fit_calibration_recipe`) and keep it in ``recipe_`` and in the
+        saved set, so that students trained on it can be calibrated without real data. The
+        validation images are a stratified split of ``X`` (the distiller's real data; never
+        pass test data as ``X``). ``True`` uses the defaults; a dict may set ``n_validation``
+        (validation images, default 5000 or all of ``X`` if fewer), ``copies`` (proxies per
+        variation of :func:`~distcal.distill.default_proxies`, default 2), ``method``,
+        ``n_masks`` and ``feature_ratio``. It does not change the distilled images.
 
     Attributes
     ----------
@@ -129,6 +139,8 @@ class MDTTrainer(BaseEstimator):
         The seed drawn from ``random_state`` (a resumed run reuses the checkpoint's).
     n_iter_ : int
         Iterations run (fewer than ``iterations`` when a callback stopped the run).
+    recipe_ : CalibrationRecipe or None
+        The calibration recipe (``calibration_recipe``), else None.
 
     Examples
     --------
@@ -164,7 +176,11 @@ class MDTTrainer(BaseEstimator):
         "callbacks": [None, list],
         "verbose": ["boolean"],
         "distributed": ["boolean"],
+        "calibration_recipe": ["boolean", dict],
     }
+
+    #: The keys a ``calibration_recipe`` dict may set.
+    _RECIPE_OPTIONS = ("n_validation", "copies", "method", "n_masks", "feature_ratio")
 
     def __init__(
         self,
@@ -192,6 +208,7 @@ class MDTTrainer(BaseEstimator):
         callbacks=None,
         verbose=False,
         distributed=False,
+        calibration_recipe=False,
     ):
         self.method = method
         self.ipc = ipc
@@ -216,6 +233,7 @@ class MDTTrainer(BaseEstimator):
         self.callbacks = callbacks
         self.verbose = verbose
         self.distributed = distributed
+        self.calibration_recipe = calibration_recipe
 
     # ----------------------------------------------------------------------------- validation
     def _validate(self):
@@ -238,6 +256,13 @@ class MDTTrainer(BaseEstimator):
                 raise InvalidParameterError(
                     f"distributed=True is not supported by method {self.method!r}; methods that "
                     f"support it: {supported}."
+                )
+        if isinstance(self.calibration_recipe, dict):
+            unknown = sorted(set(self.calibration_recipe) - set(self._RECIPE_OPTIONS))
+            if unknown:
+                raise InvalidParameterError(
+                    f"The 'calibration_recipe' parameter of MDTTrainer may set "
+                    f"{list(self._RECIPE_OPTIONS)}. Got the unknown keys {unknown} instead."
                 )
         for callback in self.callbacks or []:
             if not isinstance(callback, Callback):
@@ -423,9 +448,37 @@ class MDTTrainer(BaseEstimator):
         self.labels_ = synthetic_labels.cpu()
         self.learning_rate_ = method.learned_learning_rate()
         self.history_ = history
+        self.recipe_ = None
+        if self.calibration_recipe:
+            self.recipe_ = self._fit_recipe(images, labels)
         for callback in callbacks:
             callback.on_fit_end(self, state=state)
         return self
+
+    def _fit_recipe(self, images: torch.Tensor, labels: torch.Tensor):
+        """Compute the set's calibration recipe on a stratified validation split of ``X``."""
+        from ._data import stratified_split
+        from ._recipe import default_proxies, fit_calibration_recipe
+
+        options = {} if self.calibration_recipe is True else dict(self.calibration_recipe)
+        n_validation = int(options.pop("n_validation", 5000))
+        copies = int(options.pop("copies", 2))
+        if n_validation < len(labels):
+            seed = _seed_for(self.seed_, 3) % 2**32
+            validation = stratified_split(labels, [n_validation], random_state=seed)[0]
+            images, labels = images[validation], labels[validation]
+        distilled = self.to_distilled_set()
+        where = f"a stratified split of {len(labels)} of the real images the set was distilled from"
+        return fit_calibration_recipe(
+            distilled,
+            images,
+            labels,
+            proxies=default_proxies(distilled, copies=copies),
+            random_state=_seed_for(self.seed_, 4),
+            verbose=bool(self.verbose),
+            notes={"validation": where},
+            **options,
+        )
 
     def _distributed_settings(self) -> dict:
         """Return the parameters every process must share (all but the per-process ones)."""
@@ -493,6 +546,7 @@ class MDTTrainer(BaseEstimator):
             learning_rate=self.learning_rate_,
             config=self._config(),
             history=self.history_,
+            recipe=getattr(self, "recipe_", None),
         )
 
     def save(self, path) -> Path:
