@@ -142,6 +142,12 @@ def candidates(user, proxies, data, rng_seed):
             out[f"c: {name}"] = float(np.exp(alpha + beta * xu))
         if name.startswith("log"):
             out[f"scale: {name}"] = float(np.exp(logs.mean() + xu - x.mean()))
+    # the proxies of the user's own recipe, when there are any: their mean held-out T
+    same = [p for p in proxies if p["recipe"] == user["recipe"]]
+    if same:
+        out["matched recipe"] = float(np.exp(np.mean(np.log([p["t_val"] for p in same]))))
+    else:
+        out["matched recipe"] = out.get("c: logCleanStd", out["a: proxies' T"])
     # TS on k real images per class kept beside the set (from the distiller's validation split)
     rng = np.random.default_rng(rng_seed)
     y_val = data["y_val"]
@@ -199,3 +205,36 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+#: The pool's recipes that ``default_proxies`` trains (the set's recipe, mixup, half the
+#: epochs, twice the learning rate), and how the transfer recipes of ``distcal run`` map to
+#: the pool's (epochs x2 ~ 500 epochs, lr x0.5, width x2, depth +1).
+PRODUCT_PROXIES = ("standard", "mixup", "epochs150", "lr0.02")
+TRANSFER = {"epochs500": "epochs x2", "lr0.005": "lr x0.5", "width64": "width x2",
+            "depth+1": "depth +1"}  # fmt: skip
+
+
+def product_rows(files, copies=2, methods=None):
+    """As ``distcal run`` will: at most ``copies`` proxies per default variation, never the
+    user's own student; every pool student in turn is the user's."""
+    rows = []
+    for path in files:
+        data = load(path)
+        students = data["students"]
+        for u, user in enumerate(students):
+            proxies, taken = [], {}
+            for i, p in enumerate(students):
+                if i == u or p["recipe"] not in PRODUCT_PROXIES:
+                    continue
+                if taken.get(p["recipe"], 0) < copies:
+                    taken[p["recipe"]] = taken.get(p["recipe"], 0) + 1
+                    proxies.append(p)
+            temps = candidates(user, proxies, data, rng_seed=u)
+            row = {"file": path.name, "recipe": user["recipe"],
+                   "seen": user["recipe"] in PRODUCT_PROXIES}  # fmt: skip
+            for name, t in temps.items():
+                if methods is None or name in methods:
+                    row[name] = ece(user["test"], data["y_test"], t)
+            rows.append(row)
+    return rows

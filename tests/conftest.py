@@ -31,13 +31,13 @@ def make_recipe(**changes):
 
     proxies = [
         {"params": {"epochs": 10}, "temperature": 1.5, "accuracy": 0.8, "matched_ratio": 0.4,
-         "masked_temperatures": {"ratio": 0.05, "scaled": 0.04}},
+         "logit_scale": 0.04, "masked_temperature": 0.05},
         {"params": {"epochs": 20}, "temperature": 2.0, "accuracy": 0.85, "matched_ratio": 0.6,
-         "masked_temperatures": {"ratio": 50.0, "scaled": 40.0}},
+         "logit_scale": 40.0, "masked_temperature": 50.0},
     ]  # fmt: skip
     fields = dict(method="temperature", temperature=math.sqrt(3.0), mask_ratio=0.5,
-                  feature_ratio=0.5, scale=0.85, intercept=0.1, slope=0.9, n_masks=3,
-                  proxies=proxies, n_validation=100)  # fmt: skip
+                  intercept=0.1, slope=0.9, n_masks=3, proxies=proxies,
+                  n_validation=100)  # fmt: skip
     fields.update(changes)
     return CalibrationRecipe(**fields)
 

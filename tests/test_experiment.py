@@ -369,7 +369,17 @@ def test_a_rerun_reproduces_the_committed_per_seed_rows(tmp_path):
         committed = (committed_dir / name).read_text().splitlines()
         rerun = (tmp_path / name).read_text().splitlines()
         assert rerun[0] == committed[0], name  # the same columns
-        assert rerun[1:] == [line for line in committed[1:] if line.startswith("3,")], name
+        # The run has added rows since (issue 21: recipes, kept images, transfer students);
+        # every row of the committed run is still computed, in the same order, to the bit.
+        expected = [line for line in committed[1:] if line.startswith("3,")]
+        assert [line for line in rerun[1:] if _key(line, name) in {
+            _key(e, name) for e in expected}] == expected, name  # fmt: skip
+
+
+def _key(line: str, name: str) -> tuple:
+    """The identity of a CSV row: its leading cells up to the first number it reports."""
+    width = {"results.csv": 5, "comparisons.csv": 5, "diagnostics.csv": 2}[name]
+    return tuple(line.split(",")[:width])
 
 
 def test_one_table_renderer_aligns_escapes_and_names_bad_input():

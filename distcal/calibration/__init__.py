@@ -16,7 +16,13 @@ from ._masked_temperature import MaskedTemperatureScaling
 from ._model import LogitTransformer, module_logits
 from ._one_vs_rest import HistogramBinning, IsotonicCalibration
 from ._persistence import load_calibrator, save_calibrator
-from ._recipe import RECIPE_METHODS, CalibrationRecipe, DistilledCalibration, distilled_digest
+from ._recipe import (
+    RECIPE_METHODS,
+    CalibrationRecipe,
+    DistilledCalibration,
+    distilled_digest,
+    logit_scale,
+)
 from ._temperature import TemperatureFit, TemperatureScaling, fit_temperature
 
 __all__ = [
@@ -42,6 +48,7 @@ __all__ = [
     "fit_temperature",
     "load_calibrated_module",
     "load_calibrator",
+    "logit_scale",
     "mask_inputs",
     "mask_logits",
     "module_logits",

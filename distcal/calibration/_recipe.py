@@ -3,22 +3,21 @@
 The maker of a distilled set still has the real data; the user of a student trained on the set
 has only the set. A :class:`CalibrationRecipe` carries what the one measured to the other: proxy
 students were trained on the set, temperature scaling was fitted on each proxy's logits of real
-validation images, and masked temperature scaling (MTS) on the set was related to those
-held-out temperatures. :class:`DistilledCalibration` applies the recipe to the user's student:
-it fits MTS on the distilled images at the recipe's mask ratio (nested masks, as
-:class:`~distcal.MaskedTemperatureScaling` draws them) and maps that temperature through the
-recipe's log-linear map,
+validation images (its *held-out temperature*), and what each proxy shows on the distilled set
+was related to that temperature. :class:`DistilledCalibration` applies the recipe to the user's
+student by one of three methods:
 
-    ``log T = offset + slope * log T_masked(ratio)``,
-
-which covers every method a recipe offers:
-
-- ``"temperature"``: the proxies' held-out temperature itself (``slope = 0``; no masking);
-- ``"ratio"``: MTS at the ratio where MTS reproduced the proxies' held-out temperatures
-  (``offset = 0``, ``slope = 1``);
-- ``"scaled"``: MTS at a fixed ratio, rescaled by the proxies' mean ratio of held-out to masked
-  temperature (``slope = 1``);
-- ``"predictor"``: a straight line in log space fitted across the proxies (both free).
+- ``"temperature"``: the proxies' held-out temperature itself (their geometric mean); the
+  student is not looked at.
+- ``"ratio"``: masked temperature scaling (MTS) on the distilled images at the mask ratio where
+  MTS gave the proxies their held-out temperatures (nested masks, as
+  :class:`~distcal.MaskedTemperatureScaling` draws them).
+- ``"predictor"``: a straight line, fitted across the proxies, from the log of the student's
+  *logit scale* on the clean distilled images (:func:`logit_scale`: the mean over images of the
+  standard deviation of a row of logits) to its log held-out temperature. The logit scale is
+  blind to a constant added to a row, as the softmax is, and grows with the logits as a
+  temperature does; development found it tracks the held-out temperature across student
+  recipes more closely than masked temperatures do (docs/recipe.md).
 
 Recipes are computed by :func:`distcal.distill.fit_calibration_recipe` (or by
 ``MDTTrainer(calibration_recipe=...)``) and travel inside the distilled set's file.
@@ -45,18 +44,25 @@ from ._temperature import (
     temperature_statistics,
 )
 
-__all__ = ["RECIPE_METHODS", "CalibrationRecipe", "DistilledCalibration"]
+__all__ = [
+    "RECIPE_METHODS",
+    "CalibrationRecipe",
+    "DistilledCalibration",
+    "distilled_digest",
+    "logit_scale",
+]
 
 #: The methods a recipe offers (see the module docstring).
-RECIPE_METHODS = ("temperature", "ratio", "scaled", "predictor")
+RECIPE_METHODS = ("temperature", "ratio", "predictor")
 #: Version of the recipe's dictionary form (:meth:`CalibrationRecipe.to_dict`).
 RECIPE_VERSION = 1
-#: How far (in log temperature) a student's masked temperature may lie outside the proxies'
-#: range before :class:`DistilledCalibration` warns: 0.1 is a tenth of the range of masked
-#: temperatures that the development seeds' recipes spanned.
+#: How far (in log units) a student's feature may lie outside the proxies' range before
+#: :class:`DistilledCalibration` warns that the recipe's map is extrapolated.
 COVERAGE_MARGIN = 0.1
 
-_PROXY_KEYS = ("params", "temperature", "accuracy", "matched_ratio", "masked_temperatures")
+_PROXY_KEYS = (
+    "params", "temperature", "accuracy", "logit_scale", "matched_ratio", "masked_temperature"
+)  # fmt: skip
 
 
 def _canonical(value):
@@ -77,13 +83,45 @@ def _positive(value, name: str, where: str) -> float:
     return value
 
 
-def _ratio(value, name: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{where}: {name} must be a number in [0, 1); got {value!r}.")
-    value = float(value)
-    if not 0 <= value < 1:
-        raise ValueError(f"{where}: {name} must be a number in [0, 1); got {value!r}.")
-    return value
+def _finite(value, name: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{where}: {name} must be a finite number; got {value!r}.")
+    return float(value)
+
+
+def logit_scale(logits, weights=None) -> float:
+    """Return the logit scale of a network on some inputs: the mean SD of a row of logits.
+
+    The standard deviation over the classes of each row (population SD, ``ddof=0``), averaged
+    over the rows (weighted by ``weights`` if given). Adding a constant to a row leaves it
+    unchanged, as it leaves the softmax; multiplying the logits by ``c`` multiplies it by ``c``,
+    as it multiplies the temperature they need.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (n_samples, n_classes)
+        Logits.
+    weights : Tensor of shape (n_samples,) or None, default=None
+        Non-negative weights of the rows.
+
+    Returns
+    -------
+    float
+        The logit scale (computed in float64).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from distcal.calibration import logit_scale
+    >>> logit_scale(torch.tensor([[1.0, -1.0], [5.0, 3.0]]))
+    1.0
+    """
+    values = torch.as_tensor(logits).to(torch.float64)
+    spread = values.std(dim=1, unbiased=False)
+    if weights is None:
+        return float(spread.mean())
+    weights = torch.as_tensor(weights, dtype=torch.float64, device=spread.device)
+    return float((spread * weights).sum() / weights.sum())
 
 
 @parameter_type("calibration-recipe")
@@ -98,31 +136,27 @@ class CalibrationRecipe:
 
     Parameters
     ----------
-    method : {"temperature", "ratio", "scaled", "predictor"}
+    method : {"temperature", "ratio", "predictor"}
         The method the maker recommends (what :class:`DistilledCalibration` uses by default).
     temperature : float
         Geometric mean of the proxies' held-out temperatures (method ``"temperature"``).
     mask_ratio : float
         Mask ratio at which MTS on the distilled set reproduces the proxies' held-out
         temperatures: the mean over proxies of each one's matched ratio (method ``"ratio"``).
-    feature_ratio : float
-        The fixed mask ratio of methods ``"scaled"`` and ``"predictor"``.
-    scale : float
-        Geometric mean over proxies of held-out temperature / MTS temperature at
-        ``feature_ratio`` (method ``"scaled"``).
     intercept, slope : float
-        Least-squares line of log held-out temperature on log MTS temperature at
-        ``feature_ratio`` across the proxies (method ``"predictor"``).
+        The line ``log T = intercept + slope * log(logit scale)`` fitted by least squares across
+        the proxies (method ``"predictor"``; with fewer than 3 proxies, or proxies of one logit
+        scale, the slope is 1 and the intercept their mean of ``log T - log scale``).
     n_masks : int
         Masked copies of each distilled image behind every MTS temperature; a student's user
         draws as many.
     proxies : tuple of dict
         Per proxy student: ``params`` (its :class:`~distcal.distill.StudentClassifier`
         parameters), ``temperature`` (held-out), ``accuracy`` (on the validation images),
-        ``matched_ratio`` (where MTS on the set gave its held-out temperature; with
-        ``matched_bracket``, the search's last interval, when recorded) and
-        ``masked_temperatures`` (MTS temperature at ``mask_ratio`` and at ``feature_ratio``,
-        keyed ``"ratio"`` and ``"scaled"``).
+        ``logit_scale`` (on the clean distilled images), ``matched_ratio`` (where MTS on the
+        set gave its held-out temperature; with ``matched_bracket``, the search's last
+        interval, when recorded) and ``masked_temperature`` (MTS's temperature at
+        ``mask_ratio``).
     n_validation : int
         Real validation images behind the held-out temperatures.
     mask_kind : {"zero"}, default="zero"
@@ -146,8 +180,6 @@ class CalibrationRecipe:
     method: str
     temperature: float
     mask_ratio: float
-    feature_ratio: float
-    scale: float
     intercept: float
     slope: float
     n_masks: int
@@ -165,46 +197,37 @@ class CalibrationRecipe:
             raise ValueError(
                 f"{where}: method must be one of {RECIPE_METHODS}; got {self.method!r}."
             )
-        for name in ("temperature", "scale"):
-            _positive(getattr(self, name), name, where)
-        for name in ("mask_ratio", "feature_ratio"):
-            _ratio(getattr(self, name), name, where)
+        _positive(self.temperature, "temperature", where)
+        ratio = self.mask_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio < 1:
+            raise ValueError(f"{where}: mask_ratio must be a number in [0, 1); got {ratio!r}.")
         for name in ("intercept", "slope", "seconds"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, numbers.Real)
-                or not math.isfinite(value)
-            ):
-                raise ValueError(f"{where}: {name} must be a finite number; got {value!r}.")
+            _finite(getattr(self, name), name, where)
         for name in ("n_masks", "n_validation"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{where}: {name} must be a positive int; got {value!r}.")
         if self.mask_kind != "zero":
             raise ValueError(f"{where}: mask_kind must be 'zero'; got {self.mask_kind!r}.")
+        if not isinstance(self.notes, dict):
+            raise ValueError(f"{where}: notes must be a dict; got {self.notes!r}.")
         if not isinstance(self.proxies, tuple | list) or not self.proxies:
             raise ValueError(
                 f"{where}: proxies must list at least one proxy; got {self.proxies!r}."
             )
-        if not isinstance(self.notes, dict):
-            raise ValueError(f"{where}: notes must be a dict; got {self.notes!r}.")
         for i, proxy in enumerate(self.proxies):
             missing = [k for k in _PROXY_KEYS if not isinstance(proxy, dict) or k not in proxy]
             if missing:
                 raise ValueError(f"{where}: proxies[{i}] lacks {missing}.")
-            _positive(proxy["temperature"], f"proxies[{i}]['temperature']", where)
-            for key in ("ratio", "scaled"):
-                value = proxy["masked_temperatures"].get(key) if isinstance(
-                    proxy["masked_temperatures"], dict) else None  # fmt: skip
-                _positive(value, f"proxies[{i}]['masked_temperatures'][{key!r}]", where)
+            for key in ("temperature", "logit_scale", "masked_temperature"):
+                _positive(proxy[key], f"proxies[{i}][{key!r}]", where)
         # Canonical form (keys sorted at every level), as the JSON of a file has it: a recipe
         # and its reloaded copy are equal and print the same.
         object.__setattr__(self, "proxies", tuple(_canonical(p) for p in self.proxies))
         object.__setattr__(self, "notes", _canonical(self.notes))
 
-    def mapping(self, method: str | None = None) -> tuple[float | None, float, float]:
-        """Return ``(ratio, offset, slope)`` of a method's map ``log T = offset + slope log T_r``.
+    def mapping(self, method: str | None = None) -> tuple[str | None, float, float]:
+        """Return a method's feature and its map ``log T = offset + slope * log(feature)``.
 
         Parameters
         ----------
@@ -213,9 +236,9 @@ class CalibrationRecipe:
 
         Returns
         -------
-        ratio : float or None
-            The mask ratio of the masked temperature ``T_r``; None when the map ignores it
-            (method ``"temperature"``).
+        feature : {"masked_temperature", "logit_scale"} or None
+            What the map reads of the student: MTS's temperature at :attr:`mask_ratio`, its
+            logit scale on the clean distilled images, or nothing (``"temperature"``).
         offset, slope : float
             The map in log space.
         """
@@ -223,29 +246,25 @@ class CalibrationRecipe:
         if method == "temperature":
             return None, math.log(self.temperature), 0.0
         if method == "ratio":
-            return self.mask_ratio, 0.0, 1.0
-        if method == "scaled":
-            return self.feature_ratio, math.log(self.scale), 1.0
+            return "masked_temperature", 0.0, 1.0
         if method == "predictor":
-            return self.feature_ratio, self.intercept, self.slope
+            return "logit_scale", self.intercept, self.slope
         raise ValueError(f"method must be one of {RECIPE_METHODS} or None; got {method!r}.")
 
-    def proxy_range(self, method: str | None = None) -> tuple[float, float]:
-        """Return the proxies' smallest and largest masked temperature at a method's ratio.
+    def proxy_range(self, feature: str) -> tuple[float, float]:
+        """Return the proxies' smallest and largest value of a feature.
 
         Parameters
         ----------
-        method : str or None, default=None
-            ``"ratio"``, ``"scaled"`` or ``"predictor"``; None is the recipe's :attr:`method`.
+        feature : {"masked_temperature", "logit_scale"}
+            The feature (see :meth:`mapping`).
 
         Returns
         -------
         tuple of float
             ``(min, max)`` over the proxies.
         """
-        method = self.method if method is None else method
-        key = "ratio" if method == "ratio" else "scaled"
-        values = [p["masked_temperatures"][key] for p in self.proxies]
+        values = [p[feature] for p in self.proxies]
         return min(values), max(values)
 
     @property
@@ -339,13 +358,15 @@ class DistilledCalibration(_MaskedFit):
     """Calibrate a student trained on a distilled set with the set's calibration recipe.
 
     The maker of a distilled set, who has the real data, trained proxy students on it and
-    measured how masked temperature scaling (MTS) on the set relates to temperature scaling on
-    real held-out images (:class:`CalibrationRecipe`). This calibrator does on the user's
-    student what the recipe says: it fits MTS on the distilled images at the recipe's mask
-    ratio (``n_masks`` nested masked copies, as the proxies had) and maps that temperature
-    ``T_r`` to the student's temperature ``T = exp(offset) * T_r ** slope``. Predictions divide
-    the student's clean logits by ``T``, as :class:`~distcal.TemperatureScaling` does, so the
-    predicted classes never change.
+    related what each shows on the set to the temperature that real held-out images want
+    (:class:`CalibrationRecipe`). This calibrator does on the user's student what the recipe
+    says, by the recipe's method (or ``method``): ``"predictor"`` reads the student's logit
+    scale on the clean distilled images (:func:`logit_scale`) and maps it through the
+    recipe's line, ``log T = intercept + slope * log(scale)``; ``"ratio"`` fits masked
+    temperature scaling on the distilled images at the recipe's mask ratio (``n_masks`` nested
+    masked copies, as the proxies had); ``"temperature"`` takes the proxies' temperature.
+    Predictions divide the student's clean logits by ``T``, as
+    :class:`~distcal.TemperatureScaling` does, so the predicted classes never change.
 
     Without a recipe (``recipe=None``, a set written before recipes existed or by another tool)
     it falls back to ``MaskedTemperatureScaling(regime="training")``, the default on a distilled
@@ -356,12 +377,12 @@ class DistilledCalibration(_MaskedFit):
     ----------
     recipe : CalibrationRecipe or None, default=None
         The set's recipe (:attr:`distcal.distill.DistilledSet.recipe`).
-    method : {"auto", "temperature", "ratio", "scaled", "predictor"}, default="auto"
+    method : {"auto", "temperature", "ratio", "predictor"}, default="auto"
         Which of the recipe's methods to use; ``"auto"`` is the recipe's own choice
         (:attr:`CalibrationRecipe.method`).
     model : torch.nn.Module or None, default=None
-        The student network (inputs to logits). Required except with method
-        ``"temperature"``, where ``X`` may be the student's logits instead.
+        The student network (inputs to logits). Required by method ``"ratio"``, which masks
+        the images; without it, ``X`` are the student's logits on the distilled images.
     batch_size : int, default=256
         Samples per forward pass of ``model``.
     random_state : int, RandomState instance or None, default=None
@@ -378,12 +399,12 @@ class DistilledCalibration(_MaskedFit):
     method_ : str
         The method used: one of :data:`RECIPE_METHODS`, or ``"fallback"`` without a recipe.
     mask_ratio_ : float
-        The mask ratio of the masked fit (0 for method ``"temperature"``).
-    masked_temperature_ : float or None
-        MTS's temperature ``T_r`` at ``mask_ratio_`` before the recipe's map (None for method
-        ``"temperature"``).
+        The mask ratio of the masked fit (0 for methods that do not mask).
+    feature_ : float or None
+        What the method read of the student before the recipe's map: its logit scale
+        (``"predictor"``), MTS's temperature at ``mask_ratio_`` (``"ratio"``), or None.
     covered_ : bool or None
-        Whether ``masked_temperature_`` lies within the proxies' range (widened by
+        Whether ``feature_`` lies within the proxies' range (widened by
         :data:`COVERAGE_MARGIN` in log space); None where the method does not look at the
         student. Outside, a :class:`~distcal.exceptions.DistcalWarning` says so: the student
         behaves unlike every proxy, and the recipe's map is extrapolated.
@@ -395,11 +416,11 @@ class DistilledCalibration(_MaskedFit):
         Accuracy on the masked images at ``mask_ratio_`` (the clean accuracy for
         ``"temperature"``).
     nll_ : float
-        Mean NLL of the masked images at ``temperature_``.
+        Mean NLL of the (masked, for ``"ratio"``) distilled images at ``temperature_``.
     n_iter_ : int
-        Passes of the temperature solver (0 for ``"temperature"``).
+        Passes of the temperature solver (0 where none runs).
     converged_ : bool
-        Whether the masked fit converged.
+        Whether the masked fit converged (True where none runs).
     calibrator_ : TemperatureScaling
         The same temperature as a calibrator of the student's clean logits.
     classes_ : ndarray of shape (n_classes,)
@@ -459,11 +480,10 @@ class DistilledCalibration(_MaskedFit):
     # The masked fit reads these settings; a recipe fixes them, so they are not parameters.
     @property
     def mask_ratio(self):
-        """The ratio of the masked fit: the recipe's, or ``"auto"`` in the fallback."""
+        """The ratio of the masked fit: the recipe's, 0 without masking, "auto" in the fallback."""
         if self.recipe is None:
             return "auto"
-        ratio = self.recipe.mapping(self._method())[0]
-        return 0.0 if ratio is None else ratio
+        return self.recipe.mask_ratio if self._method() == "ratio" else 0.0
 
     @property
     def n_masks(self):
@@ -529,11 +549,12 @@ class DistilledCalibration(_MaskedFit):
                 DistcalWarning,
                 stacklevel=2,
             )
-        elif self.model is None and self._method() != "temperature":
+        elif self.model is None and self._method() == "ratio":
             raise ValueError(
-                f"DistilledCalibration(method={self._method()!r}) masks the distilled images "
-                "and runs the student on them, so it needs the student network as model=; "
-                "without one only method='temperature' applies (X are then the student's logits)."
+                "DistilledCalibration(method='ratio') masks the distilled images and runs the "
+                "student on them, so it needs the student network as model=; without one, "
+                "methods 'predictor' and 'temperature' apply (X are then the student's logits "
+                "on the distilled images)."
             )
         elif self.model is not None and self.recipe.images_digest:
             images = X if isinstance(X, torch.Tensor) else None
@@ -555,16 +576,17 @@ class DistilledCalibration(_MaskedFit):
     def _fit_drawn(self, draw, clean, labels, weights, seed):
         if self.recipe is None:
             self.method_ = "fallback"
-            self.masked_temperature_, self.covered_ = None, None
+            self.feature_, self.covered_ = None, None
             fitted = super()._fit_drawn(draw, clean, labels, weights, seed)
             self.regime_ = "training"
             return fitted
         method = self._method()
-        ratio, offset, slope = self.recipe.mapping(method)
+        feature, offset, slope = self.recipe.mapping(method)
         self.method_, self.regime_ = method, "training"
         self.cv_ratios_ = torch.empty(0, dtype=torch.float64, device=clean.device)
         self.cv_nll_ = torch.empty(0, dtype=torch.float64, device=clean.device)
-        values = clean if ratio is None else draw(ratio)
+        self.mask_ratio_ = self.recipe.mask_ratio if method == "ratio" else 0.0
+        values = draw(self.mask_ratio_) if method == "ratio" else clean
         n_draws = values.shape[0] // labels.shape[0]
         all_labels = labels.repeat(n_draws)
         all_weights = None if weights is None else weights.repeat(n_draws)
@@ -572,36 +594,41 @@ class DistilledCalibration(_MaskedFit):
         self.masked_accuracy_ = float(
             correct.mean() if all_weights is None else (correct @ all_weights) / all_weights.sum()
         )
-        self.mask_ratio_ = 0.0 if ratio is None else float(ratio)
-        if ratio is None:
-            self.temperature_ = math.exp(offset)
-            self.masked_temperature_, self.covered_ = None, None
-            self.n_iter_, self.converged_ = 0, True
-        else:
+        self.n_iter_, self.converged_ = 0, True
+        if feature == "masked_temperature":
             result = fit_temperature(values, all_labels, all_weights, tol=self.tol,
                                      max_iter=self.max_iter)  # fmt: skip
             _warn_for_fit(result, type(self).__name__, self.max_iter, stacklevel=5)
-            self.masked_temperature_ = float(result.temperature)
-            self.temperature_ = math.exp(offset + slope * math.log(self.masked_temperature_))
+            self.feature_ = float(result.temperature)
             self.n_iter_, self.converged_ = int(result.n_iter), bool(result.converged)
-            self.covered_ = self._covered(method)
+        elif feature == "logit_scale":
+            self.feature_ = logit_scale(clean, weights)
+        else:
+            self.feature_ = None
+        if self.feature_ is None:
+            self.temperature_, self.covered_ = math.exp(offset), None
+        else:
+            self.temperature_ = math.exp(offset + slope * math.log(self.feature_))
+            self.covered_ = self._covered(feature)
         beta = 1.0 / self.temperature_
         weight_sum, loss = temperature_statistics(values, all_labels, all_weights, beta)[:2]
         self.nll_ = float(loss / weight_sum)
         return self
 
-    def _covered(self, method) -> bool:
-        low, high = self.recipe.proxy_range(method)
-        value = math.log(self.masked_temperature_)
+    def _covered(self, feature: str) -> bool:
+        low, high = self.recipe.proxy_range(feature)
+        value = math.log(self.feature_)
         covered = math.log(low) - COVERAGE_MARGIN <= value <= math.log(high) + COVERAGE_MARGIN
         if not covered:
+            what = "logit scale" if feature == "logit_scale" else (
+                f"masked temperature at ratio {self.mask_ratio_:.3f}")  # fmt: skip
             warnings.warn(
-                f"DistilledCalibration: the student's masked temperature at ratio "
-                f"{self.mask_ratio_:.3f} is {self.masked_temperature_:.3g}, outside the range of "
-                f"the recipe's {len(self.recipe.proxies)} proxies ({low:.3g} to {high:.3g}): "
-                "this student behaves unlike every proxy the set's maker trained, so the "
-                "recipe's map is extrapolated and its temperature is less certain. Check it on "
-                "a few real images if you can.",
+                f"DistilledCalibration: the student's {what} on the distilled images is "
+                f"{self.feature_:.3g}, outside the range of the recipe's "
+                f"{len(self.recipe.proxies)} proxies ({low:.3g} to {high:.3g}): this student "
+                "behaves unlike every proxy the set's maker trained, so the recipe's map is "
+                "extrapolated and its temperature is less certain. Check it on a few real "
+                "images if you can.",
                 DistcalWarning,
                 stacklevel=6,
             )

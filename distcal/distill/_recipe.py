@@ -3,10 +3,11 @@
 Whoever distils a set still has the real training data. :func:`fit_calibration_recipe` trains
 proxy students on the distilled set, fits temperature scaling on each proxy's logits of real
 validation images (a split of the real training data, never test data), and relates those
-held-out temperatures to what masked temperature scaling (MTS) on the distilled set gives the
-same proxy. The result, a :class:`~distcal.calibration.CalibrationRecipe`, travels in the
-distilled set's file; :class:`~distcal.calibration.DistilledCalibration` applies it to a student
-that its user trained on the set alone.
+held-out temperatures to what the same proxy shows on the distilled set: its logit scale on
+the clean images, and masked temperature scaling (MTS) on them. The result, a
+:class:`~distcal.calibration.CalibrationRecipe`, travels in the distilled set's file;
+:class:`~distcal.calibration.DistilledCalibration` applies it to a student that its user trained
+on the set alone.
 
 The masked temperatures are those of ``MaskedTemperatureScaling(ratio, n_masks=n_masks)`` on the
 distilled images, with one mask seed per proxy: the same uniform draws at every ratio, so the
@@ -30,6 +31,7 @@ from ..calibration import (
     MaskedTemperatureScaling,
     TemperatureScaling,
     distilled_digest,
+    logit_scale,
     module_logits,
 )
 from ..exceptions import DistcalWarning
@@ -37,18 +39,14 @@ from ._data import check_samples
 from ._student import StudentClassifier
 
 __all__ = [
-    "DEFAULT_FEATURE_RATIO",
     "DEFAULT_N_MASKS",
     "DEFAULT_RECIPE_METHOD",
     "default_proxies",
     "fit_calibration_recipe",
 ]
 
-#: The method a recipe recommends unless told otherwise (pre-registered in
-#: docs/preregistration_recipe.md).
-DEFAULT_RECIPE_METHOD = "ratio"
-#: The fixed ratio of the "scaled" and "predictor" methods.
-DEFAULT_FEATURE_RATIO = 0.5
+#: The method a recipe recommends unless told otherwise (docs/recipe.md says why).
+DEFAULT_RECIPE_METHOD = "predictor"
 #: Masked copies of every distilled image behind each masked temperature (2,000 masked images
 #: for a set of 100, as MTS's n_masks="auto" draws).
 DEFAULT_N_MASKS = 20
@@ -170,7 +168,6 @@ def fit_calibration_recipe(
     proxies="auto",
     method: str = DEFAULT_RECIPE_METHOD,
     n_masks: int = DEFAULT_N_MASKS,
-    feature_ratio: float = DEFAULT_FEATURE_RATIO,
     batch_size: int = 256,
     random_state=None,
     verbose: bool = False,
@@ -179,10 +176,12 @@ def fit_calibration_recipe(
     """Compute a distilled set's calibration recipe from real validation images.
 
     Trains each proxy student on the distilled set, fits temperature scaling on its logits of
-    the validation images (its *held-out temperature*), and relates it to masked temperature
-    scaling on the distilled set: the ratio where MTS gives the held-out temperature (found by
-    bisection on nested masks), and MTS's temperature at ``feature_ratio``. The recipe holds
-    every method's map and recommends ``method``; see
+    the validation images (its *held-out temperature*), and relates it to what the proxy shows
+    on the distilled set: its logit scale on the clean images
+    (:func:`~distcal.calibration.logit_scale`; a line of log temperature on log scale is
+    fitted across the proxies), and the mask ratio where masked temperature scaling on the set
+    gives its held-out temperature (a bisection on nested masks). The recipe holds every
+    method's numbers and recommends ``method``; see
     :class:`~distcal.calibration.CalibrationRecipe`.
 
     Parameters
@@ -198,12 +197,10 @@ def fit_calibration_recipe(
     proxies : "auto" or list of StudentClassifier, default="auto"
         Unfitted proxy students (cloned; each gets its own seed from ``random_state``).
         ``"auto"`` is :func:`default_proxies` of the set.
-    method : {"temperature", "ratio", "scaled", "predictor"}, default="ratio"
+    method : {"temperature", "ratio", "predictor"}, default="predictor"
         The method the recipe recommends.
     n_masks : int, default=20
         Masked copies of each distilled image behind every masked temperature.
-    feature_ratio : float, default=0.5
-        The fixed ratio of the ``"scaled"`` and ``"predictor"`` methods.
     batch_size : int, default=256
         Images per forward pass.
     random_state : int, RandomState instance or None, default=None
@@ -274,11 +271,13 @@ def fit_calibration_recipe(
                              seed=int(rng.integers(2**31)), batch_size=batch_size)  # fmt: skip
         params = {k: v for k, v in student.get_params().items() if k not in ("device", "verbose")}
         matched, bracket = curve.solve(temperature)
+        clean = module_logits(student.network_, images, batch_size=batch_size)
         records.append(
             {
                 "params": params,
                 "temperature": float(temperature),
                 "accuracy": accuracy,
+                "logit_scale": logit_scale(clean),
                 "matched_ratio": matched,
                 "matched_bracket": bracket,
             }
@@ -286,20 +285,17 @@ def fit_calibration_recipe(
         curves.append(curve)
     ratio = float(np.mean([r["matched_ratio"] for r in records]))
     for record, curve in zip(records, curves, strict=True):
-        record["masked_temperatures"] = {"ratio": curve(ratio), "scaled": curve(feature_ratio)}
+        record["masked_temperature"] = curve(ratio)
     held_out = np.log([r["temperature"] for r in records])
-    feature = np.log([r["masked_temperatures"]["scaled"] for r in records])
-    log_scale = float(np.mean(held_out - feature))
+    feature = np.log([r["logit_scale"] for r in records])
     if len(records) >= 3 and float(np.var(feature)) > 0:
         slope, intercept = (float(v) for v in np.polyfit(feature, held_out, 1))
-    else:  # too few proxies to fit a line: the scaled method's
-        slope, intercept = 1.0, log_scale
+    else:  # too few proxies (or scales) to fit a line: temperature proportional to scale
+        slope, intercept = 1.0, float(np.mean(held_out - feature))
     return CalibrationRecipe(
         method=method,
         temperature=float(np.exp(held_out.mean())),
         mask_ratio=ratio,
-        feature_ratio=float(feature_ratio),
-        scale=math.exp(log_scale),
         intercept=intercept,
         slope=slope,
         n_masks=int(n_masks),

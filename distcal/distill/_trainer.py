@@ -119,7 +119,7 @@ class MDTTrainer(BaseEstimator):
         pass test data as ``X``). ``True`` uses the defaults; a dict may set ``n_validation``
         (validation images, default 5000 or all of ``X`` if fewer), ``copies`` (proxies per
         variation of :func:`~distcal.distill.default_proxies`, default 2), ``method``,
-        ``n_masks`` and ``feature_ratio``. It does not change the distilled images.
+        and ``n_masks``. It does not change the distilled images.
 
     Attributes
     ----------
@@ -180,7 +180,7 @@ class MDTTrainer(BaseEstimator):
     }
 
     #: The keys a ``calibration_recipe`` dict may set.
-    _RECIPE_OPTIONS = ("n_validation", "copies", "method", "n_masks", "feature_ratio")
+    _RECIPE_OPTIONS = ("n_validation", "copies", "method", "n_masks")
 
     def __init__(
         self,

@@ -103,6 +103,7 @@ _RESULT_KEYS = {
     "rows": list,
     "comparisons": list,
     "diagnostics": dict,
+    "recipes": dict,
     "stage_seconds": dict,
 }
 
@@ -164,6 +165,38 @@ def _diagnostic_rows(diagnostics: dict) -> list[dict]:
     return rows
 
 
+def _recipe_rows(recipes: dict) -> list[dict]:
+    """One row per seed and distilled set: what its calibration recipe holds, in numbers."""
+    rows = []
+    for seed, by_set in recipes.items():
+        for training_set, recipe in by_set.items():
+            temperatures = np.log([p["temperature"] for p in recipe["proxies"]])
+            rows.append(
+                {
+                    "seed": seed,
+                    "training_set": training_set,
+                    **{
+                        key: recipe[key]
+                        for key in (
+                            "method",
+                            "temperature",
+                            "mask_ratio",
+                            "intercept",
+                            "slope",
+                            "n_masks",
+                            "n_validation",
+                            "seconds",
+                        )
+                    },
+                    "n_proxies": len(recipe["proxies"]),
+                    "temperature_spread": float(np.std(temperatures, ddof=1))
+                    if len(temperatures) > 1
+                    else 0.0,
+                }
+            )
+    return rows
+
+
 def _csv(table: list[dict]) -> str:
     """Return the rows as CSV text, floats as ``repr``."""
     text = io.StringIO(newline="")
@@ -194,8 +227,10 @@ def write_tables(out: Path, result: dict) -> None:
         ("diagnostics.csv", _diagnostic_rows(result["diagnostics"])),
         ("summary.csv", result["summary"]),
         ("max_logits.csv", result["diagnostics_summary"]),
+        ("recipes.csv", _recipe_rows(result.get("recipes", {}))),
     ):
-        atomic_write_text(out / name, _csv(table))
+        if table:
+            atomic_write_text(out / name, _csv(table))
     atomic_write_text(
         out / "summary.md",
         format_summary(result["summary"], markdown=True, rows=None)

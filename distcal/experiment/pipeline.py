@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -25,8 +26,16 @@ from ..distill import (
     stratified_split,
 )
 from ..exceptions import DistcalWarning
+from .recipe import kept_images, recipe_rows, set_recipe, transfer_student, validation_split
 from .scores import compare_rows, score_columns
-from .settings import DatasetRecipe, Profile, dataset_recipe
+from .settings import (
+    COMPARISONS,
+    RECIPE_COMPARISONS,
+    TRANSFER_RECIPES,
+    DatasetRecipe,
+    Profile,
+    dataset_recipe,
+)
 
 __all__ = [
     "calibrate_student",
@@ -141,7 +150,14 @@ def _quietly(fit):
 
 
 def calibrate_student(
-    student, sets: dict, y_test, *, strict_ratios=(), seed: int, test_logits=None
+    student,
+    sets: dict,
+    y_test,
+    *,
+    strict_ratios=(),
+    seed: int,
+    test_logits=None,
+    held_out_masked: bool = True,
 ):
     """Every calibrator of the experiment on one student, scored on the test images.
 
@@ -166,6 +182,10 @@ def calibrate_student(
     test_logits : Tensor or None, default=None
         ``student.decision_function(sets["test"])``, when the caller has it already; None
         computes it.
+    held_out_masked : bool, default=True
+        Fit the masked calibrators on the held-out images too ("MTS auto" and "MTS auto
+        logits" in the held-out regime); the transfer students, which are compared with
+        held-out TS only, skip them.
 
     Returns
     -------
@@ -217,6 +237,8 @@ def calibrate_student(
     ):
         ts, notes = _quietly(lambda y=y, key=key: TemperatureScaling().fit(logits[key], y))
         add("TS", regime, ts, ts.predict_proba(logits["test"]), notes)
+        if regime == "held-out" and not held_out_masked:
+            continue
         if regime == "strict":
             for ratio in strict_ratios:
                 fixed, notes = _quietly(
@@ -278,7 +300,16 @@ def max_logit_diagnostics(net, images, test_images, seed: int, *, test_logits=No
     }, spread
 
 
-def run_seed(data, dataset: str, profile: Profile, seed: int, device, verbose: bool, figures):
+def run_seed(
+    data,
+    dataset: str,
+    profile: Profile,
+    seed: int,
+    device,
+    verbose: bool,
+    figures,
+    sets_folder=None,
+):
     """Run one seed of the experiment: distil, train the students, calibrate and score them.
 
     Parameters
@@ -298,11 +329,16 @@ def run_seed(data, dataset: str, profile: Profile, seed: int, device, verbose: b
     figures : dict or None
         A dict to fill with what the figures show (the probabilities and masking spread of the
         plain DM and real students), or None.
+    sets_folder : Path or None, default=None
+        Where to save the distilled sets with their calibration recipes
+        (``seed-<seed>-<set>.safetensors``); None saves nothing.
 
     Returns
     -------
     dict
-        ``seed``, ``rows``, ``comparisons``, ``diagnostics`` and ``stage_seconds``.
+        ``seed``, ``rows``, ``comparisons``, ``diagnostics``, ``recipes`` (per distilled set,
+        its calibration recipe as :meth:`~distcal.calibration.CalibrationRecipe.to_dict`
+        gives it) and ``stage_seconds``.
     """
     recipe = dataset_recipe(dataset)
     seconds = {}
@@ -321,17 +357,41 @@ def run_seed(data, dataset: str, profile: Profile, seed: int, device, verbose: b
     test_images = normalize(data.images[test], mean, std)
     y_cal, y_test = data.labels[cal].numpy(), data.labels[test].numpy()
 
-    training_sets = {}
+    training_sets, distilled = {}, {}
     for name, mask_ratio in (("DM", 0.0), ("MDT", profile.mdt_ratio)):
         options = {"device": device, "verbose": verbose, "mask_apply_to": "both"}
         trainer = dm_trainer(recipe, profile, random_state=seed, mask_ratio=mask_ratio, **options)
         trainer.fit(X_train, y_train)
         training_sets[name] = (trainer.images_, trainer.labels_)
+        distilled[name] = trainer.to_distilled_set()
     pick = stratified_split(y_train, [profile.ipc * data.n_classes], random_state=seed)[0]
     training_sets["real"] = (normalize(X_train[pick], mean, std), y_train[pick])
     lap("distillation")
 
     shared = {"n_classes": data.n_classes, "device": device, "verbose": verbose}
+    # What a distilled set's maker ships with it (issue 21): the calibration recipe, computed on
+    # a validation split of the training split (the maker's real data), or instead a few of
+    # those real images per class.
+    template = student_classifier(
+        recipe, width=profile.width, epochs=profile.student_epochs, random_state=None, **shared
+    )
+    validation = validation_split(y_train, profile.recipe_validation, seed)
+    X_val, y_val = X_train[validation], y_train[validation]
+    kept = {
+        k: (normalize(X_val[index], mean, std), y_val[index].numpy())
+        for k, index in kept_images(y_val, profile.kept_per_class, data.n_classes, seed).items()
+    }
+    recipes = {}
+    if profile.recipe_copies:
+        for index, name in enumerate(distilled):
+            distilled[name].recipe = set_recipe(
+                distilled[name], X_val, y_val, template, copies=profile.recipe_copies,
+                seed=seed, set_index=index,
+            )  # fmt: skip
+            recipes[name] = distilled[name].recipe.to_dict()
+            if sets_folder is not None:
+                distilled[name].save(Path(sets_folder) / f"seed-{seed}-{name}.safetensors")
+        lap("recipes")
 
     def student(images, labels, alpha, epochs):
         return student_classifier(
@@ -343,31 +403,53 @@ def run_seed(data, dataset: str, profile: Profile, seed: int, device, verbose: b
             **shared,
         ).fit(images, labels)
 
+    def with_set(fitted, set_name, calibrated, probabilities, test_logits):
+        """Add the rows of what travels with a distilled set (recipe, kept images)."""
+        if set_name not in distilled:
+            return []
+        extra, extra_proba = recipe_rows(
+            fitted, distilled[set_name], kept, y_test, test_logits, seed=seed, quietly=_quietly,
+            with_recipe=bool(profile.recipe_copies),
+        )  # fmt: skip
+        calibrated += extra
+        probabilities.update(extra_proba)
+        return list(RECIPE_COMPARISONS) if profile.recipe_copies else []
+
     rows, comparisons, diagnostics = [], [], {}
     for set_name, (images, labels) in training_sets.items():
-        for student_name, alpha in (("plain", 0.0), ("mixup", profile.mixup_alpha)):
-            fitted = student(images, labels, alpha, profile.student_epochs)
+        sets = {"train": (images, labels.numpy()), "cal": (cal_images, y_cal), "test": test_images}
+        for student_name, alpha, changes in (
+            ("plain", 0.0, None),
+            ("mixup", profile.mixup_alpha, None),
+            *((t, 0.0, TRANSFER_RECIPES[t]) for t in profile.transfer if set_name in distilled),
+        ):
+            if changes is None:
+                fitted = student(images, labels, alpha, profile.student_epochs)
+            else:
+                fitted = transfer_student(template, student_name, changes).set_params(
+                    random_state=seed
+                ).fit(images, labels)  # fmt: skip
             lap("students")
-            sets = {
-                "train": (images, labels.numpy()),
-                "cal": (cal_images, y_cal),
-                "test": test_images,
-            }
             # The test images' logits serve the calibrators and the diagnostics: one pass.
             test_logits = fitted.decision_function(test_images)
             calibrated, probabilities = calibrate_student(
                 fitted,
                 sets,
                 y_test,
-                strict_ratios=profile.strict_ratios,
+                strict_ratios=profile.strict_ratios if changes is None else (),
                 seed=seed,
                 test_logits=test_logits,
+                held_out_masked=changes is None,
             )
+            pairs = with_set(fitted, set_name, calibrated, probabilities, test_logits)
             lap("calibration")
             key = {"seed": seed, "training_set": set_name, "student": student_name}
             rows += [{**key, **row} for row in calibrated]
             if set_name != "real":
-                compared = compare_rows(y_test, probabilities, seed, profile.bootstrap_resamples)
+                pairs = (list(COMPARISONS) if changes is None else []) + pairs
+                compared = compare_rows(
+                    y_test, probabilities, seed, profile.bootstrap_resamples, pairs=pairs
+                )
                 comparisons += [{**key, **row} for row in compared]
             lap("evaluation")
             if student_name == "plain":
@@ -397,5 +479,6 @@ def run_seed(data, dataset: str, profile: Profile, seed: int, device, verbose: b
         "rows": rows,
         "comparisons": comparisons,
         "diagnostics": diagnostics,
+        "recipes": recipes,
         "stage_seconds": seconds,
     }

@@ -97,8 +97,9 @@ def run_experiment(
         Folder for ``results.csv`` (one row per seed, set, student and calibrator),
         ``comparisons.csv`` (paired bootstrap intervals per seed), ``diagnostics.csv``
         (maximum-logit statistics per seed), ``summary.csv``, ``max_logits.csv``,
-        ``summary.md``, ``results.json``, the figures and the per-seed files that let an
-        interrupted run resume; None writes nothing.
+        ``summary.md``, ``recipes.csv`` (each distilled set's calibration recipe),
+        ``results.json``, the figures, the distilled sets with their recipes (``sets/``) and
+        the per-seed files that let an interrupted run resume; None writes nothing.
     root : str or path, default=None
         Folder of the Fashion-MNIST files.
     verbose : bool, default=True
@@ -120,8 +121,9 @@ def run_experiment(
         ``config`` (including the thread count and library versions), ``rows``,
         ``comparisons``, ``summary`` (mean, SD and 95% t-interval over seeds),
         ``diagnostics`` (maximum-logit statistics per seed), ``diagnostics_summary``
-        (:func:`summarise_diagnostics`) and ``stage_seconds`` (per seed, the seconds of each
-        stage: distillation, students, calibration, evaluation, full-data network).
+        (:func:`summarise_diagnostics`), ``recipes`` (per seed and distilled set, its
+        calibration recipe) and ``stage_seconds`` (per seed, the seconds of each stage:
+        distillation, recipes, students, calibration, evaluation, full-data network).
 
     Raises
     ------
@@ -177,6 +179,7 @@ def run_experiment(
         "summary": summarise(rows),
         "diagnostics": diagnostics,
         "diagnostics_summary": summarise_diagnostics(diagnostics),
+        "recipes": {r["seed"]: r["recipes"] for r in per_seed},
         "stage_seconds": {r["seed"]: r["stage_seconds"] for r in per_seed},
     }
     if out is not None:
@@ -208,7 +211,10 @@ class _SeedJob:
             if data is None:
                 data = load_dataset(self.dataset, root=self.root)
             figures = {} if seed == self.figure_seed else None
-            result = run_seed(data, self.dataset, self.profile, seed, self.device, verbose, figures)
+            sets = None if self.out is None else self.out / "sets"
+            result = run_seed(
+                data, self.dataset, self.profile, seed, self.device, verbose, figures, sets
+            )
             if figures:
                 draw_figures(self.out, figures, split_indices(data, seed), data)
         finally:

@@ -91,20 +91,23 @@ def score_columns(y_true, proba, *, classwise: bool = False, dtype=np.float64) -
 _ece15 = functools.partial(expected_calibration_error, n_bins=15)
 
 
-def compare_rows(y_test, probabilities: dict, seed: int, n_resamples: int) -> list[dict]:
-    """Paired bootstrap intervals over the test images for the pairs of ``COMPARISONS``.
+def compare_rows(
+    y_test, probabilities: dict, seed: int, n_resamples: int, *, pairs=COMPARISONS
+) -> list[dict]:
+    """Paired bootstrap intervals over the test images for pairs of rows.
 
     Parameters
     ----------
     y_test : array-like of shape (n_samples,)
         The test labels.
     probabilities : dict
-        Test probabilities by (calibrator, regime), holding every row that
-        :data:`~distcal.experiment.COMPARISONS` names.
+        Test probabilities by (calibrator, regime), holding every row that ``pairs`` names.
     seed : int
         Seeds the resamples.
     n_resamples : int
         Bootstrap resamples.
+    pairs : sequence of ((str, str), (str, str)), default=COMPARISONS
+        The (calibrator, regime) pairs to compare, first minus second.
 
     Returns
     -------
@@ -114,7 +117,7 @@ def compare_rows(y_test, probabilities: dict, seed: int, n_resamples: int) -> li
         95% interval).
     """
     rows = []
-    for first, second in COMPARISONS:
+    for first, second in pairs:
         diff = bootstrap_difference(
             _ece15,
             y_test,

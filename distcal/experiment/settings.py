@@ -16,6 +16,8 @@ __all__ = [
     "MAIN_ROWS",
     "METRICS",
     "PROFILES",
+    "RECIPE_COMPARISONS",
+    "TRANSFER_RECIPES",
     "DatasetRecipe",
     "Profile",
     "dataset_recipe",
@@ -34,6 +36,7 @@ MAIN_ROWS = (
     ("TS", "strict"),
     ("MTS 0.1", "strict"),
     ("MTS auto", "strict"),
+    ("recipe", "strict"),
 )
 
 #: Pairs compared on every student of a distilled set (DM, MDT) of every seed by a paired
@@ -43,6 +46,25 @@ COMPARISONS = (
     (("MTS auto", "strict"), ("TS", "held-out")),
     (("MTS auto", "held-out"), ("TS", "held-out")),
 )
+
+#: Pairs compared on every student of a distilled set that is calibrated with the set's recipe
+#: (the plain and mixup students, and those of :data:`TRANSFER_RECIPES`).
+RECIPE_COMPARISONS = (
+    (("recipe", "strict"), ("TS", "held-out")),
+    (("none", "-"), ("recipe", "strict")),
+)
+
+
+#: Students of recipes the proxies of a calibration recipe do not use (issue 21's transfer),
+#: as changes to the experiment's plain student: a factor for epochs, learning rate and width,
+#: an increment for depth. Each is trained on the DM and MDT sets of every seed (seed
+#: ``seed``, as the plain student) and calibrated with and without the set's recipe.
+TRANSFER_RECIPES = {
+    "epochs x2": {"epochs": 2.0},
+    "lr x0.5": {"lr": 0.5},
+    "width x2": {"width": 2.0},
+    "depth +1": {"depth": 1},
+}
 
 
 @dataclass(frozen=True)
@@ -74,6 +96,17 @@ class Profile:
         baseline of the maximum-logit diagnostics.
     bootstrap_resamples : int
         Resamples of the paired bootstrap intervals over the test images.
+    recipe_copies : int
+        Proxy students of each variation in the calibration recipe of every distilled set
+        (:func:`distcal.distill.default_proxies`); 0 computes no recipe.
+    recipe_validation : int
+        Real validation images of the recipe: a stratified split of the training split (the
+        distiller's data), at most this many.
+    kept_per_class : tuple of int
+        Real images per class kept beside the distilled set for the baseline rows "TS k
+        real/class" (drawn from the recipe's validation images).
+    transfer : tuple of str
+        Keys of :data:`TRANSFER_RECIPES` trained on every distilled set.
     """
 
     ipc: int = 10
@@ -86,6 +119,10 @@ class Profile:
     strict_ratios: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     full_data_steps: int = 600
     bootstrap_resamples: int = 1000
+    recipe_copies: int = 2
+    recipe_validation: int = 5000
+    kept_per_class: tuple = (1, 2, 5)
+    transfer: tuple = tuple(TRANSFER_RECIPES)
 
 
 PROFILES = {
@@ -99,6 +136,10 @@ PROFILES = {
         strict_ratios=(0.1, 0.5),
         full_data_steps=10,
         bootstrap_resamples=20,
+        recipe_copies=1,
+        recipe_validation=200,
+        kept_per_class=(1,),
+        transfer=("lr x0.5",),
     ),
     # Minutes on 2 CPU cores for digits; tens of minutes for Fashion-MNIST.
     "small": Profile(),
@@ -111,7 +152,7 @@ PROFILES = {
 #: The demo (``distcal demo``): one student of the small profile's size (``ipc``, ``width``,
 #: ``student_epochs``) trained on real digits instead of a distilled set, calibrated by the
 #: experiment's calibrators less the fixed ratios. Nothing is distilled.
-DEMO = Profile(strict_ratios=())
+DEMO = Profile(strict_ratios=(), recipe_copies=0, transfer=())
 
 #: Held-out calibration images of the demo (the rest of digits, past the training images, is
 #: its test split).

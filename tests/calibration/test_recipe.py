@@ -16,6 +16,7 @@ from distcal.calibration import (
     DistilledCalibration,
     distilled_digest,
     load_calibrator,
+    logit_scale,
     save_calibrator,
 )
 from distcal.distill import load_digits
@@ -54,7 +55,7 @@ def test_a_recipe_round_trips_through_its_dictionary():
         ({"method": "magic"}, "method must be one of"),
         ({"temperature": 0.0}, "temperature must be a positive finite number"),
         ({"temperature": float("nan")}, "temperature must be a positive finite number"),
-        ({"scale": "2"}, "scale must be a positive number"),
+        ({"temperature": "2"}, "temperature must be a positive number"),
         ({"mask_ratio": 1.0}, r"mask_ratio must be a number in \[0, 1\)"),
         ({"slope": float("inf")}, "slope must be a finite number"),
         ({"n_masks": 0}, "n_masks must be a positive int"),
@@ -77,7 +78,7 @@ def test_from_dict_refuses_unknown_fields_newer_versions_and_non_objects():
         CalibrationRecipe.from_dict({**data, "version": 2})
     with pytest.raises(ValueError, match="must be a JSON object"):
         CalibrationRecipe.from_dict([1, 2])
-    del data["scale"]
+    del data["slope"]
     with pytest.raises(ValueError, match="incomplete"):
         CalibrationRecipe.from_dict(data)
 
@@ -85,13 +86,26 @@ def test_from_dict_refuses_unknown_fields_newer_versions_and_non_objects():
 def test_every_method_has_its_map():
     recipe = make_recipe()
     assert recipe.mapping("temperature") == (None, math.log(recipe.temperature), 0.0)
-    assert recipe.mapping("ratio") == (recipe.mask_ratio, 0.0, 1.0)
-    assert recipe.mapping("scaled") == (recipe.feature_ratio, math.log(recipe.scale), 1.0)
-    assert recipe.mapping("predictor") == (recipe.feature_ratio, recipe.intercept, recipe.slope)
-    assert recipe.proxy_range("ratio") == (0.05, 50.0)
-    assert recipe.proxy_range("scaled") == (0.04, 40.0)
+    assert recipe.mapping("ratio") == ("masked_temperature", 0.0, 1.0)
+    assert recipe.mapping("predictor") == ("logit_scale", recipe.intercept, recipe.slope)
+    assert recipe.proxy_range("masked_temperature") == (0.05, 50.0)
+    assert recipe.proxy_range("logit_scale") == (0.04, 40.0)
     assert recipe.temperature_spread == pytest.approx(np.std(np.log([1.5, 2.0]), ddof=1), rel=1e-12)
-    assert set(RECIPE_METHODS) == {"temperature", "ratio", "scaled", "predictor"}
+    assert set(RECIPE_METHODS) == {"temperature", "ratio", "predictor"}
+    with pytest.raises(ValueError, match="method must be one of"):
+        recipe.mapping("scaled")
+
+
+def test_the_logit_scale_ignores_row_shifts_and_follows_scaling():
+    z = torch.randn(50, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    scale = logit_scale(z)
+    assert scale == pytest.approx(float(z.std(dim=1, unbiased=False).mean()), rel=1e-15)
+    shifted = z + torch.arange(50.0, dtype=torch.float64)[:, None]
+    assert logit_scale(shifted) == pytest.approx(scale, rel=1e-12)
+    assert logit_scale(3 * z) == pytest.approx(3 * scale, rel=1e-12)
+    weights = torch.zeros(50, dtype=torch.float64)
+    weights[:10] = 2.0
+    assert logit_scale(z, weights) == pytest.approx(logit_scale(z[:10]), rel=1e-12)
 
 
 # -------------------------------------------------------------------------------- calibrator
@@ -104,23 +118,26 @@ def test_the_ratio_method_is_mts_at_the_recipes_ratio(student):
     mts = MaskedTemperatureScaling(0.35, n_masks=5, model=net, random_state=3).fit(X, y)
     assert fitted.method_ == "ratio"
     assert fitted.mask_ratio_ == 0.35
-    assert fitted.masked_temperature_ == mts.temperature_
+    assert fitted.feature_ == mts.temperature_
     assert fitted.temperature_ == mts.temperature_  # offset 0, slope 1
     assert fitted.masked_accuracy_ == mts.masked_accuracy_
     assert fitted.regime_ == "training"
 
 
-@pytest.mark.parametrize("method", ["scaled", "predictor"])
-def test_the_feature_methods_map_mts_at_the_feature_ratio(student, method):
+def test_the_predictor_maps_the_students_logit_scale_through_the_recipes_line(student):
     net, X, y, _, _ = student
-    recipe = make_recipe(method=method, feature_ratio=0.5, n_masks=4)
-    fitted = DistilledCalibration(recipe, model=net, random_state=1).fit(X, y)
-    masked = MaskedTemperatureScaling(0.5, n_masks=4, model=net, random_state=1).fit(X, y)
-    _, offset, slope = recipe.mapping(method)
-    assert fitted.masked_temperature_ == masked.temperature_
-    assert fitted.temperature_ == pytest.approx(
-        math.exp(offset + slope * math.log(masked.temperature_)), rel=1e-14
-    )
+    recipe = make_recipe(method="predictor", intercept=-0.3, slope=0.8)
+    fitted = DistilledCalibration(recipe, model=net).fit(X, y)
+    with torch.no_grad():
+        scale = logit_scale(net(X))
+    assert fitted.feature_ == pytest.approx(scale, rel=1e-12)
+    assert fitted.temperature_ == pytest.approx(math.exp(-0.3 + 0.8 * math.log(scale)), rel=1e-12)
+    assert fitted.mask_ratio_ == 0.0
+    assert fitted.covered_ is True
+    # it reads the clean logits only, so the student's logits serve as well as the network
+    with torch.no_grad():
+        from_logits = DistilledCalibration(recipe).fit(net(X), y)
+    assert from_logits.temperature_ == pytest.approx(fitted.temperature_, rel=1e-6)
 
 
 def test_the_temperature_method_needs_no_network():
@@ -157,11 +174,11 @@ def test_a_student_outside_the_proxies_range_warns(student):
     net, X, y, _, _ = student
     # proxies' masked temperatures of 50 to 60: this student's is far below
     proxies = [
-        {**p, "masked_temperatures": {"ratio": t, "scaled": t}}
+        {**p, "masked_temperature": t}
         for p, t in zip(make_recipe().proxies, (50.0, 60.0), strict=True)
     ]
     recipe = make_recipe(method="ratio", proxies=proxies)
-    with pytest.warns(DistcalWarning, match="outside the range of the recipe's 2 proxies"):
+    with pytest.warns(DistcalWarning, match="masked temperature at ratio 0.500 on the distilled"):
         fitted = DistilledCalibration(recipe, model=net, random_state=0).fit(X, y)
     assert fitted.covered_ is False
 
@@ -205,7 +222,7 @@ def test_from_distilled_fits_on_the_sets_images(student):
 
     class Set:  # what DistilledCalibration reads of a DistilledSet
         images, labels = X, y
-        recipe = make_recipe(method="scaled", n_masks=2)
+        recipe = make_recipe(method="predictor", n_masks=2)
 
     fitted = DistilledCalibration.from_distilled(Set, model=net, random_state=5)
     again = DistilledCalibration(Set.recipe, model=net, random_state=5).fit(X, y)

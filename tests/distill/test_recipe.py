@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from distcal import MaskedTemperatureScaling, TemperatureScaling
-from distcal.calibration import DistilledCalibration, distilled_digest
+from distcal.calibration import DistilledCalibration, distilled_digest, logit_scale
 from distcal.distill import (
     DistilledSet,
     MDTTrainer,
@@ -53,7 +53,7 @@ def recipe(digits_set):
 
 def test_a_recipe_records_every_proxy_and_what_it_rests_on(recipe, digits_set):
     distilled = digits_set[0]
-    assert recipe.method == "ratio"
+    assert recipe.method == "predictor"
     assert len(recipe.proxies) == 3
     assert recipe.n_validation == 400
     assert recipe.n_masks == 4
@@ -63,8 +63,7 @@ def test_a_recipe_records_every_proxy_and_what_it_rests_on(recipe, digits_set):
     held_out = np.log([p["temperature"] for p in recipe.proxies])
     assert recipe.temperature == pytest.approx(math.exp(held_out.mean()), rel=1e-12)
     assert recipe.mask_ratio == pytest.approx(np.mean([p["matched_ratio"] for p in recipe.proxies]))
-    feature = np.log([p["masked_temperatures"]["scaled"] for p in recipe.proxies])
-    assert math.log(recipe.scale) == pytest.approx(np.mean(held_out - feature), rel=1e-12)
+    feature = np.log([p["logit_scale"] for p in recipe.proxies])
     slope, intercept = np.polyfit(feature, held_out, 1)
     assert (recipe.slope, recipe.intercept) == pytest.approx((slope, intercept), rel=1e-10)
     assert [p["params"]["mixup_alpha"] for p in recipe.proxies] == [0.0, 0.0, 1.0]
@@ -80,6 +79,8 @@ def test_each_proxys_held_out_temperature_is_temperature_scaling_on_the_validati
     assert TemperatureScaling().fit(logits, y_val[:400]).temperature_ == pytest.approx(
         recipe.proxies[1]["temperature"], rel=1e-9
     )
+    clean = student.decision_function(distilled.images)
+    assert logit_scale(clean) == pytest.approx(recipe.proxies[1]["logit_scale"], rel=1e-12)
 
 
 def test_mts_at_a_proxys_matched_ratio_reproduces_its_held_out_temperature(recipe, digits_set):
@@ -106,7 +107,7 @@ def test_mts_at_a_proxys_matched_ratio_reproduces_its_held_out_temperature(recip
     assert low <= proxy["matched_ratio"] <= high
     assert masked_temperature(low) < proxy["temperature"] <= masked_temperature(high)
     # and the record of each proxy's temperature at the recipe's ratio is that same curve's
-    assert proxy["masked_temperatures"]["ratio"] == masked_temperature(recipe.mask_ratio)
+    assert proxy["masked_temperature"] == masked_temperature(recipe.mask_ratio)
 
 
 def test_the_same_seed_gives_the_same_recipe(recipe, digits_set):
