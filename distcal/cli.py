@@ -26,6 +26,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _resamples(text: str) -> int:
+    from .experiment.calibrate import InputFileError, check_resamples
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    try:
+        return check_resamples(value, "")
+    except InputFileError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def _device(text: str) -> str:
     from .experiment.runner import check_device
 
@@ -239,9 +252,10 @@ def _add_calibrate(commands) -> None:
     calibrate.add_argument(
         "--n-resamples",
         metavar="N",
-        type=_positive_int,
+        type=_resamples,
         default=1000,
-        help="bootstrap resamples (1000)",
+        help="bootstrap resamples of the 95%% intervals and label draws of the calibration "
+        "tests, 20 to 100000 (1000)",
     )
     calibrate.add_argument(
         "--input-type",
@@ -255,6 +269,7 @@ def _add_calibrate(commands) -> None:
     calibrate.add_argument(
         "--labels-key", metavar="KEY", default=None, help="the labels' array (or CSV column)"
     )
+    calibrate.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_apply(commands) -> None:
@@ -287,6 +302,7 @@ _ARGUMENTS = {
     "test_size": "--test-size",
     "split": "--split random",
     "method": "--method",
+    "n_resamples": "--n-resamples",
 }
 
 
@@ -381,6 +397,7 @@ def _calibrate(args) -> None:
         logits_key=args.logits_key,
         labels_key=args.labels_key,
         names=_ARGUMENTS,
+        verbose=not args.quiet,
     )
     print(format_report(report))
 
