@@ -60,7 +60,7 @@ def test_the_headline_is_the_debiased_error_with_its_interval_change_and_tests(
     assert err == ""  # --quiet: no progress bars
     lines = printed.splitlines()
     table = lines[lines.index("") + 1 :]
-    assert table[1].startswith("calibration error %")
+    assert table[1].startswith("RMS calibration error %")
     assert table[2].split()[:4] == ["calibrated?", "p", "=", "0.005"]  # 1 / 201: none reach it
     assert any(line.startswith("ECE-15 % (plug-in)") for line in table)
     assert "percentile bootstrap intervals of the statistic" in printed.replace("\n", " ")

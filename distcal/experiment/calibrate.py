@@ -114,7 +114,7 @@ def _accuracy(y_true, y_prob) -> float:
 #: The headline: the debiased RMS calibration error over 15 bins, with the interval whose
 #: coverage of the true error was measured (benchmarks/bench_ece_coverage.py), and the p-value
 #: of the consistency-resampling test of calibration.
-HEADLINE = ("calibration_error", "calibration error %", 100, 2)
+HEADLINE = ("calibration_error", "RMS calibration error %", 100, 2)
 
 #: The other scores, each with the percentile bootstrap interval of the statistic itself:
 #: (key, title, scale, decimals, metric). The plug-in ECE-15 is biased upwards, most where the
@@ -467,12 +467,12 @@ def _pvalue(entry) -> str:
 
 #: What the command prints below its table: how to read the two calibration errors.
 LEGEND = (
-    "calibration error: the debiased root-mean-square gap between accuracy and confidence over "
-    "15 bins, with a 95% interval whose coverage of the true error was measured "
-    "(docs/ece_intervals.md); p: the test that the model is calibrated (labels drawn from its "
-    "probabilities). The other rows have percentile bootstrap intervals of the statistic "
-    "itself: ECE-15 (plug-in) is biased upwards where the error is small, and so is its "
-    "interval."
+    "RMS calibration error: the root-mean-square gap between accuracy and confidence over 15 "
+    "bins, debiased, with a 95% interval whose coverage of the true error was measured "
+    "(docs/ece_intervals.md); calibrated?: the p-value of the test that the model is calibrated "
+    "(labels drawn from its probabilities). The other rows have percentile bootstrap intervals "
+    "of the statistic itself: ECE-15 (plug-in) is biased upwards where the error is small, and "
+    "so is its interval."
 )
 
 
