@@ -512,7 +512,8 @@ def format_report(report: dict) -> str:
         )
         if entry.get("interval") == "debiased":
             rows.append(["  calibrated?", _pvalue(entry["before"]), _pvalue(entry["after"]), ""])
-    lines.append(render_table(header, rows, align=["left", "right", "right", "right"]))
+    table = render_table(header, rows, align=["left", "right", "right", "right"])
+    lines += [line.rstrip() for line in table.splitlines()]
     lines += ["", textwrap.fill(LEGEND, width=100)]
     if report["fitted"]:
         fitted = ", ".join(
