@@ -329,8 +329,8 @@ def _calibration_resampler(
     on ``preds[rows], target[rows]`` (and ``sample_weight[rows]``), bit for bit: the
     reduction of a row to its confidence and outcome reads that row alone, so reducing every
     row once and indexing the results feeds the binning kernel the same tensors as reducing
-    the resample. A bootstrap then skips, per resample, the validation and the reduction,
-    which cost more than the binning itself.
+    the resample. One resample at a time, with weights resampled along; the bootstrap scores
+    batches of resamples without weights through :func:`_calibration_batch_resampler`.
     """
     n_bins = _check_binning_params(n_bins, strategy, kind, caller, norm)
     probs, labels, weights = _check_inputs(
