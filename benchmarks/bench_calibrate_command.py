@@ -155,7 +155,12 @@ def main(argv=None):
         seconds, summary = command_row(path, args.n_resamples)
     fitted, scored, _ = C._split(y, 0.5, True, 0, {"test_size": "--test-size"})
     before = C._probabilities(logits[scored], "logits")
+    # one thread, as the command scores: thousands of small evaluations on two threads pay
+    # for waking the second one every time (3x slower on a loaded machine)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     boot = bootstrap_rows(y[scored], before, args.n_resamples, args.peer_resamples, args.repeat)
+    torch.set_num_threads(threads)
     affine, (n_iter, vector_seconds, converged) = fit_rows(
         logits[fitted], y[fitted], args.n_classes, args.iteration_rows
     )
@@ -185,7 +190,7 @@ def main(argv=None):
     )
     notes = [
         f"{shape} logits; {len(scored):,} scored and {len(fitted):,} fitted; "
-        f"{torch.get_num_threads()} torch threads for the fits (the command scores on one).",
+        f"one torch thread for the bootstraps (as the command scores), {threads} for the fits.",
         f"distcal s: median of {args.repeat} runs. Metric per resample: the metric called on "
         f"a copy of each resample, {args.peer_resamples} resamples timed and scaled to "
         f"{args.n_resamples}: what the old code did for accuracy, NLL and Brier (for the ECE "
