@@ -129,7 +129,7 @@ SCORES = (
 
 #: The affine calibrators' work per L-BFGS iteration, in values touched or multiply-adds, as
 #: a function of the samples fitted on and the classes; and the most the command accepts. They
-#: take a few hundred iterations (vector scaling: 309 on 5,000 x 1,000 logits), where
+#: take a few hundred iterations (vector scaling: 374 on 5,000 x 1,000 logits), where
 #: temperature scaling takes a few passes; past these limits a fit on a CPU runs for tens of
 #: minutes (vector) or hours (matrix, Dirichlet: a 1,000 x 1,000 matrix times the logits at
 #: every step), which looked like a hang (issue 22). docs/benchmarks/calibrate_command.md has
