@@ -38,6 +38,19 @@ def _seed(text: str) -> int:
     return value
 
 
+def _resamples(text: str) -> int:
+    from .experiment.calibrate import InputFileError, check_resamples
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    try:
+        return check_resamples(value, "")
+    except InputFileError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def _device(text: str) -> str:
     from .experiment.runner import check_device
 
@@ -262,9 +275,10 @@ def _add_calibrate(commands) -> None:
     calibrate.add_argument(
         "--n-resamples",
         metavar="N",
-        type=_positive_int,
+        type=_resamples,
         default=1000,
-        help="bootstrap resamples (1000)",
+        help="bootstrap resamples of the 95%% intervals and label draws of the calibration "
+        "tests, 20 to 100000 (1000)",
     )
     calibrate.add_argument(
         "--input-type",
@@ -278,6 +292,7 @@ def _add_calibrate(commands) -> None:
     calibrate.add_argument(
         "--labels-key", metavar="KEY", default=None, help="the labels' array (or CSV column)"
     )
+    calibrate.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_apply(commands) -> None:
@@ -314,6 +329,7 @@ _ARGUMENTS = {
     "seed": "--seed",
     "force": "--force",
     "input_type": "--input-type probabilities",
+    "n_resamples": "--n-resamples",
 }
 
 
@@ -409,6 +425,7 @@ def _calibrate(args) -> None:
         labels_key=args.labels_key,
         force=args.force,
         names=_ARGUMENTS,
+        verbose=not args.quiet,
     )
     print(format_report(report))
 

@@ -25,6 +25,28 @@ SMALLEST = {
     "bench_calibrator_speed.py": ["--n-samples", "2000", "--repeat", "1"]
     + ([] if HAS_NETCAL else ["--methods", "matrix scaling"]),
     "bench_metric_peers.py": ["--n-samples", "2000", "--repeat", "1", "--n-resamples", "20"],
+    "bench_ece_coverage.py": [
+        "--datasets",
+        "2",
+        "--n-resamples",
+        "20",
+        "--truth-samples",
+        "250000",
+        "--sizes",
+        "500",
+        "--pair-sizes",
+        "500",
+    ],
+    "bench_calibrate_command.py": [
+        "--n-samples",
+        "2000",
+        "--n-classes",
+        "20",
+        "--n-resamples",
+        "20",
+        "--iteration-rows",
+        "300",
+    ],
     "bench_logit_masking.py": ["--seeds", "1", "--n-masks", "1", "--epochs", "5"],
     "bench_distill_throughput.py": ["--ipc", "1", "--width", "8", "--repeat", "1"],
     "bench_distill.py": [

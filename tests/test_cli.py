@@ -144,7 +144,7 @@ def test_every_format_gives_the_same_calibrator(data, tmp_path, capsys):
     temperatures = {}
     for name, argv in _write_formats(tmp_path, logits, y).items():
         out = tmp_path / name
-        options = ["--output", str(out), "--n-resamples", "10"]
+        options = ["--output", str(out), "--n-resamples", "20"]
         code, _, err = _call(["calibrate", *argv, *options], capsys)
         assert code == 0, (name, err)
         temperatures[name] = load_calibrator(out / "calibrator.safetensors").temperature_
@@ -162,7 +162,7 @@ def test_every_method_fits_and_saves_its_class(method, data, tmp_path, capsys):
     np.savez(tmp_path / "val.npz", logits=logits, labels=y)
     out = tmp_path / "out"
     argv = ["calibrate", str(tmp_path / "val.npz"), "--method", method, "--output", str(out)]
-    code, printed, err = _call([*argv, "--n-resamples", "10"], capsys)
+    code, printed, err = _call([*argv, "--n-resamples", "20"], capsys)
     assert code == 0, err
     assert printed.startswith(f"{METHODS[method]} ({method})")
     loaded = load_calibrator(out / "calibrator.safetensors")
@@ -177,7 +177,7 @@ def test_in_sample_and_binary_and_one_line_warnings(tmp_path, capsys):
     np.save(tmp_path / "y.npy", y)
     argv = ["calibrate", str(tmp_path / "z.npy"), str(tmp_path / "y.npy"), "--test-size", "0"]
     code, printed, _ = _call(
-        [*argv, "--output", str(tmp_path / "o"), "--n-resamples", "10"], capsys
+        [*argv, "--output", str(tmp_path / "o"), "--n-resamples", "20"], capsys
     )
     assert code == 0
     assert "fitted and scored on all 200 samples (in-sample)" in printed
@@ -189,7 +189,7 @@ def test_in_sample_and_binary_and_one_line_warnings(tmp_path, capsys):
     y_sep = (z > 0).astype(int)
     np.save(tmp_path / "y_sep.npy", y_sep)
     argv[2] = str(tmp_path / "y_sep.npy")
-    code, _, err = _call([*argv, "--output", str(tmp_path / "s"), "--n-resamples", "10"], capsys)
+    code, _, err = _call([*argv, "--output", str(tmp_path / "s"), "--n-resamples", "20"], capsys)
     assert code == 0, err
     assert err.startswith("distcal: warning: ")
     assert "separa" in err
@@ -201,7 +201,7 @@ def test_without_matplotlib_the_diagram_is_skipped_with_a_note(data, tmp_path, c
     np.savez(tmp_path / "val.npz", logits=logits, labels=y)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
     argv = ["calibrate", str(tmp_path / "val.npz"), "--output", str(tmp_path / "o")]
-    code, printed, _ = _call([*argv, "--n-resamples", "10"], capsys)
+    code, printed, _ = _call([*argv, "--n-resamples", "20"], capsys)
     assert code == 0
     assert 'reliability diagram: skipped (pip install "distcal[plot]"' in printed
     assert not (tmp_path / "o" / "reliability.png").exists()
@@ -283,7 +283,7 @@ def test_apply_writes_what_the_calibrator_predicts(data, tmp_path, capsys):
     np.savez(tmp_path / "val.npz", logits=logits[:200], labels=y[:200])
     out = tmp_path / "fit"
     assert _call(["calibrate", str(tmp_path / "val.npz"), "--output", str(out),
-                  "--n-resamples", "10"], capsys)[0] == 0  # fmt: skip
+                  "--n-resamples", "20"], capsys)[0] == 0  # fmt: skip
     pd.DataFrame(logits[200:]).to_csv(tmp_path / "new.csv", index=False)  # header "0,1,2"
     calibrator = str(out / "calibrator.safetensors")
     # the values as pandas wrote them (shortest float32 text), read as float64
@@ -362,6 +362,7 @@ def _saved_seed(tmp_path):
         "rows": [{"seed": 0, "ece15": 0.1}],
         "comparisons": [],
         "diagnostics": {},
+        "recipes": {},
         "stage_seconds": {},
     }
     save_seed(tmp_path, config, result)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +31,10 @@ from ..metrics import (
     bootstrap_ci,
     bootstrap_difference,
     brier_score,
+    calibration_test,
+    debiased_calibration_error_ci,
+    debiased_calibration_error_difference,
+    declare_resampler,
     expected_calibration_error,
     negative_log_likelihood,
 )
@@ -60,6 +65,42 @@ METHODS = {
 #: The methods that bin probabilities and take no log of them: an exact 0 does not stop them.
 BINNING = ("histogram", "isotonic")
 
+#: The resamples the 95% intervals accept (those of distcal.metrics.bootstrap_ci): at least
+#: 1 / (1 - 0.95) = 20, so that some lie beyond an interval (one resample printed an
+#: "interval" that excluded its estimate), and at most 100,000 (1e8 asked for 149 GiB).
+RESAMPLES = (20, 100_000)
+
+
+def check_resamples(n_resamples, argument: str = "n_resamples") -> int:
+    """Return ``n_resamples`` if :data:`RESAMPLES` allows it; raise an InputFileError if not.
+
+    Parameters
+    ----------
+    n_resamples : int
+        The number of resamples asked for.
+    argument : str, default="n_resamples"
+        What the argument is called in the error.
+
+    Returns
+    -------
+    int
+        ``n_resamples``.
+    """
+    low, high = RESAMPLES
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int | np.integer):
+        valid = False
+    else:
+        valid = low <= n_resamples <= high
+    if not valid:
+        raise InputFileError(
+            argument,
+            f"expected an integer in [{low}, {high}] (a 95% interval needs {low} resamples to "
+            f"leave some beyond it; more than {high:,} add nothing but memory); got "
+            f"{n_resamples!r}.",
+        )
+    return int(n_resamples)
+
+
 #: File names written in the output folder.
 CALIBRATOR_FILE = "calibrator.safetensors"
 FIGURE_FILE = "reliability.png"
@@ -67,18 +108,75 @@ SCORES_FILE = "scores.json"
 RESULT_FILES = (CALIBRATOR_FILE, FIGURE_FILE, SCORES_FILE)
 
 
+def _accuracy_resampler(y_true, y_prob):
+    correct = np.asarray(y_prob).argmax(axis=1) == np.asarray(y_true)  # reduced once
+    return lambda rows: np.array([np.mean(correct[r]) for r in rows])
+
+
+@declare_resampler(_accuracy_resampler)
 def _accuracy(y_true, y_prob) -> float:
     """Return the share of samples whose most probable class is their label."""
     return float(np.mean(np.asarray(y_prob).argmax(axis=1) == np.asarray(y_true)))
 
 
-#: The scores reported: (key, title, scale, decimals, metric).
+#: The headline: the debiased RMS calibration error over 15 bins, with the interval whose
+#: coverage of the true error was measured (benchmarks/bench_ece_coverage.py), and the p-value
+#: of the consistency-resampling test of calibration.
+HEADLINE = ("calibration_error", "RMS calibration error %", 100, 2)
+
+#: The other scores, each with the percentile bootstrap interval of the statistic itself:
+#: (key, title, scale, decimals, metric). The plug-in ECE-15 is biased upwards, most where the
+#: error is small, and so is its interval, which is labelled as the plug-in's.
 SCORES = (
     ("accuracy", "accuracy %", 100, 1, _accuracy),
-    ("ece15", "ECE-15 %", 100, 2, partial(expected_calibration_error, n_bins=15)),
+    ("ece15", "ECE-15 % (plug-in)", 100, 2, partial(expected_calibration_error, n_bins=15)),
     ("nll", "NLL", 1, 3, negative_log_likelihood),
     ("brier", "Brier", 1, 3, brier_score),
 )
+
+
+#: The affine calibrators' work per L-BFGS iteration, in values touched or multiply-adds, as
+#: a function of the samples fitted on and the classes; and the most the command accepts. They
+#: take a few hundred iterations (vector scaling: 374 on 5,000 x 1,000 logits), where
+#: temperature scaling takes a few passes; past these limits a fit on a CPU runs for tens of
+#: minutes (vector) or hours (matrix, Dirichlet: a 1,000 x 1,000 matrix times the logits at
+#: every step), which looked like a hang (issue 22). docs/benchmarks/calibrate_command.md has
+#: the measurements.
+FIT_WORK = {
+    "vector": (lambda n, k: n * k, 2e7, "a pass over the {n} x {k} logits", "tens of minutes"),
+    "matrix": (
+        lambda n, k: n * k * k,
+        2e9,
+        "the {n} x {k} logits times a {k} x {k} matrix",
+        "hours",
+    ),
+    "dirichlet": (
+        lambda n, k: n * k * k,
+        2e9,
+        "the {n} x {k} log-probabilities times a {k} x {k} matrix",
+        "hours",
+    ),
+}
+
+
+def _check_fit_size(method: str, n_fit: int, n_classes: int, names: dict) -> None:
+    """Refuse an affine fit too large for the command, naming its size and what to do."""
+    if method not in FIT_WORK:
+        return
+    work, limit, what, duration = FIT_WORK[method]
+    if work(n_fit, n_classes) <= limit:
+        return
+    name = METHODS[method]
+    n_params = 2 * n_classes if method == "vector" else n_classes * (n_classes + 1)
+    raise InputFileError(
+        names["method"],
+        f"{name} of {n_classes} classes fits {n_params:,} parameters by L-BFGS on {n_fit} "
+        f"samples; each of its few hundred iterations is {what.format(n=n_fit, k=n_classes)} "
+        f"({work(n_fit, n_classes):.1e} operations; the command's limit is {limit:.0e}), "
+        f"{duration} on a CPU. Use temperature scaling ({names['method']} ts: one parameter, "
+        f"a few passes), fit on fewer samples (a larger {names['test_size']}), or fit {name} "
+        "in Python, on a GPU.",
+    )
 
 
 def _make_calibrator(method: str, seed: int):
@@ -131,8 +229,8 @@ def _probabilities(logits: np.ndarray, input_type: str) -> np.ndarray:
     return softmax(checked.to(torch.float64)).numpy()
 
 
-def _score(y, before, after, n_resamples: int, seed: int) -> list[dict]:
-    """Score before and after with 95% bootstrap intervals, and their paired change.
+def _score(y, before, after, n_resamples: int, seed: int, verbose: bool = False) -> list[dict]:
+    """Score before and after with 95% intervals, and their paired change.
 
     The resamples run on one torch thread: thousands of small metric evaluations are
     dominated by the cost of starting threads, and one thread makes the intervals the same
@@ -141,31 +239,77 @@ def _score(y, before, after, n_resamples: int, seed: int) -> list[dict]:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _bootstrap_scores(y, before, after, n_resamples, seed)
+        headline = _headline(y, before, after, n_resamples, seed, verbose)
+        return [headline, *_bootstrap_scores(y, before, after, n_resamples, seed, verbose)]
     finally:
         torch.set_num_threads(previous)
 
 
-def _bootstrap_scores(y, before, after, n_resamples: int, seed: int) -> list[dict]:
+def _headline(y, before, after, n_resamples: int, seed: int, verbose: bool) -> dict:
+    """Score the debiased calibration error before and after, its change, and the tests."""
+    key, title, scale, digits = HEADLINE
+    entry = {
+        "score": key,
+        "title": title,
+        "scale": scale,
+        "digits": digits,
+        "interval": "debiased",
+    }
+    options = {"n_bins": 15, "n_resamples": n_resamples, "random_state": seed, "verbose": verbose}
+    for name, proba in (("before", before), ("after", after)):
+        ci = debiased_calibration_error_ci(y, proba, **options)
+        test = calibration_test(y, proba, **options)
+        entry[name] = {
+            "estimate": ci.estimate,
+            "low": ci.low,
+            "high": ci.high,
+            "pvalue": test.pvalue,
+        }
+    diff = debiased_calibration_error_difference(y, after, before, **options)
+    entry["change"] = {"estimate": diff.estimate, "low": diff.low, "high": diff.high}
+    return entry
+
+
+def _bootstrap_scores(y, before, after, n_resamples: int, seed: int, verbose: bool) -> list[dict]:
     rows = []
+    options = {"n_resamples": n_resamples, "random_state": seed, "verbose": verbose}
     for key, title, scale, digits, metric in SCORES:
-        entry = {"score": key, "title": title, "scale": scale, "digits": digits}
+        entry = {
+            "score": key,
+            "title": title,
+            "scale": scale,
+            "digits": digits,
+            "interval": "percentile",
+        }
         for name, proba in (("before", before), ("after", after)):
             estimate = float(metric(y, proba))
             if np.isfinite(estimate):
-                ci = bootstrap_ci(metric, y, proba, n_resamples=n_resamples, random_state=seed)
+                ci = bootstrap_ci(metric, y, proba, **options)
                 entry[name] = {"estimate": estimate, "low": ci.low, "high": ci.high}
             else:  # an NLL of a zero probability on a true class: no interval
                 entry[name] = {"estimate": estimate, "low": None, "high": None}
         if np.isfinite(entry["before"]["estimate"]) and np.isfinite(entry["after"]["estimate"]):
-            diff = bootstrap_difference(
-                metric, y, after, before, n_resamples=n_resamples, random_state=seed
-            )
+            diff = bootstrap_difference(metric, y, after, before, **options)
             entry["change"] = {"estimate": diff.estimate, "low": diff.low, "high": diff.high}
         else:
             entry["change"] = None
         rows.append(entry)
     return rows
+
+
+def _json_ready(value):
+    """``value`` with every non-finite float written as a string ("inf", "-inf", "nan").
+
+    JSON has no infinity: ``json.dumps`` writes ``Infinity``, which strict readers (and other
+    languages) refuse. The strings keep the value; ``float("inf")`` reads it back.
+    """
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value
 
 
 def _fitted(calibrator) -> dict:
@@ -210,6 +354,7 @@ def calibrate_files(
     labels_key=None,
     force: bool = False,
     names=None,
+    verbose: bool = False,
 ) -> dict:
     """Fit a calibrator on saved logits and labels, score it, and write it with its diagram.
 
@@ -233,7 +378,8 @@ def calibrate_files(
         Seeds the split, the bootstrap and the calibrator's own randomness (masks); an
         integer in ``[0, 2**32 - 1]``.
     n_resamples : int, default=1000
-        Bootstrap resamples of the 95% intervals.
+        Bootstrap resamples of the 95% intervals (and label sets of the calibration tests), in
+        [20, 100000].
     input_type : {"logits", "probabilities"}, default="logits"
         What the file holds.
     logits_key, labels_key : str, default=None
@@ -243,14 +389,21 @@ def calibrate_files(
         holds one of the three files is refused before anything is read.
     names : dict of str to str, default=None
         How the arguments are called in error messages (the command line passes its own).
+    verbose : bool, default=False
+        Show progress bars of the resamples.
 
     Returns
     -------
     dict
         ``method``, ``calibrator`` (the fitted calibrator), ``fitted`` (its temperature and
         such), ``split`` (what was fitted on what), ``n_fit``, ``n_scored``, ``scores``
-        (before, after and change, each an estimate with a 95% bootstrap interval) and
-        ``files`` (what was written; ``figure`` None without matplotlib).
+        and ``files`` (what was written; ``figure`` None without matplotlib). ``scores`` is a
+        list of rows, each with ``before``, ``after`` and ``change`` (an estimate with a 95%
+        interval); the first is the debiased calibration error (``interval`` "debiased": the
+        interval whose coverage of the true error was measured, and a ``pvalue`` of the test
+        of calibration before and after), the others (accuracy, the plug-in ECE-15, NLL,
+        Brier) have percentile bootstrap intervals of the statistic itself (``interval``
+        "percentile").
 
     Raises
     ------
@@ -267,6 +420,7 @@ def calibrate_files(
         "seed": "seed",
         "force": "force=True",
         "input_type": "input_type='probabilities'",
+        "n_resamples": "n_resamples",
         **_names(names),
     }
     if method not in METHODS:
@@ -274,6 +428,7 @@ def calibrate_files(
     if not 0 <= test_size < 1:
         raise InputFileError(names["test_size"], f"expected a share in [0, 1); got {test_size}.")
     _check_seed(seed, names)
+    check_resamples(n_resamples, names["n_resamples"])
     output = _check_output(output, force, names)
     z, y = read_logits_and_labels(
         logits, labels, logits_key=logits_key, labels_key=labels_key, names=names
@@ -281,13 +436,14 @@ def calibrate_files(
     if input_type == "probabilities" and method not in BINNING:
         _check_label_probabilities(z, y, logits, names)
     fit, scored, split = _split(y, test_size, stratify, seed, names)
+    _check_fit_size(method, len(fit), 2 if z.ndim == 1 else z.shape[1], names)
     calibrator = _make_calibrator(method, seed)
     if input_type != "logits":
         calibrator.set_params(input_type=input_type)
     calibrator.fit(z[fit], y[fit])
     before = _probabilities(z[scored], input_type)
     after = np.asarray(calibrator.predict_proba(z[scored]), dtype=np.float64)
-    scores = _score(y[scored], before, after, n_resamples, seed)
+    scores = _score(y[scored], before, after, n_resamples, seed, verbose)
     report = {
         "method": method,
         "calibrator": calibrator,
@@ -305,9 +461,8 @@ def calibrate_files(
         )
         saved = {key: value for key, value in report.items() if key != "calibrator"}
         saved["calibrator_class"] = type(calibrator).__name__
-        files["scores"] = atomic_write_text(
-            folder / SCORES_FILE, json.dumps(saved, indent=1) + "\n"
-        )
+        text = json.dumps(_json_ready(saved), indent=1, allow_nan=False)
+        files["scores"] = atomic_write_text(folder / SCORES_FILE, text + "\n")
     report["files"] = {key: None if p is None else output / p.name for key, p in files.items()}
     return report
 
@@ -371,6 +526,22 @@ def _interval(entry, scale: int, digits: int) -> str:
     return f"{text} [{low}, {high}]"
 
 
+def _pvalue(entry) -> str:
+    value = entry["pvalue"]
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
+#: What the command prints below its table: how to read the two calibration errors.
+LEGEND = (
+    "RMS calibration error: the root-mean-square gap between accuracy and confidence over 15 "
+    "bins, debiased, with a 95% interval whose coverage of the true error was measured "
+    "(docs/ece_intervals.md); calibrated?: the p-value of the test that the model is calibrated "
+    "(labels drawn from its probabilities). The other rows have percentile bootstrap intervals "
+    "of the statistic itself: ECE-15 (plug-in) is biased upwards where the error is small, and "
+    "so is its interval."
+)
+
+
 def format_report(report: dict) -> str:
     """Render what :func:`calibrate_files` returns as the command prints it.
 
@@ -382,28 +553,34 @@ def format_report(report: dict) -> str:
     Returns
     -------
     str
-        The split, the table of scores (before, after, change, with 95% bootstrap intervals),
-        the fitted values and the files written.
+        The split, the table of scores (before, after, change, with 95% intervals; the
+        calibration error's test of calibration below it), how to read them, the fitted values
+        and the files written.
     """
     name = type(report["calibrator"]).__name__
     lines = [
         f"{name} ({report['method']}): {report['split']}.",
-        f"95% bootstrap intervals over the {report['n_scored']} scored samples "
+        f"95% intervals over the {report['n_scored']} scored samples "
         f"({report['n_resamples']} resamples); change = after - before, paired.",
         "",
     ]
     header = ["score", "before", "after", "change"]
-    rows = [
-        [
-            entry["title"],
-            *(
-                _interval(entry[part], entry["scale"], entry["digits"])
-                for part in ("before", "after", "change")
-            ),
-        ]
-        for entry in report["scores"]
-    ]
-    lines.append(render_table(header, rows, align=["left", "right", "right", "right"]))
+    rows = []
+    for entry in report["scores"]:
+        rows.append(
+            [
+                entry["title"],
+                *(
+                    _interval(entry[part], entry["scale"], entry["digits"])
+                    for part in ("before", "after", "change")
+                ),
+            ]
+        )
+        if entry.get("interval") == "debiased":
+            rows.append(["  calibrated?", _pvalue(entry["before"]), _pvalue(entry["after"]), ""])
+    table = render_table(header, rows, align=["left", "right", "right", "right"])
+    lines += [line.rstrip() for line in table.splitlines()]
+    lines += ["", textwrap.fill(LEGEND, width=100)]
     if report["fitted"]:
         fitted = ", ".join(
             f"{key.rstrip('_')} {value:.4g}"

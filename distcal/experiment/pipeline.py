@@ -384,11 +384,13 @@ def run_seed(
     recipes = {}
     if profile.recipe_copies:
         for index, name in enumerate(distilled):
-            distilled[name].recipe = set_recipe(
-                distilled[name], X_val, y_val, template, copies=profile.recipe_copies,
-                seed=seed, set_index=index,
+            distilled[name].recipe, notes = _quietly(
+                lambda name=name, index=index: set_recipe(
+                    distilled[name], X_val, y_val, template, copies=profile.recipe_copies,
+                    seed=seed, set_index=index,
+                )
             )  # fmt: skip
-            recipes[name] = distilled[name].recipe.to_dict()
+            recipes[name] = {**distilled[name].recipe.to_dict(), "warnings": notes}
             if sets_folder is not None:
                 distilled[name].save(Path(sets_folder) / f"seed-{seed}-{name}.safetensors")
         lap("recipes")

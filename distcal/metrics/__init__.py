@@ -23,6 +23,12 @@ from ._classification import (
     smooth_calibration_error,
 )
 from ._diagnostics import masking_spread_ratio, max_logit_concentration, max_logit_statistics
+from ._inference import (
+    calibration_test,
+    debiased_calibration_error_ci,
+    debiased_calibration_error_difference,
+)
+from ._resampling import declare_resampler
 from ._scorer import (
     SCORERS,
     get_scorer,
@@ -47,8 +53,12 @@ __all__ = [
     "brier_score",
     "calibration_curve",
     "calibration_error",
+    "calibration_test",
     "classwise_calibration_error",
     "debiased_calibration_error",
+    "debiased_calibration_error_ci",
+    "debiased_calibration_error_difference",
+    "declare_resampler",
     "expected_calibration_error",
     "functional",
     "get_scorer",

@@ -5,36 +5,19 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-import torch
-from sklearn.utils import Bunch, check_random_state
+from sklearn.utils import Bunch
 
 from .._device import as_tensor, to_numpy
 from .._validation import Interval, check_param
-from ._classification import _resampler
+from ._resampling import check_resamples, resample_rows, resampled_scorer
 
 __all__ = ["bootstrap_ci", "bootstrap_difference"]
 
 
-def _resample_indices(n_samples, n_resamples, random_state):
-    rng = check_random_state(random_state)
-    return rng.randint(0, n_samples, size=(n_resamples, n_samples))
-
-
-def _scorer(metric, y, proba):
-    """``score(rows)``: the metric on the rows of a resample.
-
-    distcal's binned calibration errors reduce the rows once and index the reduction
-    (``_resampler``, the same bits); any other metric is called on the rows.
-    """
-    fast = _resampler(metric, y, proba)
-    if fast is not None:
-        return fast
-
-    def score(rows):
-        i = rows.numpy()
-        return metric(y[i], proba[i])
-
-    return score
+def _name(metric) -> str:
+    return getattr(metric, "__name__", None) or getattr(
+        getattr(metric, "func", None), "__name__", type(metric).__name__
+    )
 
 
 def _check(metric, n_resamples, confidence, caller):
@@ -43,10 +26,8 @@ def _check(metric, n_resamples, confidence, caller):
             f"metric must be a callable metric(y_true, y_prob) returning a float, such as "
             f"distcal.metrics.expected_calibration_error; got a {type(metric).__name__}."
         )
-    check_param(
-        n_resamples, Interval(numbers.Integral, 1, None, closed="left"), "n_resamples", caller
-    )
     check_param(confidence, Interval(numbers.Real, 0, 1, closed="neither"), "confidence", caller)
+    return check_resamples(n_resamples, confidence, caller)
 
 
 def _as_arrays(y_true, *probas):
@@ -63,55 +44,101 @@ def _as_arrays(y_true, *probas):
     return y, arrays
 
 
-def _interval(values: np.ndarray, estimate: float, confidence: float, metric) -> Bunch:
-    # A NaN would make np.quantile return a NaN interval without a word; say where it came from.
-    n_nan = int(np.isnan(values).sum())
-    if n_nan or np.isnan(estimate):
-        name = getattr(metric, "__name__", type(metric).__name__)
-        parts = ["on the full data"] if np.isnan(estimate) else []
-        parts += [f"on {n_nan} of {len(values)} resamples"] if n_nan else []
-        where = " and ".join(parts)
+def _finite(value: float, metric, where: str) -> float:
+    """``value`` if finite; else the error a bootstrap of it owes the user."""
+    if np.isfinite(value):
+        return value
+    what = "NaN" if np.isnan(value) else f"{value}"
+    raise ValueError(
+        f"metric {_name(metric)} returned {what} {where}; a bootstrap interval of non-finite "
+        "values is undefined. Check the metric's inputs (a zero probability on a true class "
+        "makes the NLL inf; a NaN probability, or a resample where the metric is undefined, "
+        "such as one class only for a ranking metric, gives NaN)."
+    )
+
+
+def _check_resampled(values: np.ndarray, metric, label: str = "") -> None:
+    """Raise the error of :func:`_finite` if some resamples gave a non-finite value."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = values[bad][0]
+        what = "NaN" if np.isnan(first) else f"{first}"
         raise ValueError(
-            f"metric {name} returned NaN {where}; a bootstrap interval of NaN values is "
-            "undefined. Check the metric's inputs (NaN probabilities, or a resample where the "
-            "metric is undefined, such as one class only for a ranking metric)."
+            f"metric {_name(metric)} returned {what}{label} on {int(bad.sum())} of "
+            f"{len(values)} resamples; a bootstrap interval of non-finite values is undefined. "
+            "Check the metric's inputs (a NaN probability, or a resample where the metric is "
+            "undefined, such as one class only for a ranking metric)."
         )
+
+
+def _score_resamples(scorers, n_samples, n_resamples, random_state, verbose, desc):
+    """Score each scorer on the same resamples; return one float64 array per scorer."""
+    width = max(getattr(score, "width", 1) for score in scorers)
+    parts = [[] for _ in scorers]
+    batches = resample_rows(
+        n_samples, n_resamples, random_state, width=width, verbose=verbose, desc=desc
+    )
+    for rows in batches:
+        for part, score in zip(parts, scorers, strict=True):
+            part.append(np.asarray(score(rows), dtype=np.float64))
+    return [np.concatenate(part) for part in parts]
+
+
+def _interval(values: np.ndarray, estimate: float, confidence: float) -> Bunch:
     alpha = (1 - confidence) / 2
     low, high = np.quantile(values, [alpha, 1 - alpha])
     return Bunch(
         estimate=float(estimate),
         low=float(low),
         high=float(high),
-        std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        std=float(values.std(ddof=1)),
         confidence=float(confidence),
         resamples=values,
     )
 
 
 def bootstrap_ci(
-    metric, y_true, y_prob, *, n_resamples=1000, confidence=0.95, random_state=None
+    metric,
+    y_true,
+    y_prob,
+    *,
+    n_resamples=1000,
+    confidence=0.95,
+    random_state=None,
+    verbose=False,
 ) -> Bunch:
     """Percentile bootstrap confidence interval of ``metric(y_true, y_prob)``.
 
     The samples are drawn with replacement ``n_resamples`` times and the metric computed on
-    each resample; the interval holds the central ``confidence`` share of those values.
+    each resample; the interval holds the central ``confidence`` share of those values. It is
+    an interval of what the metric computes on ``n_samples`` samples: for a biased statistic,
+    such as the plug-in binned calibration error of a well calibrated model, it sits above the
+    truth (resampling adds the bias a second time) and can exclude the estimate itself. For the
+    calibration error, :func:`debiased_calibration_error_ci` gives an interval whose coverage
+    of the true error was measured.
 
     Parameters
     ----------
     metric : callable
         ``metric(y_true, y_prob) -> float``, such as
         :func:`~distcal.metrics.expected_calibration_error` (use ``functools.partial`` to set
-        its options).
+        its options). A metric that declares a resampler (:func:`declare_resampler`), as
+        distcal's binned calibration errors, NLL and Brier score do, reduces the rows once
+        and scores every resample from the reduction, with the same numbers; any other
+        metric is called on each resample.
     y_true : array-like or Tensor of shape (n_samples,)
         Labels.
     y_prob : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
         Probabilities.
     n_resamples : int, default=1000
-        Bootstrap resamples.
+        Bootstrap resamples, at least ``1 / (1 - confidence)`` (20 at 95%, so that some lie
+        beyond the interval) and at most 100,000.
     confidence : float, default=0.95
         Coverage of the interval, in (0, 1).
     random_state : int, RandomState instance or None, default=None
         Seeds the resampling.
+    verbose : bool, default=False
+        Show a progress bar of the resamples.
 
     Returns
     -------
@@ -120,32 +147,61 @@ def bootstrap_ci(
         ``std`` (the bootstrap standard error), ``confidence`` and ``resamples`` (the metric on
         each resample).
 
+    Raises
+    ------
+    ValueError
+        If the metric returns NaN or an infinity, on the data or on a resample: an interval of
+        such values is undefined.
+
+    See Also
+    --------
+    bootstrap_difference : The paired interval of the difference of two calibrators.
+    debiased_calibration_error_ci : The calibration error with an interval that covers.
+
     Examples
     --------
     >>> import numpy as np
-    >>> from distcal.metrics import bootstrap_ci, expected_calibration_error
+    >>> from distcal.metrics import bootstrap_ci, negative_log_likelihood
     >>> rng = np.random.default_rng(0)
     >>> p = rng.uniform(size=2000)
     >>> y = (rng.uniform(size=2000) < p).astype(int)  # calibrated by construction
-    >>> ci = bootstrap_ci(expected_calibration_error, y, p, n_resamples=200, random_state=0)
+    >>> ci = bootstrap_ci(negative_log_likelihood, y, p, n_resamples=200, random_state=0)
     >>> ci.low <= ci.estimate <= ci.high
     True
     """
-    _check(metric, n_resamples, confidence, "bootstrap_ci")
+    n_resamples = _check(metric, n_resamples, confidence, "bootstrap_ci")
     y, (proba,) = _as_arrays(y_true, y_prob)
-    indices = _resample_indices(len(y), n_resamples, random_state)
-    score = _scorer(metric, y, proba)
-    values = np.array([score(torch.from_numpy(i)) for i in indices], dtype=np.float64)
-    return _interval(values, metric(y, proba), confidence, metric)
+    estimate = _finite(float(metric(y, proba)), metric, "on the full data")
+    (values,) = _score_resamples(
+        [resampled_scorer(metric, y, proba)],
+        len(y),
+        n_resamples,
+        random_state,
+        verbose,
+        f"bootstrap {_name(metric)}",
+    )
+    _check_resampled(values, metric)
+    return _interval(values, estimate, confidence)
 
 
 def bootstrap_difference(
-    metric, y_true, y_prob_a, y_prob_b, *, n_resamples=1000, confidence=0.95, random_state=None
+    metric,
+    y_true,
+    y_prob_a,
+    y_prob_b,
+    *,
+    n_resamples=1000,
+    confidence=0.95,
+    random_state=None,
+    verbose=False,
 ) -> Bunch:
     """Paired bootstrap interval of ``metric(y, a) - metric(y, b)`` on the same samples.
 
     Both calibrators are scored on each resample, so the interval of the difference accounts
-    for what they share; when it excludes 0, the two differ at that confidence.
+    for what they share; when it excludes 0, the two differ at that confidence. Like
+    :func:`bootstrap_ci`, it is a percentile interval of what the metric computes; for the
+    calibration error, :func:`debiased_calibration_error_difference` is the one whose coverage
+    was measured.
 
     Parameters
     ----------
@@ -156,16 +212,28 @@ def bootstrap_difference(
     y_prob_a, y_prob_b : array-like or Tensor of shape (n_samples, n_classes)
         The probabilities of the two calibrators on the same samples.
     n_resamples : int, default=1000
-        Bootstrap resamples.
+        Bootstrap resamples, at least ``1 / (1 - confidence)`` and at most 100,000.
     confidence : float, default=0.95
         Coverage of the interval, in (0, 1).
     random_state : int, RandomState instance or None, default=None
         Seeds the resampling.
+    verbose : bool, default=False
+        Show a progress bar of the resamples.
 
     Returns
     -------
     Bunch
         As :func:`bootstrap_ci`, for the difference, plus ``excludes_zero``.
+
+    Raises
+    ------
+    ValueError
+        If the metric returns NaN or an infinity for either calibrator, on the data or on a
+        resample (the difference of two infinite losses is undefined).
+
+    See Also
+    --------
+    bootstrap_ci : The interval of one metric.
 
     Examples
     --------
@@ -180,17 +248,24 @@ def bootstrap_difference(
     >>> diff.excludes_zero, diff.low > 0
     (True, True)
     """
-    _check(metric, n_resamples, confidence, "bootstrap_difference")
+    n_resamples = _check(metric, n_resamples, confidence, "bootstrap_difference")
     y, (a, b) = _as_arrays(y_true, y_prob_a, y_prob_b)
     if a.shape != b.shape:
         raise ValueError(
             f"y_prob_a and y_prob_b must have the same shape; got {a.shape} and {b.shape}."
         )
-    indices = _resample_indices(len(y), n_resamples, random_state)
-    score_a = _scorer(metric, y, a)
-    score_b = _scorer(metric, y, b)
-    rows = (torch.from_numpy(i) for i in indices)
-    values = np.array([score_a(i) - score_b(i) for i in rows], dtype=np.float64)
-    result = _interval(values, metric(y, a) - metric(y, b), confidence, metric)
+    estimate_a = _finite(float(metric(y, a)), metric, "for y_prob_a on the full data")
+    estimate_b = _finite(float(metric(y, b)), metric, "for y_prob_b on the full data")
+    values_a, values_b = _score_resamples(
+        [resampled_scorer(metric, y, a), resampled_scorer(metric, y, b)],
+        len(y),
+        n_resamples,
+        random_state,
+        verbose,
+        f"bootstrap difference of {_name(metric)}",
+    )
+    _check_resampled(values_a, metric, " for y_prob_a")
+    _check_resampled(values_b, metric, " for y_prob_b")
+    result = _interval(values_a - values_b, estimate_a - estimate_b, confidence)
     result.excludes_zero = bool(result.low > 0 or result.high < 0)
     return result

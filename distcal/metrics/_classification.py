@@ -6,13 +6,11 @@ implementations of :mod:`distcal.metrics.functional`, so both layers give the sa
 
 from __future__ import annotations
 
-import functools
-import inspect
-
 from sklearn.utils import Bunch
 
 from .._device import to_numpy
 from . import functional as F
+from ._resampling import declare_resampler
 
 __all__ = [
     "adaptive_calibration_error",
@@ -405,48 +403,44 @@ def classwise_calibration_error(
     )
 
 
-#: The binned calibration errors and what each fixes of calibration_error's parameters.
-_BINNED = {
-    calibration_error: {},
-    expected_calibration_error: {"kind": "top-label"},
-    maximum_calibration_error: {"norm": "max"},
-    adaptive_calibration_error: {"strategy": "quantile"},
-    classwise_calibration_error: {"kind": "classwise"},
-}
+def _declare_binned(metric, **fixed) -> None:
+    """Declare the resampler of a binned calibration error (see ``declare_resampler``).
 
-
-def _resampler(metric, y_true, y_prob):
-    """``score(rows) -> float`` for a bootstrap of ``metric``, or None where there is none.
-
-    ``metric`` qualifies when it is one of the binned calibration errors above, or a
-    ``functools.partial`` of one with keyword options only and no sample weights: then
-    ``score(rows)`` equals ``metric(y_true[rows], y_prob[rows])`` bit for bit (see
-    :func:`~distcal.metrics.functional._calibration_resampler`). Anything else, including a
-    call the metric would refuse, returns None and the caller calls ``metric`` itself.
+    The options a ``functools.partial`` of ``metric`` fixes are those of its signature
+    (``metric.__kwdefaults__``, read once here); ``fixed`` are the ones the metric sets itself
+    (``kind="top-label"`` for the ECE). Fixed sample weights are declined: they are not rows
+    of the data, so the bootstrap calls the metric with them on each resample.
     """
-    func, args, keywords = metric, (), {}
-    if isinstance(metric, functools.partial):
-        func, args, keywords = metric.func, metric.args, metric.keywords
-    fixed = _BINNED.get(func) if not args else None
-    if fixed is None or keywords.get("sample_weight") is not None:
-        return None
-    try:
-        bound = inspect.signature(func).bind(y_true, y_prob, **keywords)
-    except TypeError:
-        return None
-    bound.apply_defaults()
-    options = {**bound.arguments, **fixed}
-    score = F._calibration_resampler(
-        y_prob,
-        y_true,
-        n_bins=options["n_bins"],
-        norm=options["norm"],
-        strategy=options["strategy"],
-        kind=options["kind"],
-        caller=func.__name__,
-        **_NAMES,
-    )
-    return lambda rows: float(score(rows))
+    defaults = dict(metric.__kwdefaults__)
+
+    def resampler(y_true, y_prob, **options):
+        if not set(options) <= set(defaults) or options.get("sample_weight") is not None:
+            return None
+        chosen = {**defaults, **options, **fixed}
+        del chosen["sample_weight"]
+        return F._calibration_batch_resampler(
+            y_prob, y_true, caller=metric.__name__, **chosen, **_NAMES
+        )
+
+    declare_resampler(resampler)(metric)
+
+
+def _declare_mean(metric, kind: str) -> None:
+    """Declare the resampler of a mean of per-row losses (NLL, Brier), without weights."""
+
+    def resampler(y_true, y_prob, *, sample_weight=None):
+        if sample_weight is not None:
+            return None
+        return F._mean_resampler(y_prob, y_true, kind=kind, **_NAMES)
+
+    declare_resampler(resampler)(metric)
+
+
+_declare_binned(calibration_error)
+_declare_binned(expected_calibration_error, kind="top-label")
+_declare_binned(maximum_calibration_error, norm="max")
+_declare_binned(adaptive_calibration_error, strategy="quantile")
+_declare_binned(classwise_calibration_error, kind="classwise")
 
 
 def debiased_calibration_error(
@@ -733,3 +727,7 @@ def calibration_curve(
         **_NAMES,
     )
     return Bunch(**{key: to_numpy(value) for key, value in curve.items()})
+
+
+_declare_mean(negative_log_likelihood, "nll")
+_declare_mean(brier_score, "brier")

@@ -21,7 +21,7 @@ from scipy.optimize import brentq
 from sklearn.utils import Bunch
 
 from .._binning import MAX_BINS, bin_edges, bin_statistics
-from .._device import row_chunks
+from .._device import as_tensor, row_chunks, to_numpy
 from .._validation import (
     Interval,
     Options,
@@ -207,6 +207,81 @@ def _calibration_compute(statistics: torch.Tensor, norm: str) -> torch.Tensor:
     return per_group.mean()
 
 
+def _calibration_compute_batched(statistics: torch.Tensor, norm: str) -> torch.Tensor:
+    """Reduce the per-bin sums of m resamples, shape (3, m, n_groups, n_bins), to m errors.
+
+    Each is the bits :func:`_calibration_compute` gives that resample's statistics: the same
+    element-wise steps, and reductions over the same contiguous last axis.
+    """
+    weight, confidence_sum, outcome_sum = statistics
+    total = weight.sum(dim=-1)
+    gap_mass = (outcome_sum - confidence_sum).abs()
+    occupied = weight > 0
+    safe_weight = torch.where(occupied, weight, torch.ones_like(weight))
+    if norm == "l1":
+        per_group = gap_mass.sum(dim=-1) / total
+    elif norm == "l2":
+        squared = torch.where(occupied, gap_mass.square() / safe_weight, 0.0)
+        return torch.sqrt((squared.sum(dim=-1) / total).mean(dim=-1))
+    else:
+        per_group = torch.where(occupied, gap_mass / safe_weight, 0.0).amax(dim=-1)
+    return per_group.mean(dim=-1)
+
+
+def _binned_batch(confidences, outcomes, rows: torch.Tensor, *, n_bins: int, strategy: str):
+    """Per-bin sums of a batch of resamples: (3, m, n_groups, n_bins) for ``rows`` (m, n).
+
+    The resamples become the columns of one 2-D input of the binning kernel (the layout of
+    classwise groups; classwise resamples give m * n_classes columns), so one scatter bins
+    them all. Each column's sums accumulate in row order, as when the resample is binned
+    alone, so every resample's statistics are the bits of binning it alone.
+    """
+    m, n = rows.shape
+    chosen_confidences, chosen_outcomes = confidences[rows], outcomes[rows]
+    if chosen_confidences.ndim == 2:  # top-label: (m, n) -> n rows of m columns
+        columns, hits = chosen_confidences.T, chosen_outcomes.T
+    else:  # classwise: (m, n, K) -> n rows of m * K columns
+        columns = chosen_confidences.permute(1, 0, 2).reshape(n, -1)
+        hits = chosen_outcomes.permute(1, 0, 2).reshape(n, -1)
+    edges = bin_edges(columns, n_bins, strategy)
+    return bin_statistics(columns, hits, edges).reshape(3, m, -1, n_bins)
+
+
+def _calibration_batch_resampler(
+    preds,
+    target,
+    *,
+    n_bins,
+    norm,
+    strategy,
+    kind,
+    caller: str,
+    preds_name: str = "preds",
+    target_name: str = "target",
+):
+    """Validate and reduce the rows once; return ``score(rows)``, the errors of resamples.
+
+    ``rows`` is an int64 array of shape (m, n_samples); ``score(rows)`` is a float64 numpy
+    array of the m errors, each the number :func:`_calibration_error` gives on
+    ``preds[r], target[r]``, bit for bit (see :func:`_binned_batch`). Without weights: a
+    weighted bootstrap resamples the weights with the rows, which only
+    :func:`_calibration_resampler` does.
+    """
+    n_bins = _check_binning_params(n_bins, strategy, kind, caller, norm)
+    probs, labels, _ = _check_inputs(
+        preds, target, None, preds_name=preds_name, target_name=target_name
+    )
+    confidences, outcomes = _confidences_and_outcomes(probs, labels, kind)
+
+    def score(rows) -> np.ndarray:
+        index = as_tensor(rows, device=probs.device)
+        statistics = _binned_batch(confidences, outcomes, index, n_bins=n_bins, strategy=strategy)
+        return to_numpy(_calibration_compute_batched(statistics, norm).to(torch.float64))
+
+    score.width = probs.shape[1] if kind == "classwise" else 1
+    return score
+
+
 def _calibration_error(
     preds,
     target,
@@ -254,8 +329,8 @@ def _calibration_resampler(
     on ``preds[rows], target[rows]`` (and ``sample_weight[rows]``), bit for bit: the
     reduction of a row to its confidence and outcome reads that row alone, so reducing every
     row once and indexing the results feeds the binning kernel the same tensors as reducing
-    the resample. A bootstrap then skips, per resample, the validation and the reduction,
-    which cost more than the binning itself.
+    the resample. One resample at a time, with weights resampled along; the bootstrap scores
+    batches of resamples without weights through :func:`_calibration_batch_resampler`.
     """
     n_bins = _check_binning_params(n_bins, strategy, kind, caller, norm)
     probs, labels, weights = _check_inputs(
@@ -317,6 +392,17 @@ def _debiased_calibration_error(
     statistics, _ = _calibration_update(
         probs, labels, weights, n_bins=n_bins, strategy=strategy, kind=kind
     )
+    return _debiased_squared(statistics).clamp_min(0).sqrt()
+
+
+def _debiased_squared(statistics: torch.Tensor) -> torch.Tensor:
+    """Return the debiased mean squared calibration error of per-bin sums, before its clamp.
+
+    ``statistics`` has shape (3, ..., n_groups, n_bins); the result has the leading shape
+    ``...`` (a 0-d tensor for one set of statistics). It can be negative: the estimate of a
+    square that is 0 or nearly so is as often below 0 as above it, which is what makes it
+    unbiased, and what an interval of the squared error needs.
+    """
     weight, confidence_sum, outcome_sum = statistics
     occupied = weight > 0
     safe = torch.where(occupied, weight, torch.ones_like(weight))
@@ -329,7 +415,7 @@ def _debiased_calibration_error(
     terms = torch.where(several, squared - variance, squared)
     terms = torch.where(occupied, terms, torch.zeros_like(terms))
     per_group = (weight * terms).sum(dim=-1) / weight.sum(dim=-1)
-    return per_group.mean().clamp_min(0).sqrt()
+    return per_group.mean(dim=-1)
 
 
 _SMOOTH_GRID = 500  # points of [0, 1] at which the smoothed residual is evaluated
@@ -427,6 +513,54 @@ def _negative_log_likelihood(preds, target, sample_weight, **names) -> torch.Ten
 def _brier_score(preds, target, sample_weight, **names) -> torch.Tensor:
     probs, labels, weights = _check_inputs(preds, target, sample_weight, **names)
     return _mean_compute(_brier_update(probs, labels, weights))
+
+
+def _brier_errors(probs, labels) -> torch.Tensor:
+    """Each row's squared error, float64: the terms :func:`_brier_update` sums."""
+    errors = torch.empty(probs.shape[0], dtype=torch.float64, device=probs.device)
+    for rows in row_chunks(probs.shape[0], probs.shape[1], probs.device):
+        chunk = probs[rows].to(torch.float64, copy=True)
+        chunk[torch.arange(chunk.shape[0], device=chunk.device), labels[rows]] -= 1.0
+        errors[rows] = chunk.square().sum(dim=1)
+    return errors
+
+
+def _mean_resampler(preds, target, *, kind: str, **names):
+    """Validate and reduce each row to its loss once; return ``score(rows)`` of resamples.
+
+    ``kind`` is "nll" or "brier". ``score(rows)`` gives, for each resample (a row of
+    ``rows``), the bits :func:`_negative_log_likelihood` or :func:`_brier_score` give on the
+    resampled rows: a row's loss reads that row alone, and the resample's losses are summed
+    as the metric sums them (one sum for the NLL; the Brier score's sums over the same row
+    chunks, in the same order), then divided by the count.
+    """
+    probs, labels, _ = _check_inputs(preds, target, None, **names)
+    n_samples, n_classes = probs.shape
+    device = probs.device
+    if kind == "nll":
+        losses = -torch.log(probs.gather(1, labels[:, None]).squeeze(1).to(torch.float64))
+        count = losses.new_tensor(float(n_samples))
+
+        def one(index):
+            return losses[index].sum() / count
+
+    else:
+        losses = _brier_errors(probs, labels)
+        chunks = list(row_chunks(n_samples, n_classes, device))
+
+        def one(index):
+            sums = torch.zeros(2, dtype=torch.float64, device=device)
+            chosen = losses[index]
+            for rows in chunks:
+                sums[0] += chosen[rows].sum()
+                sums[1] += rows.stop - rows.start
+            return _mean_compute(sums)
+
+    def score(rows) -> np.ndarray:
+        index = as_tensor(rows, device=device)
+        return to_numpy(torch.stack([one(r) for r in index]).to(torch.float64))
+
+    return score
 
 
 def _calibration_curve(

@@ -49,7 +49,7 @@ def test_a_pandas_index_column_is_not_read_as_a_logit(data, tmp_path, capsys):
     np.testing.assert_array_equal(logits, z)
     out = tmp_path / "out"
     argv = ["calibrate", str(tmp_path / "v.csv"), str(tmp_path / "y.npy"), "--output", str(out)]
-    code, _, err = _call([*argv, "--n-resamples", "10"], capsys)
+    code, _, err = _call([*argv, "--n-resamples", "20"], capsys)
     assert code == 0, err
     assert load_calibrator(out / "calibrator.safetensors").n_features_in_ == K  # not K + 1
 
@@ -93,7 +93,7 @@ def test_a_header_of_numbers_is_not_a_data_row(data, tmp_path, capsys):
     np.savez(tmp_path / "val.npz", logits=z, labels=y)
     out = tmp_path / "fit"
     code, _, err = _call(["calibrate", str(tmp_path / "val.npz"), "--output", str(out),
-                          "--n-resamples", "10"], capsys)  # fmt: skip
+                          "--n-resamples", "20"], capsys)  # fmt: skip
     assert code == 0, err
     written = tmp_path / "p.npy"
     argv = ["apply", str(out / "calibrator.safetensors"), str(tmp_path / "v.csv")]
