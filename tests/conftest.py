@@ -31,13 +31,13 @@ def make_recipe(**changes):
 
     proxies = [
         {"params": {"epochs": 10}, "temperature": 1.5, "accuracy": 0.8, "matched_ratio": 0.4,
-         "logit_scale": 0.04, "masked_temperature": 0.05},
+         "logit_scale": 0.04, "masked_temperature": 0.05, "feature_temperature": 0.06},
         {"params": {"epochs": 20}, "temperature": 2.0, "accuracy": 0.85, "matched_ratio": 0.6,
-         "logit_scale": 40.0, "masked_temperature": 50.0},
+         "logit_scale": 40.0, "masked_temperature": 50.0, "feature_temperature": 60.0},
     ]  # fmt: skip
     fields = dict(method="temperature", temperature=math.sqrt(3.0), mask_ratio=0.5,
-                  intercept=0.1, slope=0.9, n_masks=3, proxies=proxies,
-                  n_validation=100)  # fmt: skip
+                  feature_ratio=0.7, intercept=0.1, scale_slope=0.9, masked_slope=0.2,
+                  n_masks=3, proxies=proxies, n_validation=100)  # fmt: skip
     fields.update(changes)
     return CalibrationRecipe(**fields)
 

@@ -12,12 +12,13 @@ student by one of three methods:
 - ``"ratio"``: masked temperature scaling (MTS) on the distilled images at the mask ratio where
   MTS gave the proxies their held-out temperatures (nested masks, as
   :class:`~distcal.MaskedTemperatureScaling` draws them).
-- ``"predictor"``: a straight line, fitted across the proxies, from the log of the student's
-  *logit scale* on the clean distilled images (:func:`logit_scale`: the mean over images of the
-  standard deviation of a row of logits) to its log held-out temperature. The logit scale is
-  blind to a constant added to a row, as the softmax is, and grows with the logits as a
-  temperature does; development found it tracks the held-out temperature across student
-  recipes more closely than masked temperatures do (docs/recipe.md).
+- ``"predictor"``: a plane, fitted by least squares across proxies trained with varied
+  recipes, from two things the student shows on the distilled set to its log held-out
+  temperature: the log of its *logit scale* on the clean images (:func:`logit_scale`: the mean
+  over images of the standard deviation of a row of logits; blind to a constant added to a
+  row, as the softmax is, and growing with the logits as a temperature does) and the log of
+  MTS's temperature at a fixed ratio. Development found that this plane follows the held-out
+  temperature across student recipes the proxies did not use (docs/recipe.md).
 
 Recipes are computed by :func:`distcal.distill.fit_calibration_recipe` (or by
 ``MDTTrainer(calibration_recipe=...)``) and travel inside the distilled set's file.
@@ -61,7 +62,8 @@ RECIPE_VERSION = 1
 COVERAGE_MARGIN = 0.1
 
 _PROXY_KEYS = (
-    "params", "temperature", "accuracy", "logit_scale", "matched_ratio", "masked_temperature"
+    "params", "temperature", "accuracy", "logit_scale", "matched_ratio", "masked_temperature",
+    "feature_temperature",
 )  # fmt: skip
 
 
@@ -143,10 +145,13 @@ class CalibrationRecipe:
     mask_ratio : float
         Mask ratio at which MTS on the distilled set reproduces the proxies' held-out
         temperatures: the mean over proxies of each one's matched ratio (method ``"ratio"``).
-    intercept, slope : float
-        The line ``log T = intercept + slope * log(logit scale)`` fitted by least squares across
-        the proxies (method ``"predictor"``; with fewer than 3 proxies, or proxies of one logit
-        scale, the slope is 1 and the intercept their mean of ``log T - log scale``).
+    feature_ratio : float
+        The mask ratio of the predictor's masked temperature.
+    intercept, scale_slope, masked_slope : float
+        The predictor's plane, ``log T = intercept + scale_slope * log(logit scale) +
+        masked_slope * log(MTS temperature at feature_ratio)``, fitted by least squares across
+        the proxies (with fewer than 4 proxies, the line on the logit scale alone; with fewer
+        than 3, temperature proportional to the logit scale).
     n_masks : int
         Masked copies of each distilled image behind every MTS temperature; a student's user
         draws as many.
@@ -155,8 +160,8 @@ class CalibrationRecipe:
         parameters), ``temperature`` (held-out), ``accuracy`` (on the validation images),
         ``logit_scale`` (on the clean distilled images), ``matched_ratio`` (where MTS on the
         set gave its held-out temperature; with ``matched_bracket``, the search's last
-        interval, when recorded) and ``masked_temperature`` (MTS's temperature at
-        ``mask_ratio``).
+        interval, when recorded), ``masked_temperature`` (MTS's temperature at ``mask_ratio``)
+        and ``feature_temperature`` (MTS's temperature at ``feature_ratio``).
     n_validation : int
         Real validation images behind the held-out temperatures.
     mask_kind : {"zero"}, default="zero"
@@ -180,8 +185,10 @@ class CalibrationRecipe:
     method: str
     temperature: float
     mask_ratio: float
+    feature_ratio: float
     intercept: float
-    slope: float
+    scale_slope: float
+    masked_slope: float
     n_masks: int
     proxies: tuple
     n_validation: int
@@ -198,10 +205,11 @@ class CalibrationRecipe:
                 f"{where}: method must be one of {RECIPE_METHODS}; got {self.method!r}."
             )
         _positive(self.temperature, "temperature", where)
-        ratio = self.mask_ratio
-        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio < 1:
-            raise ValueError(f"{where}: mask_ratio must be a number in [0, 1); got {ratio!r}.")
-        for name in ("intercept", "slope", "seconds"):
+        for name in ("mask_ratio", "feature_ratio"):
+            ratio = getattr(self, name)
+            if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio < 1:
+                raise ValueError(f"{where}: {name} must be a number in [0, 1); got {ratio!r}.")
+        for name in ("intercept", "scale_slope", "masked_slope", "seconds"):
             _finite(getattr(self, name), name, where)
         for name in ("n_masks", "n_validation"):
             value = getattr(self, name)
@@ -219,15 +227,15 @@ class CalibrationRecipe:
             missing = [k for k in _PROXY_KEYS if not isinstance(proxy, dict) or k not in proxy]
             if missing:
                 raise ValueError(f"{where}: proxies[{i}] lacks {missing}.")
-            for key in ("temperature", "logit_scale", "masked_temperature"):
+            for key in ("temperature", "logit_scale", "masked_temperature", "feature_temperature"):
                 _positive(proxy[key], f"proxies[{i}][{key!r}]", where)
         # Canonical form (keys sorted at every level), as the JSON of a file has it: a recipe
         # and its reloaded copy are equal and print the same.
         object.__setattr__(self, "proxies", tuple(_canonical(p) for p in self.proxies))
         object.__setattr__(self, "notes", _canonical(self.notes))
 
-    def mapping(self, method: str | None = None) -> tuple[str | None, float, float]:
-        """Return a method's feature and its map ``log T = offset + slope * log(feature)``.
+    def mapping(self, method: str | None = None) -> tuple[float, list]:
+        """Return a method's map: ``log T = offset + sum(slope * log(feature))``.
 
         Parameters
         ----------
@@ -236,35 +244,55 @@ class CalibrationRecipe:
 
         Returns
         -------
-        feature : {"masked_temperature", "logit_scale"} or None
-            What the map reads of the student: MTS's temperature at :attr:`mask_ratio`, its
-            logit scale on the clean distilled images, or nothing (``"temperature"``).
-        offset, slope : float
-            The map in log space.
+        offset : float
+            The constant of the map.
+        terms : list of (str, float or None, float)
+            ``(feature, ratio, slope)`` for each feature the map reads of the student:
+            ``"logit_scale"`` (on the clean distilled images; ratio None) or
+            ``"masked_temperature"`` (MTS's temperature at that mask ratio). Empty for
+            ``"temperature"``.
         """
         method = self.method if method is None else method
         if method == "temperature":
-            return None, math.log(self.temperature), 0.0
+            return math.log(self.temperature), []
         if method == "ratio":
-            return "masked_temperature", 0.0, 1.0
+            return 0.0, [("masked_temperature", self.mask_ratio, 1.0)]
         if method == "predictor":
-            return "logit_scale", self.intercept, self.slope
+            return self.intercept, [
+                ("logit_scale", None, self.scale_slope),
+                ("masked_temperature", self.feature_ratio, self.masked_slope),
+            ]
         raise ValueError(f"method must be one of {RECIPE_METHODS} or None; got {method!r}.")
 
-    def proxy_range(self, feature: str) -> tuple[float, float]:
+    def proxy_range(self, feature: str, ratio: float | None = None) -> tuple[float, float]:
         """Return the proxies' smallest and largest value of a feature.
 
         Parameters
         ----------
-        feature : {"masked_temperature", "logit_scale"}
+        feature : {"logit_scale", "masked_temperature"}
             The feature (see :meth:`mapping`).
+        ratio : float or None, default=None
+            The mask ratio of a masked temperature: :attr:`mask_ratio` or :attr:`feature_ratio`.
 
         Returns
         -------
         tuple of float
             ``(min, max)`` over the proxies.
+
+        Raises
+        ------
+        ValueError
+            If the recipe holds no such feature.
         """
-        values = [p[feature] for p in self.proxies]
+        if feature == "logit_scale":
+            key = "logit_scale"
+        elif feature == "masked_temperature" and ratio == self.mask_ratio:
+            key = "masked_temperature"
+        elif feature == "masked_temperature" and ratio == self.feature_ratio:
+            key = "feature_temperature"
+        else:
+            raise ValueError(f"the recipe holds no {feature!r} at ratio {ratio!r}.")
+        values = [p[key] for p in self.proxies]
         return min(values), max(values)
 
     @property
@@ -361,10 +389,11 @@ class DistilledCalibration(_MaskedFit):
     related what each shows on the set to the temperature that real held-out images want
     (:class:`CalibrationRecipe`). This calibrator does on the user's student what the recipe
     says, by the recipe's method (or ``method``): ``"predictor"`` reads the student's logit
-    scale on the clean distilled images (:func:`logit_scale`) and maps it through the
-    recipe's line, ``log T = intercept + slope * log(scale)``; ``"ratio"`` fits masked
-    temperature scaling on the distilled images at the recipe's mask ratio (``n_masks`` nested
-    masked copies, as the proxies had); ``"temperature"`` takes the proxies' temperature.
+    scale on the clean distilled images (:func:`logit_scale`) and masked temperature scaling's
+    temperature on them at the recipe's feature ratio, and maps both through the recipe's
+    plane; ``"ratio"`` fits masked temperature scaling on the distilled images at the recipe's
+    mask ratio; ``"temperature"`` takes the proxies' temperature. Masks are ``n_masks``
+    nested copies per image, as the proxies had.
     Predictions divide the student's clean logits by ``T``, as
     :class:`~distcal.TemperatureScaling` does, so the predicted classes never change.
 
@@ -381,8 +410,9 @@ class DistilledCalibration(_MaskedFit):
         Which of the recipe's methods to use; ``"auto"`` is the recipe's own choice
         (:attr:`CalibrationRecipe.method`).
     model : torch.nn.Module or None, default=None
-        The student network (inputs to logits). Required by method ``"ratio"``, which masks
-        the images; without it, ``X`` are the student's logits on the distilled images.
+        The student network (inputs to logits). Required by the methods that mask the images
+        (``"ratio"``, ``"predictor"``); with ``"temperature"`` it may be None, and ``X`` are
+        then the student's logits on the distilled images.
     batch_size : int, default=256
         Samples per forward pass of ``model``.
     random_state : int, RandomState instance or None, default=None
@@ -399,12 +429,15 @@ class DistilledCalibration(_MaskedFit):
     method_ : str
         The method used: one of :data:`RECIPE_METHODS`, or ``"fallback"`` without a recipe.
     mask_ratio_ : float
-        The mask ratio of the masked fit (0 for methods that do not mask).
-    feature_ : float or None
-        What the method read of the student before the recipe's map: its logit scale
-        (``"predictor"``), MTS's temperature at ``mask_ratio_`` (``"ratio"``), or None.
+        The mask ratio of the masked fit (0 for ``"temperature"``).
+    logit_scale_ : float or None
+        The student's logit scale on the clean distilled images, where the method reads it
+        (``"predictor"``).
+    masked_temperature_ : float or None
+        MTS's temperature at ``mask_ratio_`` before the recipe's map, where the method reads it
+        (``"ratio"``, ``"predictor"``).
     covered_ : bool or None
-        Whether ``feature_`` lies within the proxies' range (widened by
+        Whether each of these lies within the proxies' range (widened by
         :data:`COVERAGE_MARGIN` in log space); None where the method does not look at the
         student. Outside, a :class:`~distcal.exceptions.DistcalWarning` says so: the student
         behaves unlike every proxy, and the recipe's map is extrapolated.
@@ -480,10 +513,11 @@ class DistilledCalibration(_MaskedFit):
     # The masked fit reads these settings; a recipe fixes them, so they are not parameters.
     @property
     def mask_ratio(self):
-        """The ratio of the masked fit: the recipe's, 0 without masking, "auto" in the fallback."""
+        """The ratio of the masked fit: the method's, 0 without masking, "auto" in the fallback."""
         if self.recipe is None:
             return "auto"
-        return self.recipe.mask_ratio if self._method() == "ratio" else 0.0
+        ratios = [r for _, r, _ in self.recipe.mapping(self._method())[1] if r is not None]
+        return ratios[0] if ratios else 0.0
 
     @property
     def n_masks(self):
@@ -549,12 +583,12 @@ class DistilledCalibration(_MaskedFit):
                 DistcalWarning,
                 stacklevel=2,
             )
-        elif self.model is None and self._method() == "ratio":
+        elif self.model is None and self._method() != "temperature":
             raise ValueError(
-                "DistilledCalibration(method='ratio') masks the distilled images and runs the "
-                "student on them, so it needs the student network as model=; without one, "
-                "methods 'predictor' and 'temperature' apply (X are then the student's logits "
-                "on the distilled images)."
+                f"DistilledCalibration(method={self._method()!r}) masks the distilled images "
+                "and runs the student on them, so it needs the student network as model=; "
+                "without one only method='temperature' applies (X are then the student's "
+                "logits on the distilled images)."
             )
         elif self.model is not None and self.recipe.images_digest:
             images = X if isinstance(X, torch.Tensor) else None
@@ -576,17 +610,17 @@ class DistilledCalibration(_MaskedFit):
     def _fit_drawn(self, draw, clean, labels, weights, seed):
         if self.recipe is None:
             self.method_ = "fallback"
-            self.feature_, self.covered_ = None, None
+            self.logit_scale_ = self.masked_temperature_ = self.covered_ = None
             fitted = super()._fit_drawn(draw, clean, labels, weights, seed)
             self.regime_ = "training"
             return fitted
         method = self._method()
-        feature, offset, slope = self.recipe.mapping(method)
+        offset, terms = self.recipe.mapping(method)
         self.method_, self.regime_ = method, "training"
         self.cv_ratios_ = torch.empty(0, dtype=torch.float64, device=clean.device)
         self.cv_nll_ = torch.empty(0, dtype=torch.float64, device=clean.device)
-        self.mask_ratio_ = self.recipe.mask_ratio if method == "ratio" else 0.0
-        values = draw(self.mask_ratio_) if method == "ratio" else clean
+        self.mask_ratio_ = float(self.mask_ratio)
+        values = draw(self.mask_ratio_) if self.mask_ratio_ > 0 else clean
         n_draws = values.shape[0] // labels.shape[0]
         all_labels = labels.repeat(n_draws)
         all_weights = None if weights is None else weights.repeat(n_draws)
@@ -595,44 +629,50 @@ class DistilledCalibration(_MaskedFit):
             correct.mean() if all_weights is None else (correct @ all_weights) / all_weights.sum()
         )
         self.n_iter_, self.converged_ = 0, True
-        if feature == "masked_temperature":
-            result = fit_temperature(values, all_labels, all_weights, tol=self.tol,
-                                     max_iter=self.max_iter)  # fmt: skip
-            _warn_for_fit(result, type(self).__name__, self.max_iter, stacklevel=5)
-            self.feature_ = float(result.temperature)
-            self.n_iter_, self.converged_ = int(result.n_iter), bool(result.converged)
-        elif feature == "logit_scale":
-            self.feature_ = logit_scale(clean, weights)
-        else:
-            self.feature_ = None
-        if self.feature_ is None:
-            self.temperature_, self.covered_ = math.exp(offset), None
-        else:
-            self.temperature_ = math.exp(offset + slope * math.log(self.feature_))
-            self.covered_ = self._covered(feature)
+        features = {}
+        log_temperature = offset
+        for feature, _, slope in terms:
+            if feature == "logit_scale":
+                value = logit_scale(clean, weights)
+            else:
+                result = fit_temperature(values, all_labels, all_weights, tol=self.tol,
+                                         max_iter=self.max_iter)  # fmt: skip
+                _warn_for_fit(result, type(self).__name__, self.max_iter, stacklevel=5)
+                value = float(result.temperature)
+                self.n_iter_, self.converged_ = int(result.n_iter), bool(result.converged)
+            features[feature] = value
+            log_temperature += slope * math.log(value)
+        self.logit_scale_ = features.get("logit_scale")
+        self.masked_temperature_ = features.get("masked_temperature")
+        self.temperature_ = math.exp(log_temperature)
+        self.covered_ = self._covered(terms, features) if terms else None
         beta = 1.0 / self.temperature_
         weight_sum, loss = temperature_statistics(values, all_labels, all_weights, beta)[:2]
         self.nll_ = float(loss / weight_sum)
         return self
 
-    def _covered(self, feature: str) -> bool:
-        low, high = self.recipe.proxy_range(feature)
-        value = math.log(self.feature_)
-        covered = math.log(low) - COVERAGE_MARGIN <= value <= math.log(high) + COVERAGE_MARGIN
-        if not covered:
-            what = "logit scale" if feature == "logit_scale" else (
-                f"masked temperature at ratio {self.mask_ratio_:.3f}")  # fmt: skip
+    def _covered(self, terms, features) -> bool:
+        outside = []
+        for feature, ratio, _ in terms:
+            low, high = self.recipe.proxy_range(feature, ratio)
+            value = math.log(features[feature])
+            if not math.log(low) - COVERAGE_MARGIN <= value <= math.log(high) + COVERAGE_MARGIN:
+                what = (
+                    "logit scale" if ratio is None else f"masked temperature at ratio {ratio:.3f}"
+                )
+                outside.append(f"its {what} is {features[feature]:.3g} ({low:.3g} to "
+                               f"{high:.3g} for the proxies)")  # fmt: skip
+        if outside:
             warnings.warn(
-                f"DistilledCalibration: the student's {what} on the distilled images is "
-                f"{self.feature_:.3g}, outside the range of the recipe's "
-                f"{len(self.recipe.proxies)} proxies ({low:.3g} to {high:.3g}): this student "
-                "behaves unlike every proxy the set's maker trained, so the recipe's map is "
-                "extrapolated and its temperature is less certain. Check it on a few real "
-                "images if you can.",
+                f"DistilledCalibration: on the distilled images the student lies outside the "
+                f"range of the recipe's {len(self.recipe.proxies)} proxies: "
+                f"{'; '.join(outside)}. It behaves unlike every proxy the set's maker trained, "
+                "so the recipe's map is extrapolated and its temperature is less certain. Check "
+                "it on a few real images if you can.",
                 DistcalWarning,
                 stacklevel=6,
             )
-        return covered
+        return not outside
 
     # The parts of the masked fit that the fallback (MaskedTemperatureScaling's rule) uses.
     def _fit_masked(self, values, labels, weights):

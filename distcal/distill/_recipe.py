@@ -4,7 +4,9 @@ Whoever distils a set still has the real training data. :func:`fit_calibration_r
 proxy students on the distilled set, fits temperature scaling on each proxy's logits of real
 validation images (a split of the real training data, never test data), and relates those
 held-out temperatures to what the same proxy shows on the distilled set: its logit scale on
-the clean images, and masked temperature scaling (MTS) on them. The result, a
+the clean images, and masked temperature scaling (MTS) on them. The proxies vary the student
+recipe (mixup, epochs, learning rate, width, label smoothing, augmentation), so that the
+relation learnt across them holds for students of other recipes. The result, a
 :class:`~distcal.calibration.CalibrationRecipe`, travels in the distilled set's file;
 :class:`~distcal.calibration.DistilledCalibration` applies it to a student that its user trained
 on the set alone.
@@ -39,6 +41,7 @@ from ._data import check_samples
 from ._student import StudentClassifier
 
 __all__ = [
+    "DEFAULT_FEATURE_RATIO",
     "DEFAULT_N_MASKS",
     "DEFAULT_RECIPE_METHOD",
     "default_proxies",
@@ -47,6 +50,8 @@ __all__ = [
 
 #: The method a recipe recommends unless told otherwise (docs/recipe.md says why).
 DEFAULT_RECIPE_METHOD = "predictor"
+#: The mask ratio of the predictor's masked temperature.
+DEFAULT_FEATURE_RATIO = 0.7
 #: Masked copies of every distilled image behind each masked temperature (2,000 masked images
 #: for a set of 100, as MTS's n_masks="auto" draws).
 DEFAULT_N_MASKS = 20
@@ -55,12 +60,17 @@ MAX_RATIO = 0.95
 #: Bisection steps of the matched-ratio search: the bracket shrinks to 0.95 / 2**8 < 0.004.
 BISECTION_STEPS = 8
 
-#: The proxies' recipes, as changes to the set's own student recipe (``default_proxies``).
+#: The proxies' recipes, as changes to the set's own student recipe (``default_proxies``):
+#: factors for ``epochs``, ``lr`` and ``width``, values for the others.
 PROXY_VARIATIONS = (
     {},
     {"mixup_alpha": 1.0},
     {"epochs": 0.5},
     {"lr": 2.0},
+    {"width": 0.5},
+    {"mixup_alpha": 1.0, "epochs": 0.5},
+    {"label_smoothing": 0.1},
+    {"augment": "none"},
 )
 
 
@@ -75,7 +85,7 @@ def _student_of(distilled) -> StudentClassifier:
     return StudentClassifier(**kwargs)
 
 
-def default_proxies(distilled, *, student=None, copies: int = 2) -> list:
+def default_proxies(distilled, *, student=None, copies: int = 1) -> list:
     """Return the proxy students of a recipe: the set's student recipe and variations of it.
 
     Parameters
@@ -85,14 +95,17 @@ def default_proxies(distilled, *, student=None, copies: int = 2) -> list:
         augmentation of the student recipe (and its learned learning rate, if any).
     student : StudentClassifier or None, default=None
         The student recipe to vary instead of the set's own.
-    copies : int, default=2
+    copies : int, default=1
         Proxies of each variation (each gets its own seed in :func:`fit_calibration_recipe`).
+        Development found that a recipe's held-out temperature varies little from seed to
+        seed, so variety of recipes matters more than copies.
 
     Returns
     -------
     list of StudentClassifier
-        Unfitted students: for each of :data:`PROXY_VARIATIONS` (the recipe itself, with mixup
-        of Beta(1, 1), with half the epochs, with twice the learning rate), ``copies`` of it.
+        Unfitted students: for each of :data:`PROXY_VARIATIONS` (the recipe itself; with mixup
+        of Beta(1, 1); half the epochs; twice the learning rate; half the width; mixup and half
+        the epochs; label smoothing 0.1; no augmentation), ``copies`` of it.
     """
     base = _student_of(distilled) if student is None else clone(student)
     proxies = []
@@ -100,7 +113,7 @@ def default_proxies(distilled, *, student=None, copies: int = 2) -> list:
         params = {}
         for key, value in change.items():
             current = base.get_params()[key]
-            if key == "epochs":
+            if key in ("epochs", "width"):
                 params[key] = max(1, round(current * value))
             elif key == "lr":
                 params[key] = current * value
@@ -168,6 +181,7 @@ def fit_calibration_recipe(
     proxies="auto",
     method: str = DEFAULT_RECIPE_METHOD,
     n_masks: int = DEFAULT_N_MASKS,
+    feature_ratio: float = DEFAULT_FEATURE_RATIO,
     batch_size: int = 256,
     random_state=None,
     verbose: bool = False,
@@ -178,11 +192,11 @@ def fit_calibration_recipe(
     Trains each proxy student on the distilled set, fits temperature scaling on its logits of
     the validation images (its *held-out temperature*), and relates it to what the proxy shows
     on the distilled set: its logit scale on the clean images
-    (:func:`~distcal.calibration.logit_scale`; a line of log temperature on log scale is
-    fitted across the proxies), and the mask ratio where masked temperature scaling on the set
-    gives its held-out temperature (a bisection on nested masks). The recipe holds every
-    method's numbers and recommends ``method``; see
-    :class:`~distcal.calibration.CalibrationRecipe`.
+    (:func:`~distcal.calibration.logit_scale`) and masked temperature scaling's temperature at
+    ``feature_ratio`` (a plane of log temperature on both logs is fitted across the proxies),
+    and the mask ratio where masked temperature scaling on the set gives its held-out
+    temperature (a bisection on nested masks). The recipe holds every method's numbers and
+    recommends ``method``; see :class:`~distcal.calibration.CalibrationRecipe`.
 
     Parameters
     ----------
@@ -201,6 +215,8 @@ def fit_calibration_recipe(
         The method the recipe recommends.
     n_masks : int, default=20
         Masked copies of each distilled image behind every masked temperature.
+    feature_ratio : float, default=0.7
+        The mask ratio of the predictor's masked temperature.
     batch_size : int, default=256
         Images per forward pass.
     random_state : int, RandomState instance or None, default=None
@@ -286,18 +302,21 @@ def fit_calibration_recipe(
     ratio = float(np.mean([r["matched_ratio"] for r in records]))
     for record, curve in zip(records, curves, strict=True):
         record["masked_temperature"] = curve(ratio)
+        record["feature_temperature"] = curve(feature_ratio)
     held_out = np.log([r["temperature"] for r in records])
-    feature = np.log([r["logit_scale"] for r in records])
-    if len(records) >= 3 and float(np.var(feature)) > 0:
-        slope, intercept = (float(v) for v in np.polyfit(feature, held_out, 1))
-    else:  # too few proxies (or scales) to fit a line: temperature proportional to scale
-        slope, intercept = 1.0, float(np.mean(held_out - feature))
+    intercept, scale_slope, masked_slope = _plane(
+        held_out,
+        np.log([r["logit_scale"] for r in records]),
+        np.log([r["feature_temperature"] for r in records]),
+    )
     return CalibrationRecipe(
         method=method,
         temperature=float(np.exp(held_out.mean())),
         mask_ratio=ratio,
+        feature_ratio=float(feature_ratio),
         intercept=intercept,
-        slope=slope,
+        scale_slope=scale_slope,
+        masked_slope=masked_slope,
         n_masks=int(n_masks),
         proxies=tuple(records),
         n_validation=len(y),
@@ -306,3 +325,21 @@ def fit_calibration_recipe(
         distcal_version=__version__,
         notes=dict(notes or {}),
     )
+
+
+def _plane(target: np.ndarray, scale: np.ndarray, masked: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares ``target = a + b * scale + c * masked``, as far as the proxies determine it.
+
+    Four proxies or more (of independent features) fit the plane; fewer fit the line on the
+    logit scale alone (``c = 0``), and fewer than three, or proxies of one logit scale, make the
+    temperature proportional to the scale (``b = 1``, ``c = 0``).
+    """
+    n = len(target)
+    design = np.column_stack([np.ones(n), scale, masked])
+    if n >= 4 and np.linalg.matrix_rank(design) == 3:
+        a, b, c = np.linalg.lstsq(design, target, rcond=None)[0]
+        return float(a), float(b), float(c)
+    if n >= 3 and float(np.var(scale)) > 0:
+        b, a = np.polyfit(scale, target, 1)
+        return float(a), float(b), 0.0
+    return float(np.mean(target - scale)), 1.0, 0.0

@@ -118,8 +118,8 @@ class MDTTrainer(BaseEstimator):
         validation images are a stratified split of ``X`` (the distiller's real data; never
         pass test data as ``X``). ``True`` uses the defaults; a dict may set ``n_validation``
         (validation images, default 5000 or all of ``X`` if fewer), ``copies`` (proxies per
-        variation of :func:`~distcal.distill.default_proxies`, default 2), ``method``,
-        and ``n_masks``. It does not change the distilled images.
+        variation of :func:`~distcal.distill.default_proxies`, default 1), ``method``,
+        ``n_masks`` and ``feature_ratio``. It does not change the distilled images.
 
     Attributes
     ----------
@@ -180,7 +180,7 @@ class MDTTrainer(BaseEstimator):
     }
 
     #: The keys a ``calibration_recipe`` dict may set.
-    _RECIPE_OPTIONS = ("n_validation", "copies", "method", "n_masks")
+    _RECIPE_OPTIONS = ("n_validation", "copies", "method", "n_masks", "feature_ratio")
 
     def __init__(
         self,
@@ -462,7 +462,7 @@ class MDTTrainer(BaseEstimator):
 
         options = {} if self.calibration_recipe is True else dict(self.calibration_recipe)
         n_validation = int(options.pop("n_validation", 5000))
-        copies = int(options.pop("copies", 2))
+        copies = int(options.pop("copies", 1))
         if n_validation < len(labels):
             seed = _seed_for(self.seed_, 3) % 2**32
             validation = stratified_split(labels, [n_validation], random_state=seed)[0]

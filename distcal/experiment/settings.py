@@ -119,7 +119,7 @@ class Profile:
     strict_ratios: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     full_data_steps: int = 600
     bootstrap_resamples: int = 1000
-    recipe_copies: int = 2
+    recipe_copies: int = 1
     recipe_validation: int = 5000
     kept_per_class: tuple = (1, 2, 5)
     transfer: tuple = tuple(TRANSFER_RECIPES)

@@ -57,7 +57,8 @@ def test_a_recipe_round_trips_through_its_dictionary():
         ({"temperature": float("nan")}, "temperature must be a positive finite number"),
         ({"temperature": "2"}, "temperature must be a positive number"),
         ({"mask_ratio": 1.0}, r"mask_ratio must be a number in \[0, 1\)"),
-        ({"slope": float("inf")}, "slope must be a finite number"),
+        ({"scale_slope": float("inf")}, "scale_slope must be a finite number"),
+        ({"feature_ratio": -0.1}, r"feature_ratio must be a number in \[0, 1\)"),
         ({"n_masks": 0}, "n_masks must be a positive int"),
         ({"n_validation": 2.5}, "n_validation must be a positive int"),
         ({"proxies": []}, "proxies must list at least one proxy"),
@@ -78,18 +79,23 @@ def test_from_dict_refuses_unknown_fields_newer_versions_and_non_objects():
         CalibrationRecipe.from_dict({**data, "version": 2})
     with pytest.raises(ValueError, match="must be a JSON object"):
         CalibrationRecipe.from_dict([1, 2])
-    del data["slope"]
+    del data["masked_slope"]
     with pytest.raises(ValueError, match="incomplete"):
         CalibrationRecipe.from_dict(data)
 
 
 def test_every_method_has_its_map():
     recipe = make_recipe()
-    assert recipe.mapping("temperature") == (None, math.log(recipe.temperature), 0.0)
-    assert recipe.mapping("ratio") == ("masked_temperature", 0.0, 1.0)
-    assert recipe.mapping("predictor") == ("logit_scale", recipe.intercept, recipe.slope)
-    assert recipe.proxy_range("masked_temperature") == (0.05, 50.0)
+    assert recipe.mapping("temperature") == (math.log(recipe.temperature), [])
+    assert recipe.mapping("ratio") == (0.0, [("masked_temperature", 0.5, 1.0)])
+    assert recipe.mapping("predictor") == (
+        0.1, [("logit_scale", None, 0.9), ("masked_temperature", 0.7, 0.2)]
+    )  # fmt: skip
+    assert recipe.proxy_range("masked_temperature", 0.5) == (0.05, 50.0)
+    assert recipe.proxy_range("masked_temperature", 0.7) == (0.06, 60.0)
     assert recipe.proxy_range("logit_scale") == (0.04, 40.0)
+    with pytest.raises(ValueError, match=r"holds no 'masked_temperature' at ratio 0\.3"):
+        recipe.proxy_range("masked_temperature", 0.3)
     assert recipe.temperature_spread == pytest.approx(np.std(np.log([1.5, 2.0]), ddof=1), rel=1e-12)
     assert set(RECIPE_METHODS) == {"temperature", "ratio", "predictor"}
     with pytest.raises(ValueError, match="method must be one of"):
@@ -118,26 +124,27 @@ def test_the_ratio_method_is_mts_at_the_recipes_ratio(student):
     mts = MaskedTemperatureScaling(0.35, n_masks=5, model=net, random_state=3).fit(X, y)
     assert fitted.method_ == "ratio"
     assert fitted.mask_ratio_ == 0.35
-    assert fitted.feature_ == mts.temperature_
+    assert fitted.masked_temperature_ == mts.temperature_
+    assert fitted.logit_scale_ is None
     assert fitted.temperature_ == mts.temperature_  # offset 0, slope 1
     assert fitted.masked_accuracy_ == mts.masked_accuracy_
     assert fitted.regime_ == "training"
 
 
-def test_the_predictor_maps_the_students_logit_scale_through_the_recipes_line(student):
+def test_the_predictor_maps_the_students_features_through_the_recipes_plane(student):
     net, X, y, _, _ = student
-    recipe = make_recipe(method="predictor", intercept=-0.3, slope=0.8)
-    fitted = DistilledCalibration(recipe, model=net).fit(X, y)
+    recipe = make_recipe(method="predictor", intercept=-0.3, scale_slope=0.8, masked_slope=0.3,
+                         feature_ratio=0.6, n_masks=4)  # fmt: skip
+    fitted = DistilledCalibration(recipe, model=net, random_state=2).fit(X, y)
     with torch.no_grad():
         scale = logit_scale(net(X))
-    assert fitted.feature_ == pytest.approx(scale, rel=1e-12)
-    assert fitted.temperature_ == pytest.approx(math.exp(-0.3 + 0.8 * math.log(scale)), rel=1e-12)
-    assert fitted.mask_ratio_ == 0.0
+    masked = MaskedTemperatureScaling(0.6, n_masks=4, model=net, random_state=2).fit(X, y)
+    assert fitted.logit_scale_ == pytest.approx(scale, rel=1e-12)
+    assert fitted.masked_temperature_ == masked.temperature_
+    assert fitted.mask_ratio_ == 0.6
+    expected = math.exp(-0.3 + 0.8 * math.log(scale) + 0.3 * math.log(masked.temperature_))
+    assert fitted.temperature_ == pytest.approx(expected, rel=1e-12)
     assert fitted.covered_ is True
-    # it reads the clean logits only, so the student's logits serve as well as the network
-    with torch.no_grad():
-        from_logits = DistilledCalibration(recipe).fit(net(X), y)
-    assert from_logits.temperature_ == pytest.approx(fitted.temperature_, rel=1e-6)
 
 
 def test_the_temperature_method_needs_no_network():
@@ -154,8 +161,9 @@ def test_the_temperature_method_needs_no_network():
 
 def test_a_masking_method_without_the_network_is_refused():
     X, y = make_logits(n_samples=60, n_classes=3)
-    with pytest.raises(ValueError, match="needs the student network as model="):
-        DistilledCalibration(make_recipe(method="ratio")).fit(X, y)
+    for method in ("ratio", "predictor"):
+        with pytest.raises(ValueError, match="needs the student network as model="):
+            DistilledCalibration(make_recipe(method=method)).fit(X, y)
 
 
 def test_without_a_recipe_it_warns_and_is_the_training_regime_default(student):
@@ -178,7 +186,7 @@ def test_a_student_outside_the_proxies_range_warns(student):
         for p, t in zip(make_recipe().proxies, (50.0, 60.0), strict=True)
     ]
     recipe = make_recipe(method="ratio", proxies=proxies)
-    with pytest.warns(DistcalWarning, match="masked temperature at ratio 0.500 on the distilled"):
+    with pytest.warns(DistcalWarning, match="masked temperature at ratio 0.500 is"):
         fitted = DistilledCalibration(recipe, model=net, random_state=0).fit(X, y)
     assert fitted.covered_ is False
 

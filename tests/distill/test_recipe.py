@@ -63,9 +63,14 @@ def test_a_recipe_records_every_proxy_and_what_it_rests_on(recipe, digits_set):
     held_out = np.log([p["temperature"] for p in recipe.proxies])
     assert recipe.temperature == pytest.approx(math.exp(held_out.mean()), rel=1e-12)
     assert recipe.mask_ratio == pytest.approx(np.mean([p["matched_ratio"] for p in recipe.proxies]))
+    # three proxies: the line on the logit scale (a plane needs four)
     feature = np.log([p["logit_scale"] for p in recipe.proxies])
     slope, intercept = np.polyfit(feature, held_out, 1)
-    assert (recipe.slope, recipe.intercept) == pytest.approx((slope, intercept), rel=1e-10)
+    assert (recipe.scale_slope, recipe.intercept) == pytest.approx((slope, intercept), rel=1e-10)
+    assert recipe.masked_slope == 0.0
+    assert recipe.feature_ratio == 0.7
+    for proxy in recipe.proxies:
+        assert proxy["feature_temperature"] > 0
     assert [p["params"]["mixup_alpha"] for p in recipe.proxies] == [0.0, 0.0, 1.0]
 
 
@@ -149,14 +154,36 @@ def test_bad_validation_data_are_refused(digits_set):
 
 def test_default_proxies_vary_the_sets_student_recipe(digits_set):
     distilled = digits_set[0]
-    proxies = default_proxies(distilled, copies=2)
-    assert len(proxies) == 8
-    params = [p.get_params() for p in proxies]
-    assert {p["width"] for p in params} == {8}
+    assert len(default_proxies(distilled, copies=2)) == 16
+    params = [p.get_params() for p in default_proxies(distilled)]
     assert {p["depth"] for p in params} == {2}
-    assert sorted({(p["epochs"], p["lr"], p["mixup_alpha"]) for p in params}) == [
-        (150, 0.01, 0.0), (300, 0.01, 0.0), (300, 0.01, 1.0), (300, 0.02, 0.0)
-    ]  # fmt: skip
+    keys = ("epochs", "lr", "width", "mixup_alpha", "label_smoothing", "augment")
+    assert [tuple(p[k] for k in keys) for p in params] == [
+        (300, 0.01, 8, 0.0, 0.0, "auto"),
+        (300, 0.01, 8, 1.0, 0.0, "auto"),
+        (150, 0.01, 8, 0.0, 0.0, "auto"),
+        (300, 0.02, 8, 0.0, 0.0, "auto"),
+        (300, 0.01, 4, 0.0, 0.0, "auto"),
+        (150, 0.01, 8, 1.0, 0.0, "auto"),
+        (300, 0.01, 8, 0.0, 0.1, "auto"),
+        (300, 0.01, 8, 0.0, 0.0, "none"),
+    ]
+
+
+def test_four_proxies_or_more_fit_the_predictors_plane(digits_set):
+    distilled, X_val, y_val, _, _ = digits_set
+    proxies = [*_proxies(), StudentClassifier(width=4, depth=2, epochs=40, augment="none")]
+    recipe = fit_calibration_recipe(distilled, X_val[:300], y_val[:300], proxies=proxies,
+                                    n_masks=2, feature_ratio=0.6, random_state=1)  # fmt: skip
+    held_out = np.log([p["temperature"] for p in recipe.proxies])
+    design = np.column_stack([
+        np.ones(4),
+        np.log([p["logit_scale"] for p in recipe.proxies]),
+        np.log([p["feature_temperature"] for p in recipe.proxies]),
+    ])  # fmt: skip
+    expected = np.linalg.lstsq(design, held_out, rcond=None)[0]
+    found = (recipe.intercept, recipe.scale_slope, recipe.masked_slope)
+    assert found == pytest.approx(tuple(expected), rel=1e-9, abs=1e-12)
 
 
 def test_a_trainer_computes_the_recipe_and_the_saved_set_carries_it(tmp_path):
@@ -173,7 +200,7 @@ def test_a_trainer_computes_the_recipe_and_the_saved_set_carries_it(tmp_path):
     assert plain.recipe_ is None
     recipe = trainer.recipe_
     assert recipe.n_validation == 200
-    assert len(recipe.proxies) == 4
+    assert len(recipe.proxies) == 8
     assert "stratified split of 200" in recipe.notes["validation"]
     loaded = load_distilled(trainer.save(tmp_path / "set.safetensors"))
     assert loaded.recipe == recipe
