@@ -25,29 +25,117 @@ def test_every_set_student_and_calibrator_is_scored(smoke_run):
     result, _ = smoke_run
     rows = result["rows"]
     # none; TS, MTS auto, MTS auto logits held-out; TS, 2 fixed ratios, the two autos strict
-    per_student = 1 + 3 + 5
-    assert len(rows) == 2 * 3 * 2 * per_student  # seeds x sets x students x calibrators
+    base = 1 + 3 + 5
+    # a distilled set's students also get the recipe (its default and three methods) and TS on
+    # the kept real images (the smoke profile keeps 1 per class)
+    with_set = base + 4 + 1
+    # the transfer student (the smoke profile has one): none, TS held-out, TS and the two autos
+    # strict, the recipe's four and the kept images
+    transfer = 1 + 1 + 3 + 4 + 1
+    per_seed = 2 * (2 * with_set + transfer) + 2 * base  # DM and MDT, then the random real set
+    assert len(rows) == 2 * per_seed  # two seeds
     keys = {(r["training_set"], r["student"], r["calibrator"], r["regime"]) for r in rows}
     assert ("DM", "plain", "TS", "strict") in keys
     assert ("real", "mixup", "MTS auto", "held-out") in keys
     assert ("MDT", "plain", "MTS 0.5", "strict") in keys
+    assert ("DM", "mixup", "recipe", "strict") in keys
+    assert ("MDT", "lr x0.5", "recipe: ratio", "strict") in keys
+    assert ("DM", "lr x0.5", "TS 1 real/class", "kept") in keys
+    assert ("DM", "lr x0.5", "MTS auto", "held-out") not in keys  # transfer: held-out TS only
+    assert not [k for k in keys if k[0] == "real" and k[2].startswith(("recipe", "TS 1"))]
     auto = [r for r in rows if r["calibrator"].startswith("MTS auto")]
     assert {r["regime"] for r in auto} == {"strict", "held-out"}
     assert all(r["detected"] in ("training", "held-out") for r in auto)
-    assert all(r["detected"] == "" for r in rows if not r["calibrator"].startswith("MTS auto"))
+    recipe = [r for r in rows if r["calibrator"].startswith("recipe")]
+    assert all(r["detected"] == "training" for r in recipe)
+    others = [r for r in rows if not r["calibrator"].startswith(("MTS auto", "recipe"))]
+    assert all(r["detected"] == "" for r in others)
     assert all(0 <= r["mask_ratio"] < 1 for r in auto)
     for row in rows:
         assert 0 <= row["accuracy"] <= 1
         assert 0 <= row["ece15"] <= 1
     strict_ts = [r for r in rows if r["calibrator"] == "TS" and r["regime"] == "strict"]
     assert all("separate" in r["note"] for r in strict_ts if r["temperature"] == 1e-6)
-    assert len(result["summary"]) == 3 * 2 * per_student
+    assert len(result["summary"]) == len(keys)
     assert all(e["n_seeds"] == 2 for e in result["summary"])
     table = format_summary(result["summary"])
     assert "strict" in table
     assert "held-out" in table
+    assert "recipe" in table
     assert "MTS 0.5" not in table  # the printed table shows the main rows; the files hold all
     assert "MTS 0.5" in format_summary(result["summary"], rows=None)
+
+
+def test_every_distilled_set_is_saved_with_its_recipe(smoke_run):
+    import csv
+
+    from distcal.calibration import DistilledCalibration
+    from distcal.distill import load_distilled
+
+    result, out = smoke_run
+    for seed in (0, 1):
+        for name in ("DM", "MDT"):
+            distilled = load_distilled(out / "sets" / f"seed-{seed}-{name}.safetensors")
+            recipe = result["recipes"][seed][name]
+            saved = {key: value for key, value in recipe.items() if key != "warnings"}
+            assert distilled.recipe.to_dict() == saved
+            assert len(distilled.recipe.proxies) == 8  # the smoke profile: one of each variation
+            assert distilled.recipe.n_validation == 200
+    with (out / "recipes.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [(row["seed"], row["training_set"]) for row in table] == [
+        ("0", "DM"), ("0", "MDT"), ("1", "DM"), ("1", "MDT")
+    ]  # fmt: skip
+    # the recipe row is DistilledCalibration's temperature on the saved set, as a user gets it
+    assert isinstance(DistilledCalibration(distilled.recipe).recipe.method, str)
+    row = next(r for r in result["rows"] if (r["seed"], r["training_set"], r["student"],
+               r["calibrator"]) == (1, "MDT", "lr x0.5", "recipe: temperature"))  # fmt: skip
+    assert row["temperature"] == pytest.approx(distilled.recipe.temperature, rel=1e-12)
+
+
+def test_the_recipe_report_generates_its_tables_and_verdicts(smoke_run, tmp_path, monkeypatch):
+    """benchmarks/report_recipe.py on a run of the smoke profile (seeds 0-1 for 13-22)."""
+    import importlib.util
+    import shutil
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "report_recipe", root / "benchmarks" / "report_recipe.py"
+        )
+        report = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(report)
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    _, out = smoke_run
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\nrest\n")
+    monkeypatch.setattr(report, "SEEDS", (0, 1))
+    monkeypatch.setattr(report, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(report, "OUT", tmp_path)
+    monkeypatch.setattr(report, "README", readme)
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    assert report.import_run(run, "abc1234") == "digits"
+    assert report.main(["--check"]) == 1  # nothing generated yet
+    assert report.main([]) == 0
+    assert report.main(["--check"]) == 0
+    verdicts = (tmp_path / "recipe_verdicts.md").read_text()
+    for cell in ("| digits | DM | plain | yes |", "| digits | MDT | lr x0.5 | no |"):
+        assert cell in verdicts
+    assert "| 1.25 |" in verdicts
+    assert "| 1.5 |" in verdicts
+    baselines = (tmp_path / "recipe_baselines_digits.md").read_text()
+    assert "| TS 1 real/class |" in baselines.splitlines()[4]
+    assert "TS 5 real/class" not in baselines  # the smoke profile keeps 1 per class
+    text = readme.read_text()
+    assert text.startswith("intro\n")
+    assert text.endswith("rest\n")
+    assert "DM students of the proxies' recipes" in text
+    assert "old" not in text
 
 
 def test_summary_reports_sample_sd_and_t_intervals(smoke_run):
