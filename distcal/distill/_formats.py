@@ -307,6 +307,24 @@ class LoadedSet:
         """
         return torch.bincount(self.hard_labels(), minlength=n_classes).tolist()
 
+    @classmethod
+    def from_distilled(cls, distilled: DistilledSet, path: str = "the set") -> LoadedSet:
+        """Return distcal's own set as a loaded set (its statistics from the set itself).
+
+        Parameters
+        ----------
+        distilled : DistilledSet
+            The set.
+        path : str, default="the set"
+            What to call it in messages and reports.
+
+        Returns
+        -------
+        LoadedSet
+            The set, with nothing assumed.
+        """
+        return _from_distilled(distilled, path)
+
     def assume(self, what: str, value, why: str) -> None:
         """Record an assumption (what the file did not hold), for the report.
 
@@ -405,7 +423,8 @@ def _statistics_space(
             loaded.assume(
                 "pixel statistics",
                 "the real training images' per-channel mean and std",
-                why + " No repository statistics are known for this dataset; pass statistics=.",
+                why + " No repository statistics are known for this dataset: pass statistics="
+                " (--statistics).",
             )
             return PixelSpace("normalized", statistics="data", origin=origin)
         mean, std, source = STATISTICS[default]
@@ -447,7 +466,9 @@ def _pixel_space(
         zca = default_zca
         if zca != "none":
             loaded.assume(
-                "pixel space", f"ZCA ({zca}, eps=0.1)", why + " Pass zca='none' if it was not."
+                "pixel space",
+                f"ZCA ({zca}, eps=0.1)",
+                why + " Pass zca='none' (--zca none) if it was not.",
             )
     if zca not in ("none", "kornia", "kip"):
         raise ValueError(f"zca must be 'none', 'kornia' or 'kip'; got {zca!r}.")
@@ -577,7 +598,7 @@ def _read_dc(path: Path, options: dict) -> LoadedSet:
         loaded.assume(
             "experiment",
             f"{index % len(experiments)} of {len(experiments)}",
-            "the file holds one set per experiment; pass experiment= for another.",
+            "the file holds one set per experiment; pass experiment= (--experiment) for another.",
         )
     accuracies = content.get("accs_all_exps")
     if isinstance(accuracies, dict):
