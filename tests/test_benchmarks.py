@@ -53,6 +53,18 @@ SMALLEST = {
         "1",
     ],
     "bench_streaming.py": ["--sizes", "20000x10", "--batch-elements", "50000"],
+    "bench_evaluate.py": [
+        "--dataset",
+        "digits",
+        "--profile",
+        "smoke",
+        "--students",
+        "2",
+        "--epochs",
+        "2",
+        "--peer-seeds",
+        "1",
+    ],
     "bench_layers.py": ["--dataset", "digits", "--profile", "smoke", "--repeat", "1"],
     "bench_calibrators.py": [
         "--quick",

@@ -207,6 +207,8 @@ def test_a_set_that_does_not_fit_the_data(tmp_path, digits_set):
     repo.write_mtt(tmp_path / "m", torch.rand(4, 3, 8, 8), torch.tensor([0, 0, 1, 1]))
     with pytest.raises(ValueError, match=r"images of shape \(3, 8, 8\), but the real images of"):
         _evaluate(str(tmp_path / "m"))
+    with pytest.raises(ValueError, match="zca say how to read a file, and distilled is a"):
+        _evaluate(digits_set, zca="kornia")
     zca = read_distilled(tmp_path / "m", zca="kornia")
     with pytest.raises(TypeError, match="X_train must be an array-like"):
         evaluate_distilled(zca, (None, None, torch.rand(4, 3, 8, 8), torch.zeros(4)))
@@ -346,3 +348,30 @@ def test_the_command_runs_in_a_fresh_process(tmp_path, digits_set):
     assert done.returncode == 0, done.stderr
     assert "students" in done.stderr  # the progress bar
     assert (tmp_path / "out" / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_the_readme_sets_and_commands(tmp_path, monkeypatch, capsys):
+    """The README's set in every format, evaluated by its commands (one quick student each)."""
+    import shlex
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    section = text.split("## Any distilled set, one command", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    after_code = section.split("```python\n", 1)[1].split("```\n", 1)[1]
+    commands = after_code.split("```\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    from distcal.exceptions import DistcalWarning
+
+    with pytest.warns(DistcalWarning, match="8-bit PNG images loses information"):
+        exec(code, {})  # the image folder holds distilled pixels rounded to 8 bits
+    lines = [line.split("  #")[0] for line in commands.splitlines() if line.strip()]
+    assert len(lines) == 7
+    for line in lines:
+        argv = shlex.split(line)
+        assert argv[:2] == ["distcal", "evaluate"]
+        assert main([*argv[1:], "--students", "1", "--epochs", "1", "--quiet"]) == 0
+        output = argv[argv.index("--output") + 1]
+        assert (tmp_path / output / "report.html").exists()
+    out = capsys.readouterr().out
+    assert out.count("report: ") == 7, out[-2000:]

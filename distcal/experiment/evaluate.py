@@ -369,7 +369,8 @@ class _Job:
     data: object
 
     def __call__(self, seed: int) -> tuple[dict, dict]:
-        seconds, clock = {}, time.perf_counter()
+        seconds: dict = {}
+        clock = time.perf_counter()
         rows, diagnostics, figures = [], {}, {}
         hard = self.loaded.hard_labels()
         real_index = _random_real(self.data, self.counts, seed)
@@ -382,21 +383,29 @@ class _Job:
                 False,
             ),
         }
+
+        def lap(stage):
+            nonlocal clock
+            now = time.perf_counter()
+            seconds[stage] = seconds.get(stage, 0.0) + now - clock
+            clock = now
+
         for name, (images, labels, hard_labels, learned) in sets.items():
             student = self.make_student(seed, learned=learned).fit(images, labels)
+            lap(f"{name}: fit")
             logits = {
                 "train": student.decision_function(images),
                 "held_out": student.decision_function(self.real["held_out"]),
                 "test": student.decision_function(self.real["test"]),
             }
-            now = time.perf_counter()
-            seconds[f"{name} student"], clock = now - clock, now
+            lap("logits")
             context = CalibrationContext(
                 student, logits, images, hard_labels, self.real["y_held_out"], self.loaded, name,
                 seed,
             )  # fmt: skip
             calibrated, probabilities = _calibrate(context, self.real["y_test"])
             rows += calibrated
+            lap("calibration and scores")
             diagnostics[name], spread = max_logit_diagnostics(
                 student.network_, images, self.real["test"], seed, test_logits=logits["test"]
             )
@@ -406,8 +415,7 @@ class _Job:
                 "masked": as_numpy(spread.masked_logits.max(dim=1).values, np.float32),
                 "test": as_numpy(logits["test"].max(dim=1).values, np.float32),
             }
-            now = time.perf_counter()
-            seconds[f"{name} calibration"], clock = now - clock, now
+            lap("diagnostics")
         figures["y_test"] = self.real["y_test"]
         result = {
             "seed": seed,
@@ -651,6 +659,15 @@ def evaluate_distilled(
     if isinstance(n_students, bool) or not isinstance(n_students, int) or n_students < 1:
         raise ValueError(f"n_students must be a positive int; got {n_students!r}.")
     dataset_name = dataset if isinstance(dataset, str) else None
+    reading = {"format": format, "zca": zca, "statistics": statistics}
+    given = [name for name, value in reading.items() if value is not None] + (
+        ["experiment"] if experiment != 0 else []
+    )
+    if isinstance(distilled, LoadedSet | DistilledSet) and given:
+        raise ValueError(
+            f"{', '.join(given)} say how to read a file, and distilled is a "
+            f"{type(distilled).__name__} already read; pass them to read_distilled instead."
+        )
     if isinstance(distilled, LoadedSet):
         loaded = distilled
     elif isinstance(distilled, DistilledSet):
