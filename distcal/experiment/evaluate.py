@@ -856,7 +856,7 @@ def _learning_rate(loaded: LoadedSet, protocol, learning_rate, assumed: list) ->
             f"the set's learned rate {loaded.learning_rate:g} is not used: the {protocol.name!r} "
             "protocol trains with a fixed rate; pass learning_rate= (--lr) to use it.",
         )
-    elif loaded.learning_rate is None and protocol.learned_lr:
+    elif loaded.learning_rate is None and protocol.learned_lr and _learns_its_rate(loaded):
         why = {
             "mtt": "MTT does not save its learned learning rate (it only logs it)",
             "datm": "the folder has no lr_best.pt",
@@ -868,6 +868,17 @@ def _learning_rate(loaded: LoadedSet, protocol, learning_rate, assumed: list) ->
             f"{why}; the protocol's rate is used. Pass learning_rate= (--lr).",
         )
     return protocol.learning_rate(loaded.learning_rate)
+
+
+def _learns_its_rate(loaded: LoadedSet) -> bool:
+    """Whether the method behind the set learns a learning rate (so a missing one is assumed).
+
+    MTT and DATM learn one; DC, DSA, DM, KIP and SRe2L/RDED evaluate at a fixed rate, and a
+    plain file could come from anything.
+    """
+    if loaded.format == "distcal":
+        return loaded.details.get("method") == "mtt"
+    return loaded.format in ("mtt", "datm", "plain")
 
 
 def _version() -> str:
