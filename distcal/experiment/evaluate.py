@@ -625,7 +625,8 @@ def evaluate_distilled(
     Returns
     -------
     dict
-        ``config`` (the set, data, protocol, environment), ``assumed`` (what the file did not
+        ``path`` (the set's file), ``config`` (the set, data, protocol, environment; a rerun
+        with the same one resumes), ``assumed`` (what the file did not
         hold and was assumed), ``rows`` (per student, training set and calibrator),
         ``summary`` (:func:`summarise_students`), ``diagnostics`` (maximum-logit statistics per
         student), ``baseline_indices`` (per seed, the indices of the random real images in
@@ -720,7 +721,6 @@ def evaluate_distilled(
     config = {
         "kind": "evaluate",
         "set": {
-            "path": loaded.path,
             "format": loaded.format,
             "digest": _set_digest(loaded),
             "images": list(loaded.images.shape),
@@ -775,6 +775,7 @@ def evaluate_distilled(
     per_student = [done[seed] for seed in seeds]
     rows = [row for result in per_student for row in result["rows"]]
     result = {
+        "path": loaded.path,  # not in the configuration: a moved set still resumes
         "config": config,
         "assumed": assumed,
         "rows": rows,
@@ -822,7 +823,7 @@ def format_evaluation(result: dict) -> str:
         return text if sd is None or np.isnan(sd) else f"{text}±{sd * scale:.{digits}f}"
 
     lines = [
-        f"{the_set['format']} set {the_set['path']}: {the_set['images'][0]} images, "
+        f"{the_set['format']} set {result['path']}: {the_set['images'][0]} images, "
         f"{the_set['labels']} labels, {the_set['space']}; real data {config['dataset']['name']}; "
         f"protocol {protocol['name']!r}; {len(config['seeds'])} students per training set",
         "test-set metrics, mean±SD over students (sample SD); TS: fitted on held-out real images; "

@@ -28,7 +28,7 @@ _COLUMNS = (
 )
 
 _STYLE = """
-body { font-family: sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+body { font-family: sans-serif; margin: 2em auto; padding: 0 1em; max-width: 72em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }
@@ -168,9 +168,9 @@ def render_report(result: dict, images: dict) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>distcal report card: {_escape(the_set['path'])}</title>",
+        f"<title>distcal report card: {_escape(result['path'])}</title>",
         f"<style>{_STYLE}</style></head><body>",
-        f"<h1>Calibration report card of {_escape(the_set['path'])}</h1>",
+        f"<h1>Calibration report card of {_escape(result['path'])}</h1>",
         "<p>"
         + _escape(
             f"{the_set['format']} set of {the_set['images'][0]} images of shape "
