@@ -37,7 +37,8 @@ class Protocol:
       ``SoftCrossEntropy`` (``utils/utils_baseline.py::evaluate_synset``: the same SGD and
       step).
     - ``"dd-ranking"``: DD-Ranking (NUS-HPC-AI-Lab/DD-Ranking)
-      ``configs/Demo_LRS_Hard_Label.yaml``: ``ConvNet-3``, SGD (momentum 0.9, weight decay
+      ``configs/Demo_LRS_Hard_Label.yaml``: ``ConvNet-3`` (``ddranking/utils/model.py``: width
+      128, depth 3, instance norm, average pooling), SGD (momentum 0.9, weight decay
       5e-4), ``default_lr 0.01``, step scheduler of ``step_size 500`` (x0.1), 1000 epochs,
       ``syn_batch_size 128``, DSA with its default parameters; the set's learning rate when
       one is given (``compute_metrics(syn_lr=...)``). Without one DD-Ranking searches the
@@ -213,7 +214,7 @@ PROTOCOLS = {
         batch_size=128,
         learned_lr=True,
         source="NUS-HPC-AI-Lab/DD-Ranking configs/Demo_LRS_Hard_Label.yaml, "
-        "ddranking/metrics/hard_label.py",
+        "ddranking/metrics/hard_label.py, ddranking/utils/model.py",
         **_REPOSITORY,
     ),
     "small": Protocol(
