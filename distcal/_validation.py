@@ -30,7 +30,9 @@ __all__ = [
     "check_logits",
     "check_probabilities",
     "check_sample_weight",
+    "check_soft_targets",
     "check_targets",
+    "is_soft_targets",
     "record_input_shape",
     "validate_constraints",
     "validate_params",
@@ -560,6 +562,52 @@ def check_targets(
             f"{name} contains only one class ({low}); at least {min_classes} classes are needed."
         )
     return labels
+
+
+def is_soft_targets(y) -> bool:
+    """Return True if ``y`` holds soft labels: a 2-D floating array with two columns or more.
+
+    Hard labels are 1-D (or a single column, which :func:`check_targets` ravels); a 2-D
+    integer array is neither, and :func:`check_targets` rejects it.
+    """
+    if y is None or isinstance(y, str | bytes):
+        return False
+    shape = getattr(y, "shape", None)
+    dtype = getattr(y, "dtype", None)
+    if shape is None or dtype is None:
+        return False
+    floating = y.is_floating_point() if is_tensor(y) else np.dtype(dtype).kind == "f"
+    return floating and len(shape) == 2 and shape[1] >= 2
+
+
+def check_soft_targets(
+    y, *, n_samples: int, n_classes: int | None = None, name: str = "y", x_name: str = "X"
+) -> torch.Tensor:
+    """Validate soft labels: one row of finite class scores (logits) per sample.
+
+    Returns
+    -------
+    Tensor of shape (n_samples, n_classes)
+        The scores as float32 (their softmax is the target distribution).
+    """
+    tensor = _to_numeric_tensor(y, name)
+    if tensor.ndim != 2 or not tensor.is_floating_point() or tensor.shape[1] < 2:
+        raise ValueError(
+            f"{name} must hold soft labels, a float array of shape (n_samples, n_classes) with "
+            f"n_classes >= 2; got {tensor.dtype} of shape {tuple(tensor.shape)}."
+        )
+    if tensor.shape[0] != n_samples:
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: {x_name} has "
+            f"{n_samples} and {name} has {tensor.shape[0]}."
+        )
+    if n_classes is not None and tensor.shape[1] != n_classes:
+        raise ValueError(
+            f"{name} holds soft labels over {tensor.shape[1]} classes, but n_classes="
+            f"{n_classes}: each row must have one score per class."
+        )
+    _check_finite(tensor, name)
+    return tensor.to(torch.float32)
 
 
 def check_sample_weight(

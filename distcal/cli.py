@@ -196,6 +196,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_calibrate(commands)
     _add_apply(commands)
+    _add_evaluate(commands)
     return parser
 
 
@@ -313,6 +314,128 @@ def _add_apply(commands) -> None:
     apply.add_argument(
         "--logits-key", metavar="KEY", default=None, help="the logits' array in LOGITS"
     )
+
+
+_EVALUATE_HELP = (
+    "train students on a distilled set made by any tool (MTT, DATM, DC/DSA/DM, KIP, SRe2L/RDED "
+    "image folders, distcal), calibrate them on held-out real images (TS) and on the set alone "
+    "(MTS), compare with students of random real images of the same size, and write a "
+    "self-contained HTML report with its CSV files"
+)
+
+
+def _statistics(text: str):
+    from .distill import STATISTICS
+
+    if text == "data" or text in STATISTICS:
+        return text
+    try:
+        mean, std = (tuple(float(v) for v in part.split(",")) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'data', one of {', '.join(STATISTICS)}, or MEAN/STD as comma-separated "
+            f"numbers per channel (0.5,0.5,0.5/0.25,0.25,0.25); got {text!r}"
+        ) from None
+    return mean, std
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_evaluate(commands) -> None:
+    from .distill import FORMATS, PROTOCOLS
+    from .experiment.settings import DATASETS
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help=_EVALUATE_HELP,
+        description=_EVALUATE_HELP + ". A rerun with the same settings resumes from the students "
+        "already finished. What the file does not hold (its pixel statistics or ZCA, the learned "
+        "learning rate) takes the repository's default, and the report says so.",
+    )
+    evaluate.add_argument(
+        "set", metavar="SET", help="the set's file or folder (MTT/DATM: the folder of "
+        "images_best.pt; image folders: the folder of class folders)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--dataset",
+        required=True,
+        choices=list(DATASETS),
+        help="the real data the set was distilled from (its test split scores the students)",
+    )
+    evaluate.add_argument(
+        "--format",
+        choices=list(FORMATS),
+        default=None,
+        help="the set's format (default: told from the file, where unambiguous)",
+    )
+    evaluate.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS),
+        default="small",
+        help="how students are trained: the DC repository's, MTT's, DATM's or DD-Ranking's "
+        "settings (ConvNet-128, 1000 epochs: meant for a GPU), or small (width 32, 300 epochs; "
+        "default)",
+    )
+    evaluate.add_argument(
+        "--students", metavar="N", type=_positive_int, default=5, help="students per set (5)"
+    )
+    evaluate.add_argument(
+        "--experiment", metavar="K", type=int, default=0,
+        help="the experiment of a DC/DSA/DM res_*.pt file, which holds one per experiment (0)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--zca", choices=["none", "kornia", "kip"], default=None,
+        help="the set is in ZCA space (refitted on the real training images): kornia's "
+        "(MTT --zca, DATM) or KIP's (default: the format's: DATM kornia, KIP kip, else none)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--statistics", type=_statistics, default=None, metavar="STATS",
+        help="the pixel statistics of a normalised set: 'data' (the real training images'), a "
+        "dataset's (cifar10, fashion-mnist, ...) or MEAN/STD per channel (default: the "
+        "repository's for the dataset)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--lr", type=_positive_float, default=None,
+        help="the students' learning rate (default: the set's learned one where the protocol "
+        "uses it, else the protocol's; MTT does not save its learned rate)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--soft-loss", choices=["cross-entropy", "kl"], default=None,
+        help="the loss of soft labels (default: the protocol's, cross-entropy)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--soft-temperature", type=_positive_float, default=None,
+        help="the temperature of the soft-label loss (default 1)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--epochs", type=_positive_int, default=None,
+        help="student epochs, replacing the protocol's (for a quick look)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--held-out", metavar="N", type=_positive_int, default=None,
+        help="held-out real images of TS (default: 5000 for Fashion-MNIST; digits: 20%%)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="seeds the split and the first student (0)"
+    )
+    evaluate.add_argument(
+        "--device", type=_device, default=None, help="torch device, e.g. cuda (default: cpu)"
+    )
+    evaluate.add_argument("--root", type=_folder, default=None, help="folder of Fashion-MNIST")
+    evaluate.add_argument(
+        "--output", type=_folder, default=Path("distcal-evaluation"),
+        help="folder of report.html, students.csv, summary.csv, diagnostics.csv and the "
+        "per-student files a rerun resumes from (default: distcal-evaluation)",
+    )  # fmt: skip
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 #: How the command line calls the arguments of distcal.experiment.calibrate.
@@ -439,7 +562,40 @@ def _apply(args) -> None:
     print(f"probabilities of {len(probabilities)} samples: {args.output}")
 
 
-_COMMANDS = {"run": _run, "demo": _demo, "calibrate": _calibrate, "apply": _apply}
+def _evaluate(args) -> None:
+    from .experiment.evaluate import evaluate_distilled, format_evaluation
+
+    result = evaluate_distilled(
+        args.set,
+        args.dataset,
+        format=args.format,
+        protocol=args.protocol,
+        n_students=args.students,
+        random_state=args.seed,
+        experiment=args.experiment,
+        zca=args.zca,
+        statistics=args.statistics,
+        learning_rate=args.lr,
+        soft_label_loss=args.soft_loss,
+        soft_label_temperature=args.soft_temperature,
+        student_options=None if args.epochs is None else {"epochs": args.epochs},
+        n_held_out=args.held_out,
+        device=args.device,
+        root=args.root,
+        output=args.output,
+        verbose=not args.quiet,
+    )
+    print(format_evaluation(result))
+    print(f"report: {result['report']} (CSV files beside it)")
+
+
+_COMMANDS = {
+    "run": _run,
+    "demo": _demo,
+    "calibrate": _calibrate,
+    "apply": _apply,
+    "evaluate": _evaluate,
+}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -525,7 +681,10 @@ def _main(argv) -> int:
         except (FileNotFoundError, ValueError, OSError) as exc:
             parser.exit(2, f"distcal: error: {exc}\n")
         except KeyboardInterrupt:
-            done = "; finished seeds are kept and a rerun resumes" if args.command == "run" else ""
+            done = {
+                "run": "; finished seeds are kept and a rerun resumes",
+                "evaluate": "; finished students are kept and a rerun resumes",
+            }.get(args.command, "")
             parser.exit(130, f"distcal: interrupted{done}\n")
     return 0
 

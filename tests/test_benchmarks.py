@@ -76,6 +76,18 @@ SMALLEST = {
     ],
     "bench_streaming.py": ["--sizes", "20000x10", "--batch-elements", "50000"],
     "bench_csv_memory.py": ["--sizes", "2000x50"],
+    "bench_evaluate.py": [
+        "--dataset",
+        "digits",
+        "--profile",
+        "smoke",
+        "--students",
+        "2",
+        "--epochs",
+        "2",
+        "--peer-seeds",
+        "1",
+    ],
     "bench_layers.py": ["--dataset", "digits", "--profile", "smoke", "--repeat", "1"],
     "bench_calibrators.py": [
         "--quick",

@@ -30,19 +30,33 @@ from ._data import (
     stratified_split,
 )
 from ._experts import ExpertTrajectories, train_expert_trajectories
+from ._formats import (
+    FORMATS,
+    STATISTICS,
+    LoadedSet,
+    PixelSpace,
+    detect_format,
+    export_distilled,
+    read_distilled,
+)
 from ._gradient_matching import GradientMatching, GradientMatchingDSA
 from ._mtt import MTT
 from ._networks import MLP, NETWORKS, ConvNet, build_network
+from ._protocols import PROTOCOLS, Protocol, protocol_by_name
 from ._recipe import default_proxies, fit_calibration_recipe
 from ._student import StudentClassifier, load_student
 from ._sweep import fit_trainers
 from ._trainer import MDTTrainer
+from ._zca import ZCAWhitening
 
 __all__ = [
+    "FORMATS",
     "METHODS",
     "MLP",
     "MTT",
     "NETWORKS",
+    "PROTOCOLS",
+    "STATISTICS",
     "Callback",
     "Checkpoint",
     "ConvNet",
@@ -53,18 +67,24 @@ __all__ = [
     "FitState",
     "GradientMatching",
     "GradientMatchingDSA",
+    "LoadedSet",
     "MDTMask",
     "MDTTrainer",
+    "PixelSpace",
     "ProgressBar",
+    "Protocol",
     "RealData",
     "SetupContext",
     "SiameseAugment",
     "StepContext",
     "StudentClassifier",
+    "ZCAWhitening",
     "build_network",
     "channel_statistics",
     "check_images",
     "default_proxies",
+    "detect_format",
+    "export_distilled",
     "fit_calibration_recipe",
     "fit_students",
     "fit_trainers",
@@ -77,6 +97,8 @@ __all__ = [
     "masking_spread",
     "max_logit_statistics",
     "normalize",
+    "protocol_by_name",
+    "read_distilled",
     "register_method",
     "save_network",
     "stratified_split",

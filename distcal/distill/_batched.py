@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .._device import draw_seed, make_generator, resolve_device
 from .._progress import progress
-from .._validation import record_input_shape, validate_params
+from .._validation import is_soft_targets, record_input_shape, validate_params
 from ._augment import make_augment
 from ._data import check_samples
 from ._networks import build_network
@@ -42,6 +42,12 @@ class _Plan:
         validate_params(student)
         if y is None:
             raise ValueError(f"datasets[{index}] has y=None; a student needs labels.")
+        if is_soft_targets(y):
+            raise ValueError(
+                f"datasets[{index}] has soft labels (a float array of shape "
+                f"{tuple(y.shape)}); fit_students trains on class indices only. Fit students "
+                "of soft labels one at a time with StudentClassifier.fit."
+            )
         images, labels = check_samples(X, y, name=f"datasets[{index}][0]")
         n_classes = student._n_classes_of(labels, where=f"datasets[{index}]: ")
         self.student = student

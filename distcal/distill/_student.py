@@ -18,6 +18,8 @@ from .._validation import (
     Interval,
     Options,
     check_input_shape,
+    check_soft_targets,
+    is_soft_targets,
     record_input_shape,
     validate_params,
 )
@@ -34,6 +36,8 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
     The recipe of the distillation literature's evaluation: SGD with momentum 0.9 and weight
     decay 5e-4, learning rate divided by 10 at half the epochs, mini-batches of ``batch_size``,
     differentiable siamese augmentation of the images.
+    Labels are class indices (cross-entropy), or soft labels: one row of class scores (logits)
+    per image, as DATM stores them, whose softmax is the target (``soft_label_loss``).
     ``mixup_alpha > 0`` trains with mixup (one mixing weight per batch, drawn from
     ``Beta(alpha, alpha)``, applied before augmentation), the calibration baseline of Zhu et al.
     The trained network's logits (``decision_function``) go straight into
@@ -63,7 +67,17 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
     mixup_alpha : float, default=0.0
         Mixup's Beta parameter; 0 trains without mixup.
     label_smoothing : float, default=0.0
-        Label smoothing of the cross-entropy, in [0, 1).
+        Label smoothing of the cross-entropy, in [0, 1); hard labels only.
+    soft_label_loss : {"cross-entropy", "kl"}, default="cross-entropy"
+        The loss when ``y`` holds soft labels (a float array of shape (n, n_classes)), with
+        ``t`` the soft labels, ``s`` the network's logits and ``T`` the temperature:
+        ``"cross-entropy"`` is ``-sum(softmax(t / T) * log_softmax(s / T))`` averaged over the
+        batch (DATM's ``SoftCrossEntropy``, with ``T = 1``); ``"kl"`` is the Kullback-Leibler
+        divergence ``KL(softmax(t / T) || softmax(s / T))`` averaged over the batch
+        (DD-Ranking's ``KLDivergenceLoss`` without its ``T**2`` scaling). The two differ by the
+        targets' entropy, a constant, so they have the same gradients. Unused with hard labels.
+    soft_label_temperature : float, default=1.0
+        ``T`` above: the temperature of both softmaxes of the soft-label loss.
     augment : str, default="auto"
         Differentiable siamese augmentation of every training batch (after mixup):
         ``"auto"`` applies DSA's full strategy to images (4-D inputs) and nothing to other
@@ -113,6 +127,8 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
         "mixup_alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "label_smoothing": [Interval(numbers.Real, 0, 1, closed="left")],
+        "soft_label_loss": [Options("cross-entropy", "kl")],
+        "soft_label_temperature": [Interval(numbers.Real, 0, None, closed="neither")],
         "augment": [str],
         "n_classes": [None, Interval(numbers.Integral, 2, None, closed="left")],
         "device": [None, "device"],
@@ -134,6 +150,8 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         weight_decay=5e-4,
         mixup_alpha=0.0,
         label_smoothing=0.0,
+        soft_label_loss="cross-entropy",
+        soft_label_temperature=1.0,
         augment="auto",
         n_classes=None,
         device=None,
@@ -151,6 +169,8 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.mixup_alpha = mixup_alpha
         self.label_smoothing = label_smoothing
+        self.soft_label_loss = soft_label_loss
+        self.soft_label_temperature = soft_label_temperature
         self.augment = augment
         self.n_classes = n_classes
         self.device = device
@@ -190,8 +210,9 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         X : array-like or Tensor of shape (n_samples, channels, height, width)
             Training images (for instance a distilled set); with ``network="mlp"`` any shape
             (n_samples, ...), feature vectors included.
-        y : array-like or Tensor of shape (n_samples,)
-            Class indices.
+        y : array-like or Tensor of shape (n_samples,) or (n_samples, n_classes)
+            Class indices, or soft labels: float class scores (logits) whose softmax is each
+            image's target distribution, trained with ``soft_label_loss``.
 
         Returns
         -------
@@ -201,8 +222,21 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         validate_params(self)
         if y is None:
             raise ValueError("StudentClassifier requires y to be passed, but the target y is None.")
-        images, labels = check_samples(X, y)
-        n_classes = self._n_classes_of(labels)
+        soft = is_soft_targets(y)
+        if soft:
+            images = check_samples(X)[0]
+            labels = check_soft_targets(
+                y, n_samples=images.shape[0], n_classes=self.n_classes, x_name="X"
+            )
+            if self.label_smoothing > 0:
+                raise ValueError(
+                    "label_smoothing applies to hard labels; y holds soft labels. Set "
+                    "label_smoothing=0."
+                )
+            n_classes = labels.shape[1]
+        else:
+            images, labels = check_samples(X, y)
+            n_classes = self._n_classes_of(labels)
         # One seed for the weights, the batch order and the mixup weights.
         rng = np.random.default_rng(draw_seed(self.random_state))
         device = resolve_device(self.device, X)
@@ -233,7 +267,10 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
                 f"got samples of shape {tuple(images.shape[1:])}. Use augment='none'."
             )
         augment_generator = make_generator(int(rng.integers(2**31)), device)
-        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
+        if soft:
+            loss_fn = _SoftLabelLoss(self.soft_label_loss, self.soft_label_temperature)
+        else:
+            loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
         n_samples = images.shape[0]
         self.history_ = []
         network.train()
@@ -363,6 +400,22 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+class _SoftLabelLoss:
+    """The loss of soft labels (class scores), averaged over the batch; see StudentClassifier."""
+
+    def __init__(self, kind: str, temperature: float):
+        self.kind = kind
+        self.temperature = float(temperature)
+
+    def __call__(self, logits: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        log_q = torch.log_softmax(logits / self.temperature, dim=1)
+        if self.kind == "kl":
+            log_p = torch.log_softmax(scores / self.temperature, dim=1)
+            return torch.nn.functional.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
+        target = torch.softmax(scores / self.temperature, dim=1)
+        return -(target * log_q).sum(dim=1).mean()
 
 
 def load_student(path, *, device=None) -> StudentClassifier:

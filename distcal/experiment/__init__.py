@@ -31,9 +31,13 @@ renderer), ``files`` (per-seed files, resuming, the CSV and JSON tables), ``figu
 use the same settings, scores and renderer. Two modules serve the user's own logits rather
 than the experiment: ``logit_files`` (logits and labels saved by other tools, read and checked)
 and ``calibrate`` (``distcal calibrate`` and ``distcal apply``: fit on a split, score with
-bootstrap intervals, write the calibrator, the diagram and the probabilities).
+bootstrap intervals, write the calibrator, the diagram and the probabilities). Two serve
+distilled sets made by any tool: ``evaluate`` (``distcal evaluate``: students of the set and of
+random real images, calibrated and scored over students, resumable) and ``report_card`` (its
+self-contained HTML page).
 """
 
+from .evaluate import CALIBRATORS, CalibratorRow, evaluate_distilled, summarise_students
 from .report import format_diagnostics, format_summary, summarise, summarise_diagnostics
 from .runner import run_experiment
 from .settings import COMPARISONS, PROFILES, Profile, parse_seeds
@@ -41,13 +45,17 @@ from .settings import MAIN_ROWS as MAIN_ROWS
 from .settings import METRICS as METRICS
 
 __all__ = [
+    "CALIBRATORS",
     "COMPARISONS",
     "PROFILES",
+    "CalibratorRow",
     "Profile",
+    "evaluate_distilled",
     "format_diagnostics",
     "format_summary",
     "parse_seeds",
     "run_experiment",
     "summarise",
     "summarise_diagnostics",
+    "summarise_students",
 ]
