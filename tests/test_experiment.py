@@ -464,6 +464,32 @@ def test_a_rerun_reproduces_the_committed_per_seed_rows(tmp_path):
             _key(e, name) for e in expected}] == expected, name  # fmt: skip
 
 
+@pytest.mark.slow
+def test_a_rerun_reproduces_the_committed_rows_of_the_recipe_run(tmp_path):
+    """Seed 13 of the pre-registered recipe run of digits (issue 21), recomputed: every committed
+    row, recipe and comparison to the last bit, on a machine like the one that produced them."""
+    from pathlib import Path
+
+    committed_dir = Path(__file__).resolve().parents[1] / "docs/benchmarks/runs/recipe-digits"
+    if not (committed_dir / "results.csv").is_file():
+        pytest.skip("the recipe run of digits is not committed")
+    run_experiment("digits", seeds=[13], output=tmp_path, verbose=False)
+    for name in ("results.csv", "comparisons.csv", "recipes.csv"):
+        committed = _without_seconds((committed_dir / name).read_text().splitlines())
+        rerun = _without_seconds((tmp_path / name).read_text().splitlines())
+        assert rerun[0] == committed[0], name
+        assert rerun[1:] == [line for line in committed[1:] if line.startswith("13,")], name
+
+
+def _without_seconds(lines: list[str]) -> list[str]:
+    """CSV lines without a "seconds" column (wall-clock time, which no rerun reproduces)."""
+    header = lines[0].split(",")
+    if "seconds" not in header:
+        return lines
+    column = header.index("seconds")
+    return [",".join(c for i, c in enumerate(line.split(",")) if i != column) for line in lines]
+
+
 def _key(line: str, name: str) -> tuple:
     """The identity of a CSV row: its leading cells up to the first number it reports."""
     width = {"results.csv": 5, "comparisons.csv": 5, "diagnostics.csv": 2}[name]
