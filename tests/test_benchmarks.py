@@ -76,6 +76,7 @@ SMALLEST = {
     ],
     "bench_streaming.py": ["--sizes", "20000x10", "--batch-elements", "50000"],
     "bench_csv_memory.py": ["--sizes", "2000x50"],
+    "bench_recipe.py": ["--dataset", "digits", "--profile", "smoke", "--threads", "1"],
     "bench_evaluate.py": [
         "--dataset",
         "digits",
