@@ -6,6 +6,7 @@ distillation live in :mod:`distcal.metrics`, :mod:`distcal.plotting` and :mod:`d
 
 from ._version import __version__
 from .calibration import (
+    DistilledCalibration,
     InputMasker,
     LogitTransformer,
     MaskedTemperatureScaling,
@@ -18,6 +19,7 @@ from .calibration import (
 )
 
 __all__ = [
+    "DistilledCalibration",
     "InputMasker",
     "LogitTransformer",
     "MaskedTemperatureScaling",

@@ -471,9 +471,26 @@ class DistilledCalibration(_MaskedFit):
 
     Examples
     --------
-    >>> from distcal.calibration import DistilledCalibration
-    >>> DistilledCalibration(method="ratio").method
-    'ratio'
+    A recipe is made by :func:`~distcal.distill.fit_calibration_recipe`; here, one written by
+    hand with one proxy whose held-out temperature was 1.5. Its ``"temperature"`` method needs
+    only the student's logits; the other methods take the network as ``model`` and the
+    distilled images as ``X`` (see the user guide).
+
+    >>> import torch
+    >>> from distcal import DistilledCalibration
+    >>> from distcal.calibration import CalibrationRecipe
+    >>> proxy = {"params": {}, "temperature": 1.5, "accuracy": 0.8, "logit_scale": 2.0,
+    ...          "matched_ratio": 0.5, "masked_temperature": 1.4, "feature_temperature": 1.6}
+    >>> recipe = CalibrationRecipe(method="temperature", temperature=1.5, mask_ratio=0.5,
+    ...                            feature_ratio=0.7, intercept=0.0, scale_slope=1.0,
+    ...                            masked_slope=0.0, n_masks=20, proxies=[proxy],
+    ...                            n_validation=1000)
+    >>> logits = torch.tensor([[3.0, 0.0], [0.0, 1.5]])
+    >>> calibrator = DistilledCalibration(recipe).fit(logits, [0, 1])
+    >>> calibrator.temperature_, calibrator.method_
+    (1.5, 'temperature')
+    >>> calibrator.predict_proba(logits)[0]
+    tensor([0.8808, 0.1192])
     """
 
     _fitted_constraints = {
