@@ -36,6 +36,7 @@ from report_results import (
     render_table,
     select,
     side,
+    write_or_check,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -288,20 +289,7 @@ def main(argv=None) -> int:
     if not datasets:
         print("no deciding run imported yet; nothing to generate", file=sys.stderr)
         return 0
-    files = generated(datasets)
-    stale = [
-        path
-        for path, text in files.items()
-        if not path.is_file() or path.read_text() != text + ("" if path == README else "\n")
-    ]
-    if args.check:
-        for path in stale:
-            shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-            print(f"stale: {shown}", file=sys.stderr)
-        return 1 if stale else 0
-    for path, text in files.items():
-        path.write_text(text if path == README else text + "\n")
-    return 0
+    return write_or_check(generated(datasets), check=args.check)
 
 
 if __name__ == "__main__":

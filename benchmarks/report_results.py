@@ -1110,19 +1110,30 @@ def main(argv=None) -> int:
     datasets = {d: load(d) for d in DATASETS if (RUNS / d / "run.json").is_file()}
     if not datasets:
         raise SystemExit(f"no imported run in {RUNS}")
-    files = generated(datasets)
+    return write_or_check(generated(datasets), check=args.check)
+
+
+def write_or_check(files: dict, *, check: bool) -> int:
+    """Write the generated files (README.md without a final newline added), or, with ``check``,
+    write nothing and return 1 if one would change (naming it on stderr)."""
     stale = [
         path
         for path, text in files.items()
-        if not path.is_file() or path.read_text() != text + ("" if path == README else "\n")
+        if not path.is_file() or path.read_text() != text + ("" if _is_readme(path) else "\n")
     ]
-    if args.check:
+    if check:
         for path in stale:
-            print(f"stale: {path.relative_to(ROOT)}", file=sys.stderr)
+            shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+            print(f"stale: {shown}", file=sys.stderr)
         return 1 if stale else 0
     for path, text in files.items():
-        path.write_text(text if path == README else text + "\n")
+        path.write_text(text if _is_readme(path) else text + "\n")
     return 0
+
+
+def _is_readme(path: Path) -> bool:
+    # the README's generated block ends inside the file: no final newline is added to it
+    return path.name == README.name
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from ..distill import (
 )
 from ..exceptions import DistcalWarning
 from .recipe import kept_images, recipe_rows, set_recipe, transfer_student, validation_split
-from .scores import compare_rows, score_columns
+from .scores import calibrator_row, compare_rows, score_columns
 from .settings import (
     COMPARISONS,
     RECIPE_COMPARISONS,
@@ -217,18 +217,7 @@ def calibrate_student(
 
     def add(calibrator, regime, fitted, proba, notes=()):
         probabilities[calibrator, regime] = proba
-        rows.append(
-            {
-                "calibrator": calibrator,
-                "regime": regime,
-                **score_columns(y_test, proba),
-                "temperature": getattr(fitted, "temperature_", None),
-                "mask_ratio": getattr(fitted, "mask_ratio_", None),
-                "masked_accuracy": getattr(fitted, "masked_accuracy_", None),
-                "detected": getattr(fitted, "regime_", None) or "",
-                "note": "; ".join(notes),
-            }
-        )
+        rows.append(calibrator_row(calibrator, regime, fitted, proba, y_test, notes))
 
     add("none", "-", None, torch.softmax(logits["test"], dim=1))
     for regime, X, y, key in (

@@ -17,7 +17,7 @@ import torch
 
 from ..calibration import RECIPE_METHODS, DistilledCalibration, TemperatureScaling
 from ..distill import DistilledSet, default_proxies, fit_calibration_recipe, stratified_split
-from .scores import score_columns
+from .scores import calibrator_row
 
 __all__ = ["kept_images", "recipe_rows", "set_recipe", "transfer_student", "validation_split"]
 
@@ -119,19 +119,6 @@ def kept_images(y_val: torch.Tensor, ks, n_classes: int, seed: int) -> dict:
     }
 
 
-def _row(calibrator: str, regime: str, fitted, proba, y_test, notes=()) -> dict:
-    return {
-        "calibrator": calibrator,
-        "regime": regime,
-        **score_columns(y_test, proba),
-        "temperature": getattr(fitted, "temperature_", None),
-        "mask_ratio": getattr(fitted, "mask_ratio_", None),
-        "masked_accuracy": getattr(fitted, "masked_accuracy_", None),
-        "detected": getattr(fitted, "regime_", None) or "",
-        "note": "; ".join(notes),
-    }
-
-
 def recipe_rows(student, distilled: DistilledSet, kept: dict, y_test, test_logits, *, seed: int,
                 quietly, with_recipe: bool = True):  # fmt: skip
     """Calibrate one student with what travels with its set: the recipe, or kept images.
@@ -169,7 +156,7 @@ def recipe_rows(student, distilled: DistilledSet, kept: dict, y_test, test_logit
 
     def add(calibrator, regime, fitted, proba, notes):
         probabilities[calibrator, regime] = proba
-        rows.append(_row(calibrator, regime, fitted, proba, y_test, notes))
+        rows.append(calibrator_row(calibrator, regime, fitted, proba, y_test, notes))
 
     for method in ("auto", *RECIPE_METHODS) if with_recipe else ():
         fitted, notes = quietly(

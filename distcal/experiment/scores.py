@@ -20,7 +20,7 @@ from ..metrics import (
 )
 from .settings import COMPARISONS
 
-__all__ = ["as_numpy", "compare_rows", "score_columns"]
+__all__ = ["as_numpy", "calibrator_row", "compare_rows", "score_columns"]
 
 
 def as_numpy(proba, dtype=np.float64) -> np.ndarray:
@@ -84,6 +84,44 @@ def score_columns(y_true, proba, *, classwise: bool = False, dtype=np.float64) -
     scores["brier"] = brier_score(y_true, proba)
     scores["confidence"] = float(proba.max(axis=1).mean())
     return scores
+
+
+def calibrator_row(calibrator: str, regime: str, fitted, proba, y_true, notes=()) -> dict:
+    """One calibrator's row of the experiment: its scores and what the fit chose.
+
+    Parameters
+    ----------
+    calibrator : str
+        The row's name ("TS", "MTS auto", "recipe", ...).
+    regime : str
+        What it was fitted on ("held-out", "strict", "kept", or "-").
+    fitted : object or None
+        The fitted calibrator; its ``temperature_``, ``mask_ratio_``, ``masked_accuracy_`` and
+        ``regime_`` are read where it has them.
+    proba : array-like or Tensor of shape (n_samples, n_classes)
+        Its test probabilities.
+    y_true : array-like of shape (n_samples,)
+        The test labels.
+    notes : sequence of str, default=()
+        The warnings of the fit.
+
+    Returns
+    -------
+    dict
+        ``calibrator``, ``regime``, the :func:`score_columns`, ``temperature``,
+        ``mask_ratio``, ``masked_accuracy``, ``detected`` (the regime the fit read) and
+        ``note``.
+    """
+    return {
+        "calibrator": calibrator,
+        "regime": regime,
+        **score_columns(y_true, proba),
+        "temperature": getattr(fitted, "temperature_", None),
+        "mask_ratio": getattr(fitted, "mask_ratio_", None),
+        "masked_accuracy": getattr(fitted, "masked_accuracy_", None),
+        "detected": getattr(fitted, "regime_", None) or "",
+        "note": "; ".join(notes),
+    }
 
 
 #: A partial, not a wrapper function: the bootstrap recognises it and reduces each test row to
