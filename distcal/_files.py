@@ -106,22 +106,32 @@ def atomic_write(path, write: Callable[[str], object]) -> Path:
     The temporary file lives in the folder of ``path`` and is named
     ``.<name>.<pid>.<random>.tmp``; it is flushed to disk before the rename and given the
     permissions of the file it replaces, or those a new file gets under the current umask.
+    Folders created for it are removed again when the write fails, so that a failed write
+    leaves nothing behind.
     """
     path = Path(path)
+    created = [folder for folder in Path(os.path.abspath(path)).parents if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
-    os.close(handle)
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
+        os.close(handle)
         write(temporary)
         with open(temporary, "rb+") as flushed:
             os.fsync(flushed.fileno())
         os.chmod(temporary, _mode_for(path, 0o666 & ~_umask()))
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        for folder in created:  # deepest first; one that is not empty now is kept
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     return path
 

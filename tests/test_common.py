@@ -43,7 +43,7 @@ from distcal.calibration import (
     registered_calibrators,
     save_calibrator,
 )
-from distcal.distill import MDTTrainer, StudentClassifier
+from distcal.distill import MDTTrainer, StudentClassifier, ZCAWhitening
 
 from .conftest import CUDA, make_logits, make_recipe
 
@@ -214,6 +214,7 @@ ESTIMATORS = [
         random_state=0,
         method_params={"batch_real": 8},
     ),
+    ZCAWhitening(),
 ]
 
 
@@ -362,7 +363,7 @@ def test_every_public_calibrator_is_registered():
         and obj is not BaseLogitCalibrator
     }
     assert public == set(distcal_calibrators())
-    assert len(public) == 9
+    assert len(public) == 10
 
 
 _IDS = {"ids": lambda e: type(e).__name__}

@@ -165,9 +165,13 @@ def test_paired_bootstrap_comparisons_per_seed_and_student(smoke_run):
     result, _ = smoke_run
     comparisons = result["comparisons"]
     pairs = {(c["first"], c["second"]) for c in comparisons}
-    assert pairs == {(" ".join(a), " ".join(b)) for a, b in experiment.COMPARISONS}
+    every = experiment.COMPARISONS + experiment.RECIPE_COMPARISONS
+    assert pairs == {(" ".join(a), " ".join(b)) for a, b in every}
     assert {c["training_set"] for c in comparisons} == {"DM", "MDT"}
-    assert len(comparisons) == 2 * 2 * 2 * len(experiment.COMPARISONS)
+    # seeds x distilled sets x (plain and mixup with every pair, the transfer student with the
+    # recipe's pairs only)
+    per_set = 2 * len(every) + len(experiment.RECIPE_COMPARISONS)
+    assert len(comparisons) == 2 * 2 * per_set
     rows = {
         (r["seed"], r["training_set"], r["student"], r["calibrator"], r["regime"]): r
         for r in result["rows"]
@@ -219,7 +223,7 @@ def test_diagnostics_summary_of_known_values():
 
 
 def test_outputs_are_written(smoke_run):
-    _, out = smoke_run
+    result, out = smoke_run
     names = (
         "results.csv",
         "comparisons.csv",
@@ -234,7 +238,11 @@ def test_outputs_are_written(smoke_run):
     markdown = (out / "summary.md").read_text().splitlines()
     assert markdown[0].startswith("| set | student | calibrator | regime | acc %")
     assert markdown[1] == "|" + "---|" * 12
-    assert len(markdown) == 2 + 54 + 1 + 2 + 4  # summary, a blank line, diagnostics
+    summarised = {
+        (r["training_set"], r["student"], r["calibrator"], r["regime"]) for r in result["rows"]
+    }
+    # the summary (a line per set, student, calibrator and regime), a blank line, diagnostics
+    assert len(markdown) == 2 + len(summarised) + 1 + 2 + 4
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["dataset"] == "digits"
     environment = saved["config"]["environment"]

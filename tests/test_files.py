@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from distcal._files import atomic_write_text, read_tensors, write_tensors
+from distcal._files import atomic_write, atomic_write_text, read_tensors, write_tensors
 from distcal.exceptions import DistcalWarning
 
 
@@ -145,6 +145,21 @@ def test_an_overwritten_file_keeps_its_mode(tmp_path):
     assert target.read_text() == "new"
     assert target.stat().st_mode & 0o777 == 0o664
     assert (tmp_path / "a.safetensors").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_failed_write_leaves_no_folder_it_created(tmp_path):
+    """Before: a full disk on the first distilled set left an empty ``sets/`` in the output."""
+    (tmp_path / "kept").mkdir()
+
+    def fail(temporary):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(tmp_path / "new" / "deeper" / "a.txt", fail)
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(tmp_path / "kept" / "a.txt", fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert list((tmp_path / "kept").iterdir()) == []
 
 
 def test_a_staged_folder_moves_in_whole_or_not_at_all(tmp_path):

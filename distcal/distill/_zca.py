@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
@@ -65,6 +66,8 @@ class ZCAWhitening(TransformerMixin, BaseEstimator):
         Its inverse, float64.
     input_shape_ : tuple of int
         The shape of one image, ``(C, H, W)``.
+    n_features_in_ : int
+        The number of values in one image (the product of ``input_shape_``).
     n_samples_fit_ : int
         The number of images fitted on.
 
@@ -119,7 +122,7 @@ class ZCAWhitening(TransformerMixin, BaseEstimator):
         n = images.shape[0]
         if n < 2:
             raise ValueError(
-                f"ZCAWhitening needs at least 2 images to estimate a covariance; got {n}."
+                f"ZCAWhitening needs at least 2 images to estimate a covariance; got n_samples={n}."
             )
         rows = images.reshape(n, -1)
         d = rows.shape[1]
@@ -157,6 +160,7 @@ class ZCAWhitening(TransformerMixin, BaseEstimator):
         self.whitening_ = (vectors * scale) @ vectors.T
         self.coloring_ = (vectors / scale) @ vectors.T
         self.input_shape_ = tuple(images.shape[1:])
+        self.n_features_in_ = d
         self.n_samples_fit_ = n
         return self
 
@@ -177,9 +181,12 @@ class ZCAWhitening(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         images = check_inputs(X, name=name)
         if tuple(images.shape[1:]) != self.input_shape_:
+            n_features = int(np.prod(images.shape[1:]))
             raise ValueError(
-                f"{name} has images of shape {tuple(images.shape[1:])}, but ZCAWhitening was "
-                f"fitted on images of shape {self.input_shape_}."
+                f"{name} has {n_features} features, but ZCAWhitening is expecting "
+                f"{self.n_features_in_} features as input: {name} has images of shape "
+                f"{tuple(images.shape[1:])}, and it was fitted on images of shape "
+                f"{self.input_shape_}."
             )
         return images, images.dtype
 

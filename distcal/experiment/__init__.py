@@ -40,7 +40,14 @@ self-contained HTML page).
 from .evaluate import CALIBRATORS, CalibratorRow, evaluate_distilled, summarise_students
 from .report import format_diagnostics, format_summary, summarise, summarise_diagnostics
 from .runner import run_experiment
-from .settings import COMPARISONS, PROFILES, Profile, parse_seeds
+from .settings import (
+    COMPARISONS,
+    PROFILES,
+    RECIPE_COMPARISONS,
+    TRANSFER_RECIPES,
+    Profile,
+    parse_seeds,
+)
 from .settings import MAIN_ROWS as MAIN_ROWS
 from .settings import METRICS as METRICS
 
@@ -48,6 +55,8 @@ __all__ = [
     "CALIBRATORS",
     "COMPARISONS",
     "PROFILES",
+    "RECIPE_COMPARISONS",
+    "TRANSFER_RECIPES",
     "CalibratorRow",
     "Profile",
     "evaluate_distilled",

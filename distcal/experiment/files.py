@@ -60,7 +60,7 @@ def _seed_file(out: Path, seed: int) -> Path:
     return out / f"seed-{seed}.json"
 
 
-def load_seed(out, config: dict, seed: int):
+def load_seed(out, config: dict, seed: int, *, required=None):
     """Return a finished seed's result saved in ``out`` under the same configuration.
 
     Parameters
@@ -71,6 +71,10 @@ def load_seed(out, config: dict, seed: int):
         The run's configuration; a seed saved under another one is not reused.
     seed : int
         The seed.
+    required : dict of str to type, default=None
+        Entries the result must hold beyond those every seed file has (``seed``, ``rows``,
+        ``comparisons``, ``diagnostics``, ``stage_seconds``), with their types: ``distcal run``
+        asks for its ``recipes``, ``distcal evaluate`` for nothing more.
 
     Returns
     -------
@@ -91,7 +95,7 @@ def load_seed(out, config: dict, seed: int):
     # Compare as JSON would store it (tuples become lists).
     if saved["config"] != json.loads(json.dumps({**config, "seeds": None})):
         return None  # another configuration: recompute rather than mix results
-    problem = _result_problem(saved.get("result"), seed)
+    problem = _result_problem(saved.get("result"), seed, {**_RESULT_KEYS, **(required or {})})
     if problem:
         return _damaged(path, seed, problem)
     return saved["result"]
@@ -103,16 +107,15 @@ _RESULT_KEYS = {
     "rows": list,
     "comparisons": list,
     "diagnostics": dict,
-    "recipes": dict,
     "stage_seconds": dict,
 }
 
 
-def _result_problem(result, seed: int) -> str:
+def _result_problem(result, seed: int, keys: dict) -> str:
     """Return what is wrong with a saved seed's result ("" if nothing)."""
     if not isinstance(result, dict):
         return "it holds no result"
-    for key, kind in _RESULT_KEYS.items():
+    for key, kind in keys.items():
         if not isinstance(result.get(key), kind):
             return f"its result has no {key!r} {kind.__name__}"
     if result["seed"] != seed:

@@ -151,7 +151,7 @@ def run_experiment(
     out = Path(output) if output is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    done = {seed: load_seed(out, config, seed) for seed in seeds}
+    done = {seed: load_seed(out, config, seed, required={"recipes": dict}) for seed in seeds}
     todo = [seed for seed in seeds if done[seed] is None]
     # Figures show the first seed; a resumed run that has it keeps its figures.
     figure_seed = seeds[0] if out is not None else None
