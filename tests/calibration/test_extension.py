@@ -7,9 +7,9 @@
 calibrator), clone, and tune in ``GridSearchCV``. Its hooks, declared on the class, take it the
 rest of the way: ``distcal calibrate --method prior-shift`` offers it, ``calibrated_module``
 deploys it, and ``MaskedScaling`` over a network with a ``log_softmax`` last layer does not warn
-(a constant per row does not change it). ``Undeclared``, which declares no hook, shows the
-defaults: refused by ``calibrated_module`` with its name, not on the command line, warned about
-under ``MaskedScaling``. The recipe (docs/design.md, "Extending distcal"):
+(a constant per row does not change it). ``IdentityWithoutHooks``, which declares no hook, shows
+the defaults: refused by ``calibrated_module`` with its name, not on the command line, warned
+about under ``MaskedScaling``. The recipe (docs/design.md, "Extending distcal"):
 
 1. subclass :class:`distcal.calibration.BaseLogitCalibrator`, with a public name no other
    calibrator has;
@@ -155,7 +155,7 @@ class PriorShiftHead(torch.nn.Module):
         return torch.softmax(self.forward(z), dim=1)
 
 
-class Undeclared(BaseLogitCalibrator):
+class IdentityWithoutHooks(BaseLogitCalibrator):
     """The identity map, declaring no hook: what the defaults give a calibrator."""
 
     def fit(self, X, y, sample_weight=None):
@@ -305,21 +305,22 @@ def test_masked_scaling_reads_its_shift_invariance(digits_student):
 def test_a_calibrator_without_hooks_gets_the_safe_defaults(digits_student, shifted_digits):
     d = digits_student
     net, X, y = d["net"], torch.from_numpy(d["X_cal"]), d["y_cal"]
-    fitted = Undeclared().fit(*shifted_digits[:2])  # it fits, it is registered
-    assert registered_calibrators()["Undeclared"] is Undeclared
+    fitted = IdentityWithoutHooks().fit(*shifted_digits[:2])  # it fits, it is registered
+    assert registered_calibrators()["IdentityWithoutHooks"] is IdentityWithoutHooks
     with pytest.raises(
-        TypeError, match=r"does not support Undeclared: it declares no torch head.*PriorShift"
+        TypeError,
+        match=r"does not support IdentityWithoutHooks: it declares no torch head.*PriorShift",
     ):
         calibrated_module(net, fitted)
-    masked = MaskedScaling(Undeclared(), 0.3, random_state=0).fit(*shifted_digits[:2])
+    masked = MaskedScaling(IdentityWithoutHooks(), 0.3, random_state=0).fit(*shifted_digits[:2])
     with pytest.raises(
-        TypeError, match=r"support Undeclared \(the fitted calibrator of MaskedScaling\)"
+        TypeError, match=r"support IdentityWithoutHooks \(the fitted calibrator of MaskedScaling\)"
     ):
         calibrated_module(net, masked)
-    assert "Undeclared" not in METHODS.values()  # no command-line name
+    assert "IdentityWithoutHooks" not in METHODS.values()  # no command-line name
     log_net = torch.nn.Sequential(net, torch.nn.LogSoftmax(dim=1))
     with pytest.warns(DistcalWarning, match="look like log-probabilities"):
-        MaskedScaling(Undeclared(), 0.3, model=log_net, random_state=0).fit(X, y)
+        MaskedScaling(IdentityWithoutHooks(), 0.3, model=log_net, random_state=0).fit(X, y)
 
 
 def test_a_command_line_name_is_a_unique_word():
@@ -333,8 +334,8 @@ def test_a_command_line_name_is_a_unique_word():
         class Spaced(PriorShift):
             _cli_name = "Two words"
 
-    class Inherits(PriorShift):  # a subclass is not offered under its parent's name
+    class PriorShiftSubclass(PriorShift):  # a subclass is not offered under its parent's name
         pass
 
-    assert Inherits._cli_name is None
+    assert PriorShiftSubclass._cli_name is None
     assert METHODS["prior-shift"] == "PriorShift"
