@@ -15,10 +15,17 @@ Conventions every calibrator follows (the common tests check them on every regis
   distcal. Adding a calibrator is one module with one class (plus its tests): subclass
   :class:`BaseLogitCalibrator`, implement ``fit`` and ``_calibrate_logits``, follow the
   conventions above, and persistence and the common checks take it up.
+- **Hooks.** What the rest of distcal needs to know of a calibrator it reads from the class,
+  never from a list: ``_shift_invariant`` (the masked calibrators' model guard and
+  ``calibrated_module``'s), ``_torch_head()`` and ``_fitted_map()`` (``calibrated_module``),
+  ``_cli_name`` (``distcal calibrate --method``), ``_fits_log_probabilities`` (probability
+  inputs with a zero). Each has a safe default, so a calibrator that declares none still
+  fits, saves and loads; ``calibrated_module`` then refuses it, naming the missing head.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABCMeta, abstractmethod
 from types import MappingProxyType
 
@@ -70,6 +77,24 @@ def registered_calibrators():
     return MappingProxyType(_REGISTRY)
 
 
+def _check_cli_name(cls, where: str) -> None:
+    """Refuse a ``_cli_name`` that is not a plain word, or that another calibrator holds."""
+    name = cls._cli_name
+    if name is None:
+        return
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+        raise TypeError(
+            f"The _cli_name of {where} must be None or a lower-case word (letters, digits, "
+            f"'-' and '_', starting with a letter), as typed after --method; got {name!r}."
+        )
+    for other_name, other in _REGISTRY.items():
+        if other_name != cls.__name__ and other._cli_name == name:
+            raise TypeError(
+                f"The command-line name {name!r} of {where} is already the name of "
+                f"{other.__module__}.{other.__qualname__}; choose another _cli_name."
+            )
+
+
 class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of calibrators that map logits to calibrated probabilities.
 
@@ -106,6 +131,21 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     #: refuses them (:func:`distcal._validation.check_label_probabilities`). Binning
     #: calibrators, which never take the log, set it to False.
     _fits_log_probabilities: bool = True
+    # Hooks: what the rest of distcal asks of a calibrator. Each calibrator declares them in
+    # its own file, and nothing lists calibrators by hand (docs/design.md, "Extending distcal").
+    #: Whether the calibrated probabilities are unchanged by a constant added to every logit of
+    #: a row (the map goes through a softmax first, as temperature scaling, Dirichlet
+    #: calibration and the binning calibrators do): then log-probabilities calibrate as the
+    #: logits do, and a model whose last layer is a ``log_softmax`` is not warned about (by the
+    #: masked calibrators' ``model`` path and by ``calibrated_module``). False, the default,
+    #: is the safe answer: it only adds that warning.
+    _shift_invariant: bool = False
+    #: The calibrator's name on the command line (``distcal calibrate --method NAME``), or None
+    #: (the default) when the command does not offer it; the command's table of methods
+    #: (``distcal.experiment.calibrate.METHODS``) reads it. Declared by each class, never
+    #: inherited, and unique among the registered calibrators. The command fits the class
+    #: built with its default parameters (and ``random_state`` when it has one).
+    _cli_name: str | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -119,7 +159,32 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
                 f"({known.__module__}.{known.__qualname__}); calibrator files name classes by "
                 f"their name, so calibrator names must be unique. Rename {where}."
             )
+        if "_cli_name" not in cls.__dict__:
+            cls._cli_name = None  # a command-line name is declared, not inherited
+        _check_cli_name(cls, where)
         _REGISTRY[cls.__name__] = cls  # a redefinition (module reload) replaces the old class
+
+    # ------------------------------------------------------------------ hooks
+    def _fitted_map(self) -> BaseLogitCalibrator:
+        """Return the fitted calibrator of the logits that this one applies: itself.
+
+        Masked calibrators return their inner calibrator (the map fitted on masked logits and
+        applied to clean ones), which is what :func:`calibrated_module` deploys.
+        """
+        return self
+
+    def _torch_head(self):
+        """Return the fitted map as an ``nn.Module`` for :func:`calibrated_module`, or None.
+
+        A calibrator whose map is a few tensor operations returns a new module holding the
+        fitted parameters as buffers: ``forward(z)`` maps logits of shape (batch, n_classes)
+        to calibrated logits (as ``_calibrate_logits`` does) and ``proba(z)``, decorated with
+        ``torch.jit.export``, to calibrated probabilities; both in the dtype of ``z``.
+        distcal's heads are in :mod:`distcal.calibration._heads`; a new calibrator may use one
+        of them or define its own in its file. None (the default) means
+        :func:`calibrated_module` refuses the calibrator, naming it.
+        """
+        return None
 
     # ------------------------------------------------------------------ validation helpers
     def _validate_fit_inputs(self, X, y, sample_weight):

@@ -2,8 +2,10 @@
 
 The calibration map becomes a small *head* module holding the fitted parameters as buffers on
 the network's device; :class:`CalibratedModule` runs the network, then the head. Heads exist
-for the maps that are a few tensor operations: a temperature (:class:`TemperatureScaling`,
-:class:`MaskedTemperatureScaling`), the ensemble of temperatures
+for the maps that are a few tensor operations, and each calibrator declares its own
+(``_torch_head()``; a masked calibrator deploys its fitted inner calibrator, ``_fitted_map()``):
+in distcal, a temperature (:class:`TemperatureScaling`, :class:`MaskedTemperatureScaling`,
+:class:`DistilledCalibration`), the ensemble of temperatures
 (:class:`EnsembleTemperatureScaling`) and the affine maps (:class:`VectorScaling`,
 :class:`MatrixScaling`, :class:`DirichletCalibration`), also as the fitted inner calibrator of
 a :class:`MaskedScaling`. The module scripts (``torch.jit.script``) and exports
@@ -13,17 +15,18 @@ safetensors file; :func:`load_calibrated_module` reads it back into a network of
 architecture, which the caller builds (a file holds no code).
 
 **Guards.** A calibrator is only right on the outputs it was fitted on, so
-:func:`calibrated_module` runs the network once on a probe batch (``example_inputs``, or
-inputs of the shape it takes when that is known) and refuses outputs that cannot be those: a
-tuple instead of one tensor, another number of columns, probabilities (rows in [0, 1] summing
-to 1) under a calibrator fitted on logits, or logits under one fitted on probabilities; it
-warns about log-probabilities under a map that a constant per row changes (vector and matrix
-scaling). ``forward`` checks the type and width of the network's output on every call
-(shapes only: it stays scriptable and exportable). The file records the network's class and
-the signature of its layers (each module's type and its parameters' and buffers' shapes), and
-:func:`load_calibrated_module` refuses a network that differs. Binary networks with one output
-(decision values, or probabilities of class 1 with ``input_type="probabilities"``) have a
-path too: the calibrator fitted on 1-D values maps them as ``[0, z]``.
+:func:`calibrated_module` runs the network once on a probe batch (``example_inputs``, or inputs
+of the shape it takes when that is known) and refuses outputs that cannot be those: a tuple
+instead of one tensor, another number of columns, probabilities (rows in [0, 1] summing to 1)
+under a calibrator fitted on logits, or logits under one fitted on probabilities; it warns
+about log-probabilities under a map that a constant per row changes (one that does not declare
+``_shift_invariant``: vector and matrix scaling). ``forward`` checks the type and width of the
+network's output on every call (shapes only: it stays scriptable and exportable). The file
+records the network's class and the signature of its layers (each module's type and its
+parameters' and buffers' shapes), and :func:`load_calibrated_module` refuses a network that
+differs. Binary networks with one output (decision values, or probabilities of class 1 with
+``input_type="probabilities"``) have a path too: the calibrator fitted on 1-D values maps them
+as ``[0, z]``.
 """
 
 from __future__ import annotations
@@ -38,12 +41,8 @@ from .._files import read_tensors, write_tensors
 from .._modules import first_layer, output_kind
 from .._validation import Options, check_param
 from ..exceptions import DistcalWarning
-from ._base import BaseLogitCalibrator
-from ._ensemble import EnsembleTemperatureScaling
-from ._linear import DirichletCalibration, MatrixScaling, VectorScaling
-from ._masked_fit import _MaskedFit
+from ._base import BaseLogitCalibrator, registered_calibrators
 from ._persistence import _check_predictions, _describe, _rebuild
-from ._temperature import TemperatureScaling
 
 __all__ = [
     "CalibratedModule",
@@ -53,72 +52,15 @@ __all__ = [
 ]
 
 _KIND = "calibrated_module"
-_SUPPORTED = (
-    "TemperatureScaling, MaskedTemperatureScaling, EnsembleTemperatureScaling, VectorScaling, "
-    "MatrixScaling, DirichletCalibration, MaskedScaling of any of them, and DistilledCalibration"
-)
 
 
-class _TemperatureHead(torch.nn.Module):
-    """``z / T``."""
-
-    def __init__(self, temperature: float):
-        super().__init__()
-        self.register_buffer("temperature", torch.tensor(temperature, dtype=torch.float64))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return z / self.temperature
-
-    @torch.jit.export
-    def proba(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.forward(z), dim=1)
-
-
-class _AffineHead(torch.nn.Module):
-    """``W f(z) + b`` in float64, ``f`` the identity or ``log_softmax``; ``W`` diagonal or full."""
-
-    def __init__(self, weight, bias, diagonal: bool, log_softmax: bool):
-        super().__init__()
-        self.register_buffer("weight", weight.detach().to(torch.float64).clone())
-        self.register_buffer("bias", bias.detach().to(torch.float64).clone())
-        self.diagonal = diagonal
-        self.log_softmax = log_softmax
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        features = z.to(torch.float64)
-        if self.log_softmax:
-            features = torch.log_softmax(features, dim=1)
-        if self.diagonal:
-            out = features * self.weight + self.bias
-        else:
-            out = features @ self.weight.t() + self.bias
-        return out.to(z.dtype)
-
-    @torch.jit.export
-    def proba(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.forward(z), dim=1)
-
-
-class _EnsembleHead(torch.nn.Module):
-    """``w0 softmax(z / T) + w1 softmax(z) + w2 / K``, and its logarithm as logits."""
-
-    def __init__(self, temperature: float, weights):
-        super().__init__()
-        self.register_buffer("temperature", torch.tensor(temperature, dtype=torch.float64))
-        self.register_buffer("weights", weights.detach().to(torch.float64).clone())
-
-    def proba_float64(self, z: torch.Tensor) -> torch.Tensor:
-        z = z.to(torch.float64)
-        mixture = torch.softmax(z / self.temperature, dim=1) * self.weights[0]
-        mixture = mixture + torch.softmax(z, dim=1) * self.weights[1]
-        return mixture + self.weights[2] / z.shape[1]
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.log(self.proba_float64(z).clamp_min(1e-300)).to(z.dtype)
-
-    @torch.jit.export
-    def proba(self, z: torch.Tensor) -> torch.Tensor:
-        return self.proba_float64(z).to(z.dtype)
+def _supported() -> str:
+    """Name the registered calibrators that declare a head, and those that deploy an inner one."""
+    base = BaseLogitCalibrator
+    known = registered_calibrators().items()
+    heads = [name for name, cls in known if cls._torch_head is not base._torch_head]
+    inner = [name for name, cls in known if cls._fitted_map is not base._fitted_map]
+    return f"{', '.join(heads)}; and {', '.join(inner)} when their fitted calibrator is one of them"
 
 
 class _InputMap(torch.nn.Module):
@@ -170,24 +112,24 @@ def _head(calibrator) -> torch.nn.Module:
 
 
 def _map(calibrator) -> torch.nn.Module:
-    inner = calibrator
-    if isinstance(calibrator, _MaskedFit):
-        # MaskedTemperatureScaling and DistilledCalibration: a TemperatureScaling
-        inner = calibrator.calibrator_
-    if isinstance(inner, TemperatureScaling):
-        return _TemperatureHead(float(inner.temperature_))
-    if isinstance(inner, EnsembleTemperatureScaling):
-        return _EnsembleHead(float(inner.temperature_), inner.weights_)
-    if isinstance(inner, DirichletCalibration):
-        return _AffineHead(inner.coef_, inner.intercept_, diagonal=False, log_softmax=True)
-    if isinstance(inner, MatrixScaling):
-        return _AffineHead(inner.coef_, inner.intercept_, diagonal=False, log_softmax=False)
-    if isinstance(inner, VectorScaling):
-        return _AffineHead(inner.coef_, inner.intercept_, diagonal=True, log_softmax=False)
-    raise TypeError(
-        f"calibrated_module does not support {type(inner).__name__}; it supports {_SUPPORTED}. "
-        "For the others, call calibrator.predict_proba(network_logits)."
-    )
+    """Return the head that the calibrator's fitted map declares (``_torch_head``)."""
+    inner = calibrator._fitted_map()
+    head = inner._torch_head()
+    if head is None:
+        which = type(inner).__name__
+        if inner is not calibrator:
+            which = f"{which} (the fitted calibrator of {type(calibrator).__name__})"
+        raise TypeError(
+            f"calibrated_module does not support {which}: it declares no torch head "
+            f"(its _torch_head() returns None). Calibrators with a head: {_supported()}. For "
+            "the others, call calibrator.predict_proba(network_logits)."
+        )
+    if not isinstance(head, torch.nn.Module):
+        raise TypeError(
+            f"{type(inner).__name__}._torch_head() must return a torch.nn.Module (or None); "
+            f"it returned a {type(head).__name__}."
+        )
+    return head
 
 
 def _columns(calibrator) -> int:
@@ -306,11 +248,8 @@ def _check_outputs(network, calibrator, example_inputs) -> None:
             "rows that do not sum to 1). Pass the network with its final softmax, or a "
             "calibrator fitted on the logits."
         )
-    inner = calibrator.calibrator_ if isinstance(calibrator, _MaskedFit) else calibrator
-    shifted = isinstance(inner, VectorScaling | MatrixScaling) and not isinstance(
-        inner, DirichletCalibration
-    )
-    if fitted_on == "logits" and kind == "log-probabilities" and shifted:
+    inner = calibrator._fitted_map()
+    if fitted_on == "logits" and kind == "log-probabilities" and not inner._shift_invariant:
         warnings.warn(
             f"calibrated_module: network returns log-probabilities (exp of every row sums to 1 "
             f"on the probe batch: a log_softmax last layer?). {type(inner).__name__} changes "
@@ -410,9 +349,11 @@ def calibrated_module(
         The network whose logits the calibrator was fitted on. None takes the ``model`` of a
         masked calibrator fitted with one.
     calibrator : BaseLogitCalibrator
-        A fitted calibrator: TemperatureScaling, MaskedTemperatureScaling,
-        EnsembleTemperatureScaling, VectorScaling, MatrixScaling, DirichletCalibration, or a
-        MaskedScaling of one of them. Others raise a TypeError that names these.
+        A fitted calibrator whose map has a torch head: of distcal's, TemperatureScaling,
+        MaskedTemperatureScaling, DistilledCalibration, EnsembleTemperatureScaling,
+        VectorScaling, MatrixScaling, DirichletCalibration, or a MaskedScaling of one of them
+        (a calibrator of your own declares its head, see the design notes, "Extending
+        distcal"). Others raise a TypeError that names the calibrator and those supported.
     output : {"probabilities", "logits"}, default="probabilities"
         What the module returns: calibrated probabilities, or calibrated logits (their
         softmax is the probabilities; for EnsembleTemperatureScaling, their logarithm; for
@@ -440,8 +381,9 @@ def calibrated_module(
         If the network returns another number of columns than the calibrator was fitted on,
         probabilities (rows in [0, 1] summing to 1: a softmax last layer) for a calibrator
         fitted on logits, or logits for one fitted with ``input_type="probabilities"``.
-        Log-probabilities (a ``log_softmax`` last layer) under vector or matrix scaling, which
-        a constant per row changes, give a ``DistcalWarning``.
+        Log-probabilities (a ``log_softmax`` last layer) under a map that a constant per row
+        changes (vector or matrix scaling; any map not declared shift invariant) give a
+        ``DistcalWarning``.
 
     See Also
     --------
@@ -480,7 +422,7 @@ def calibrated_module(
     head = _head(calibrator).to(module_device(network))
     _check_classes(network, calibrator)
     _check_outputs(network, calibrator, example_inputs)
-    inner = calibrator.calibrator_ if isinstance(calibrator, _MaskedFit) else calibrator
+    inner = calibrator._fitted_map()
     module = CalibratedModule(network, head, output, calibrator=inner)
     module.n_columns = _columns(calibrator)
     module.binary = bool(getattr(calibrator, "_binary_1d", False))

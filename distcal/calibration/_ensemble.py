@@ -12,6 +12,7 @@ from .._softmax import softmax
 from .._validation import Interval, Options
 from ..exceptions import ConvergenceWarning
 from ._base import BaseLogitCalibrator
+from ._heads import EnsembleHead
 from ._lbfgs import minimize_lbfgs
 from ._temperature import _warn_for_fit, fit_temperature
 
@@ -77,6 +78,8 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
     _fitted_constraints = {
         "temperature_": [Interval(numbers.Real, 0, None, closed="neither")],
     }
+    _shift_invariant = True
+    _cli_name = "ensemble"
     _parameter_constraints = {
         "input_type": [Options("logits", "probabilities")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -171,3 +174,6 @@ class EnsembleTemperatureScaling(BaseLogitCalibrator):
             ]
         )
         return torch.logsumexp(parts, dim=0).to(values.dtype)
+
+    def _torch_head(self):
+        return EnsembleHead(float(self.temperature_), self.weights_)

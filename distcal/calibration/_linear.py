@@ -24,6 +24,7 @@ import torch
 from .._validation import Interval, Options
 from ..exceptions import ConvergenceWarning, UncalibratableDataWarning
 from ._base import BaseLogitCalibrator
+from ._heads import AffineHead
 from ._lbfgs import minimize_lbfgs
 
 __all__ = ["DirichletCalibration", "MatrixScaling", "VectorScaling"]
@@ -159,9 +160,11 @@ class _AffineCalibrator(BaseLogitCalibrator):
     """Shared fit and prediction of the affine scaling calibrators."""
 
     _diagonal = False
+    #: Whether the map acts on ``log_softmax(z)`` (Dirichlet calibration) instead of ``z``.
+    _log_softmax = False
 
     def _features(self, values: torch.Tensor) -> torch.Tensor:
-        return values
+        return torch.log_softmax(values, dim=1) if self._log_softmax else values
 
     def _penalties(self) -> tuple[float, float]:
         return 0.0, 0.0
@@ -224,6 +227,11 @@ class _AffineCalibrator(BaseLogitCalibrator):
         bias = self.intercept_.to(features.device)
         out = features * scale + bias if self._diagonal else features @ scale.T + bias
         return out.to(values.dtype)
+
+    def _torch_head(self):
+        return AffineHead(
+            self.coef_, self.intercept_, diagonal=self._diagonal, log_softmax=self._log_softmax
+        )
 
 
 _COMMON_CONSTRAINTS = {
@@ -300,6 +308,7 @@ class VectorScaling(_AffineCalibrator):
     """
 
     _diagonal = True
+    _cli_name = "vector"
     _parameter_constraints = _COMMON_CONSTRAINTS
 
     def __init__(self, *, input_type="logits", tol=1e-8, max_iter=2000):
@@ -371,6 +380,7 @@ class MatrixScaling(_AffineCalibrator):
     True
     """
 
+    _cli_name = "matrix"
     _parameter_constraints = _ODIR_CONSTRAINTS
 
     def __init__(
@@ -444,5 +454,6 @@ class DirichletCalibration(MatrixScaling):
     (1000, 4)
     """
 
-    def _features(self, values: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(values, dim=1)
+    _log_softmax = True
+    _shift_invariant = True  # the map sees log_softmax(z), which a constant per row leaves alone
+    _cli_name = "dirichlet"

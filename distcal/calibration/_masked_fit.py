@@ -110,7 +110,7 @@ class _MaskedFit(BaseLogitCalibrator):
                 if check_input_scale(inputs[start : start + self.batch_size], owner):
                     break
             clean = module_logits(self.model, inputs, batch_size=self.batch_size)
-            check_output_kind(clean, owner, shift_invariant=self._shift_invariant())
+            check_output_kind(clean, owner, shift_invariant=self._shift_invariant)
             # With a model, the number of classes comes from its output.
             self._record_input(Logits(clean, False, clean.shape[1]))
             record_input_shape(self, inputs)
@@ -135,9 +135,8 @@ class _MaskedFit(BaseLogitCalibrator):
 
         return self._fit_drawn(draw, clean, labels, weights, seed)
 
-    def _shift_invariant(self) -> bool:
-        """Whether the fitted map ignores a constant added to each row of logits."""
-        return True
+    def _fitted_map(self):
+        return self.calibrator_
 
     def _fit_drawn(self, draw, clean, labels, weights, seed):
         """Choose the ratio (or take it), then fit the map on the masked logits of ``draw``."""
@@ -194,7 +193,7 @@ class _MaskedFit(BaseLogitCalibrator):
         )
         seed = draw_seed(self.random_state)
         clean, labels, weights, first_inputs = stream.first_pass(seed)
-        check_output_kind(clean, owner, shift_invariant=self._shift_invariant())
+        check_output_kind(clean, owner, shift_invariant=self._shift_invariant)
         self._record_input(Logits(clean, False, clean.shape[1]))
         record_input_shape(self, first_inputs)
         labels, weights = self._validate_targets(labels, weights, clean)

@@ -129,12 +129,17 @@ class MaskedScaling(_MaskedFit):
             )
         return inner
 
+    @property
     def _shift_invariant(self) -> bool:
-        from ._ensemble import EnsembleTemperatureScaling
-        from ._linear import DirichletCalibration
+        """The declaration of ``calibrator``, whose map this one applies (an instance's hook).
 
-        shift_free = (TemperatureScaling, EnsembleTemperatureScaling, DirichletCalibration)
-        return self.calibrator is not None and isinstance(self.calibrator, shift_free)
+        A class attribute elsewhere: here it depends on the parameter, so read it on an
+        instance. MaskedTemperatureScaling declares True again at class level.
+        """
+        from ._linear import VectorScaling
+
+        inner = VectorScaling if self.calibrator is None else self.calibrator
+        return bool(inner._shift_invariant)
 
     def _fold_nll(
         self, fit_logits, fit_labels, fit_weights, test_logits, test_labels, test_weights

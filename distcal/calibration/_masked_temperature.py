@@ -178,6 +178,8 @@ class MaskedTemperatureScaling(MaskedScaling):
         "mask_ratio_": [Interval(numbers.Real, 0.0, 1.0, closed="left")],
     }
     _min_classes = 1
+    _shift_invariant = True
+    _cli_name = "mts"
     _parameter_constraints = {
         "input_type": [Options("logits", "probabilities")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -229,9 +231,6 @@ class MaskedTemperatureScaling(MaskedScaling):
         inner.n_features_in_ = self.n_features_in_ if logit_mode else len(self.classes_)
         inner._binary_1d = self._binary_1d if logit_mode else False
         return inner
-
-    def _shift_invariant(self) -> bool:
-        return True
 
     def _inner(self):
         return TemperatureScaling(tol=self.tol, max_iter=self.max_iter)

@@ -41,6 +41,7 @@ class _OneVsRest(BaseLogitCalibrator):
     """
 
     _fits_log_probabilities = False  # binning never takes the log of a probability
+    _shift_invariant = True  # the maps bin softmax(z), which a constant per row leaves alone
 
     def fit(self, X, y, sample_weight=None):
         """Fit one map per class on calibration logits.
@@ -155,6 +156,8 @@ class HistogramBinning(_OneVsRest):
         "strategy": [Options("uniform", "quantile")],
         "input_type": [Options("logits", "probabilities")],
     }
+
+    _cli_name = "histogram"
 
     def __init__(self, n_bins=15, *, strategy="uniform", input_type="logits"):
         self.n_bins = n_bins
@@ -288,6 +291,7 @@ class IsotonicCalibration(_OneVsRest):
 
     _fitted_may_be_infinite = frozenset({"knots_"})  # padded with +inf
     _parameter_constraints = {"input_type": [Options("logits", "probabilities")]}
+    _cli_name = "isotonic"
 
     def __init__(self, *, input_type="logits"):
         self.input_type = input_type

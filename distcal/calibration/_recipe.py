@@ -498,6 +498,7 @@ class DistilledCalibration(_MaskedFit):
         "mask_ratio_": [Interval(numbers.Real, 0.0, 1.0, closed="left")],
     }
     _min_classes = 1
+    _shift_invariant = True
     _parameter_constraints = {
         "recipe": [None, CalibrationRecipe],
         "method": [Options("auto", *RECIPE_METHODS)],
@@ -708,9 +709,6 @@ class DistilledCalibration(_MaskedFit):
             test_logits, test_labels, test_weights, 1.0 / result.temperature
         )[:2]
         return float(loss / weight_sum)
-
-    def _shift_invariant(self) -> bool:
-        return True
 
     @property
     def calibrator_(self):

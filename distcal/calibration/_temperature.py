@@ -39,6 +39,7 @@ from .._validation import (
 )
 from ..exceptions import ConvergenceWarning, UncalibratableDataWarning
 from ._base import BaseLogitCalibrator
+from ._heads import TemperatureHead
 
 __all__ = ["TemperatureFit", "TemperatureScaling", "fit_temperature", "temperature_statistics"]
 
@@ -387,6 +388,8 @@ class TemperatureScaling(BaseLogitCalibrator):
         "temperature_": [Interval(numbers.Real, 0, None, closed="neither")],
     }
     _min_classes = 1
+    _shift_invariant = True
+    _cli_name = "ts"
     _parameter_constraints = {
         "input_type": [Options("logits", "probabilities")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -602,3 +605,6 @@ class TemperatureScaling(BaseLogitCalibrator):
 
     def _calibrate_logits(self, values: torch.Tensor) -> torch.Tensor:
         return values / self.temperature_
+
+    def _torch_head(self):
+        return TemperatureHead(float(self.temperature_))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
@@ -50,20 +51,42 @@ from .report import format_cell, render_table
 
 __all__ = ["METHODS", "apply_calibrator", "calibrate_files", "format_report"]
 
-#: The calibrators the command fits on logits alone: short name -> registered class name.
-METHODS = {
-    "ts": "TemperatureScaling",
-    "mts": "MaskedTemperatureScaling",
-    "ensemble": "EnsembleTemperatureScaling",
-    "vector": "VectorScaling",
-    "matrix": "MatrixScaling",
-    "dirichlet": "DirichletCalibration",
-    "histogram": "HistogramBinning",
-    "isotonic": "IsotonicCalibration",
-}
 
-#: The methods that bin probabilities and take no log of them: an exact 0 does not stop them.
-BINNING = ("histogram", "isotonic")
+class _Methods(Mapping):
+    """Short name -> registered class name, read from the registry at every look-up.
+
+    A calibrator reaches the command line by declaring ``_cli_name`` in its own file (the base
+    class checks that the name is a word and unique); this table lists every registered
+    calibrator that declares one, in the order they were defined, so a calibrator defined
+    after distcal was imported is offered too, and no list of names is kept here.
+    """
+
+    def _table(self) -> dict:
+        known = registered_calibrators().items()
+        return {cls._cli_name: name for name, cls in known if cls._cli_name is not None}
+
+    def __getitem__(self, key):
+        return self._table()[key]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self):
+        return len(self._table())
+
+    def __repr__(self):
+        return repr(self._table())
+
+
+#: The calibrators the command fits on logits alone: short name -> registered class name, a
+#: read-only view of the registered calibrators' ``_cli_name`` declarations.
+METHODS = _Methods()
+
+
+def _takes_log(method: str) -> bool:
+    """Whether the method fits on the log of probabilities (binning calibrators do not)."""
+    return registered_calibrators()[METHODS[method]]._fits_log_probabilities
+
 
 #: The resamples the 95% intervals accept (those of distcal.metrics.bootstrap_ci): at least
 #: 1 / (1 - 0.95) = 20, so that some lie beyond an interval (one resample printed an
@@ -433,7 +456,7 @@ def calibrate_files(
     z, y = read_logits_and_labels(
         logits, labels, logits_key=logits_key, labels_key=labels_key, names=names
     )
-    if input_type == "probabilities" and method not in BINNING:
+    if input_type == "probabilities" and _takes_log(method):
         _check_label_probabilities(z, y, logits, names)
     fit, scored, split = _split(y, test_size, stratify, seed, names)
     _check_fit_size(method, len(fit), 2 if z.ndim == 1 else z.shape[1], names)

@@ -147,8 +147,19 @@ def test_saved_and_reloaded_in_a_fresh_process(data, name, output, tmp_path):
 def test_unsupported_calibrators_name_what_is_supported(data):
     net, _, z, y = data
     for calibrator in (HistogramBinning(n_bins=5), IsotonicCalibration()):
-        with pytest.raises(TypeError, match="it supports TemperatureScaling, Masked"):
+        name = type(calibrator).__name__
+        with pytest.raises(TypeError, match=rf"support {name}: it declares no torch head") as e:
             calibrated_module(net, calibrator.fit(z, y))
+        # the supported ones are read from the registry: distcal's heads and masked wrappers
+        for supported in ("TemperatureScaling", "VectorScaling", "DirichletCalibration"):
+            assert supported in str(e.value)
+        assert "MaskedScaling, MaskedTemperatureScaling" in str(e.value)
+    # a masked calibrator whose fitted calibrator has no head: both are named
+    masked = MaskedScaling(HistogramBinning(n_bins=5), mask_ratio=0.2, random_state=0)
+    with pytest.raises(
+        TypeError, match=r"support HistogramBinning \(the fitted calibrator of MaskedScaling\)"
+    ):
+        calibrated_module(net, masked.fit(z, y))
 
 
 def test_bad_arguments_are_named(data):

@@ -4,7 +4,12 @@
 ``BaseLogitCalibrator`` registers it, and that alone makes it save and load
 (``save_calibrator``/``load_calibrator``), pass the project's common checks (the functions of
 ``tests/test_common.py`` and scikit-learn's checks, with the default exceptions of every
-calibrator), clone, and tune in ``GridSearchCV``. The recipe:
+calibrator), clone, and tune in ``GridSearchCV``. Its hooks, declared on the class, take it the
+rest of the way: ``distcal calibrate --method prior-shift`` offers it, ``calibrated_module``
+deploys it, and ``MaskedScaling`` over a network with a ``log_softmax`` last layer does not warn
+(a constant per row does not change it). ``IdentityWithoutHooks``, which declares no hook, shows
+the defaults: refused by ``calibrated_module`` with its name, not on the command line, warned
+about under ``MaskedScaling``. The recipe (docs/design.md, "Extending distcal"):
 
 1. subclass :class:`distcal.calibration.BaseLogitCalibrator`, with a public name no other
    calibrator has;
@@ -15,11 +20,18 @@ calibrator), clone, and tune in ``GridSearchCV``. The recipe:
    convention of ``distcal/calibration/_base.py`` (array-valued ones as tensors on the device of
    the data, scalars as Python scalars; ``n_iter_`` with ``converged_``) and return ``self``;
 4. implement ``_calibrate_logits(values)`` (validated float logits to calibrated logits);
-5. test it: run ``check_calibrator`` and scikit-learn's checks from ``tests/test_common.py`` on
+5. declare the hooks that apply, each with a safe default: ``_shift_invariant = True`` if
+   adding a constant to a row of logits leaves the probabilities unchanged; ``_cli_name`` to be
+   offered by ``distcal calibrate --method``; ``_torch_head()`` returning an ``nn.Module`` with
+   the fitted parameters as buffers (``forward``: calibrated logits, ``proba``: calibrated
+   probabilities) to be deployed by ``calibrated_module``;
+6. test it: run ``check_calibrator`` and scikit-learn's checks from ``tests/test_common.py`` on
    an instance, and test what the method itself promises.
 """
 
+import copy
 import numbers
+import warnings
 
 import numpy as np
 import pytest
@@ -31,11 +43,18 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from distcal._validation import Interval
 from distcal.calibration import (
     BaseLogitCalibrator,
+    MaskedScaling,
+    calibrated_module,
+    load_calibrated_module,
     load_calibrator,
     module_logits,
     registered_calibrators,
+    save_calibrated_module,
     save_calibrator,
 )
+from distcal.cli import main
+from distcal.exceptions import DistcalWarning
+from distcal.experiment.calibrate import METHODS
 from distcal.metrics import neg_nll_scorer
 
 from ..test_common import check_calibrator, expected_failed_checks
@@ -69,6 +88,9 @@ class PriorShift(BaseLogitCalibrator):
         Whether the last step was below ``tol``.
     """
 
+    # the hooks (docs/design.md, "Extending distcal"): softmax(z + c + b) = softmax(z + b)
+    _shift_invariant = True
+    _cli_name = "prior-shift"
     _parameter_constraints = {
         "shrinkage": [Interval(numbers.Real, 0.0, 1.0, closed="both")],
         "tol": [Interval(numbers.Real, 0.0, None, closed="neither")],
@@ -113,6 +135,35 @@ class PriorShift(BaseLogitCalibrator):
 
     def _calibrate_logits(self, values):
         return (values.to(torch.float64) + self.intercept_.to(values.device)).to(values.dtype)
+
+    def _torch_head(self):
+        return PriorShiftHead(self.intercept_)
+
+
+class PriorShiftHead(torch.nn.Module):
+    """``z + b``, for ``calibrated_module``: the fitted biases as a buffer."""
+
+    def __init__(self, intercept):
+        super().__init__()
+        self.register_buffer("intercept", intercept.detach().to(torch.float64).clone())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (z.to(torch.float64) + self.intercept).to(z.dtype)
+
+    @torch.jit.export
+    def proba(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.forward(z), dim=1)
+
+
+class IdentityWithoutHooks(BaseLogitCalibrator):
+    """The identity map, declaring no hook: what the defaults give a calibrator."""
+
+    def fit(self, X, y, sample_weight=None):
+        self._validate_fit_inputs(X, y, sample_weight)
+        return self
+
+    def _calibrate_logits(self, values):
+        return values
 
 
 # ------------------------------------------------------------------ by the registry alone
@@ -190,3 +241,101 @@ def test_bad_parameters_are_named():
         PriorShift(shrinkage=2.0).fit(X, y)
     with pytest.raises(ValueError, match="class 2 has no sample"):
         PriorShift(shrinkage=0.0).fit(X, np.array([0, 1, 1, 0]))
+
+
+# ------------------------------------------------------------------ by its hooks
+def test_the_command_line_offers_it(shifted_digits, tmp_path, capsys):
+    X, y, X_test, y_test = shifted_digits
+    assert METHODS["prior-shift"] == "PriorShift"
+    np.savez(tmp_path / "val.npz", logits=X, labels=y)
+    out = tmp_path / "out"
+    argv = ["calibrate", str(tmp_path / "val.npz"), "--method", "prior-shift"]
+    assert main([*argv, "--output", str(out), "--n-resamples", "20"]) == 0
+    assert capsys.readouterr().out.startswith("PriorShift (prior-shift)")
+    fitted = load_calibrator(out / "calibrator.safetensors")
+    assert type(fitted) is PriorShift
+    uncalibrated = torch.softmax(torch.from_numpy(X_test), dim=1).numpy()
+    assert _nll(fitted.predict_proba(X_test), y_test) < _nll(uncalibrated, y_test) - 0.02
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--help"])
+    assert "prior-shift (PriorShift)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_calibrated_module_deploys_it(digits_student, tmp_path):
+    d = digits_student
+    net = d["net"]
+    cal = module_logits(net, d["X_cal"], batch_size=256)
+    fitted = PriorShift().fit(cal, d["y_cal"])
+    X_test = torch.from_numpy(d["X_test"])
+    with torch.no_grad():
+        logits = net(X_test)
+        module = calibrated_module(net, fitted)
+        proba = module(X_test)
+        calibrated_logits = calibrated_module(net, fitted, output="logits")(X_test)
+    assert isinstance(module.head, PriorShiftHead)
+    tol = 16 * torch.finfo(torch.float32).eps
+    np.testing.assert_allclose(proba.numpy(), fitted.predict_proba(logits).numpy(), atol=tol)
+    np.testing.assert_allclose(
+        calibrated_logits.numpy(), fitted.decision_function(logits).numpy(), rtol=tol
+    )
+    path = save_calibrated_module(module, tmp_path / "deployed.safetensors")
+    with torch.no_grad():
+        reloaded = load_calibrated_module(path, copy.deepcopy(net))(X_test)
+    np.testing.assert_array_equal(reloaded.numpy(), proba.numpy())
+
+
+def test_masked_scaling_reads_its_shift_invariance(digits_student):
+    d = digits_student
+    net, X, y = d["net"], torch.from_numpy(d["X_cal"]), d["y_cal"]
+    log_net = torch.nn.Sequential(net, torch.nn.LogSoftmax(dim=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # declared shift invariant: nothing to warn about
+        on_log = MaskedScaling(PriorShift(), 0.3, model=log_net, random_state=0).fit(X, y)
+    on_logits = MaskedScaling(PriorShift(), 0.3, model=net, random_state=0).fit(X, y)
+    # and the declaration is true: the same fit, to the float32 rounding of log_softmax
+    with torch.no_grad():
+        largest = float(net(X).abs().max())
+    np.testing.assert_allclose(
+        on_log.predict_proba(X).numpy(),
+        on_logits.predict_proba(X).numpy(),
+        atol=64 * torch.finfo(torch.float32).eps * largest,
+    )
+
+
+def test_a_calibrator_without_hooks_gets_the_safe_defaults(digits_student, shifted_digits):
+    d = digits_student
+    net, X, y = d["net"], torch.from_numpy(d["X_cal"]), d["y_cal"]
+    fitted = IdentityWithoutHooks().fit(*shifted_digits[:2])  # it fits, it is registered
+    assert registered_calibrators()["IdentityWithoutHooks"] is IdentityWithoutHooks
+    with pytest.raises(
+        TypeError,
+        match=r"does not support IdentityWithoutHooks: it declares no torch head.*PriorShift",
+    ):
+        calibrated_module(net, fitted)
+    masked = MaskedScaling(IdentityWithoutHooks(), 0.3, random_state=0).fit(*shifted_digits[:2])
+    with pytest.raises(
+        TypeError, match=r"support IdentityWithoutHooks \(the fitted calibrator of MaskedScaling\)"
+    ):
+        calibrated_module(net, masked)
+    assert "IdentityWithoutHooks" not in METHODS.values()  # no command-line name
+    log_net = torch.nn.Sequential(net, torch.nn.LogSoftmax(dim=1))
+    with pytest.warns(DistcalWarning, match="look like log-probabilities"):
+        MaskedScaling(IdentityWithoutHooks(), 0.3, model=log_net, random_state=0).fit(X, y)
+
+
+def test_a_command_line_name_is_a_unique_word():
+    with pytest.raises(TypeError, match=r"'prior-shift' of .*Again is already the name of"):
+
+        class Again(PriorShift):
+            _cli_name = "prior-shift"
+
+    with pytest.raises(TypeError, match=r"must be None or a lower-case word.*got 'Two words'"):
+
+        class Spaced(PriorShift):
+            _cli_name = "Two words"
+
+    class PriorShiftSubclass(PriorShift):  # a subclass is not offered under its parent's name
+        pass
+
+    assert PriorShiftSubclass._cli_name is None
+    assert METHODS["prior-shift"] == "PriorShift"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from distcal import LogitTransformer, MaskedTemperatureScaling
-from distcal.calibration import MaskedScaling, VectorScaling
+from distcal.calibration import HistogramBinning, IsotonicCalibration, MaskedScaling, VectorScaling
 from distcal.calibration._auto_ratio import MISSED_TARGET, choose_ratio, half_accuracy
 from distcal.distill import load_digits
 from distcal.exceptions import DistcalWarning, ProbabilityInputWarning
@@ -57,6 +57,29 @@ def test_log_probabilities_are_harmless_for_a_temperature_and_say_so_elsewhere(d
     assert on_log.temperature_ == pytest.approx(on_logits.temperature_, rel=1e-5)
     with pytest.warns(DistcalWarning, match="look like log-probabilities"):
         MaskedScaling(VectorScaling(), 0.3, model=log_net, random_state=0).fit(X, y)
+
+
+@pytest.mark.parametrize("inner", [HistogramBinning(n_bins=5), IsotonicCalibration()])
+def test_binning_through_a_softmax_is_shift_invariant_and_does_not_warn(digits, inner):
+    """Issue 23: the binning calibrators bin softmax(z), which a constant per row leaves alone,
+    but a hand-kept list of shift-invariant maps missed them, so MaskedScaling over them warned
+    about log-probabilities that change nothing. Each calibrator now declares it."""
+    net, X, y = digits
+    log_net = _with_last(net, torch.nn.LogSoftmax(dim=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        on_log = MaskedScaling(inner, 0.3, model=log_net, random_state=0).fit(X, y)
+    # the declaration is true: the same masks give the same fit, up to the float32 rounding of
+    # log_softmax (a few ulps of the largest logit)
+    on_logits = MaskedScaling(inner, 0.3, model=net, random_state=0).fit(X, y)
+    with torch.no_grad():
+        largest = float(net(X).abs().max())
+    np.testing.assert_allclose(
+        on_log.predict_proba(X),
+        on_logits.predict_proba(X),
+        atol=64 * torch.finfo(torch.float32).eps * largest,
+    )
+    assert type(inner)._shift_invariant
 
 
 # -------------------------------------------------------------------------- shape mismatch
