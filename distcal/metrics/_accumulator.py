@@ -11,13 +11,9 @@ from .._batches import unpack_batch
 from .._binning import MAX_BINS, bin_edges
 from .._distributed import agree, agree_settings, all_reduce, check_distributed
 from .._validation import Interval, Options, check_logits, check_param
-from .functional import (
-    _brier_update,
-    _calibration_compute,
-    _calibration_update,
-    _check_inputs,
-    _nll_update,
-)
+from ._binned import _calibration_compute, _calibration_update
+from ._inputs import _check_inputs
+from ._proper import _brier_update, _nll_update
 
 __all__ = ["CalibrationAccumulator"]
 

@@ -20,7 +20,7 @@ from .._device import to_numpy
 from .._softmax import softmax
 from .._validation import check_logits
 from ..exceptions import DistcalWarning
-from ..metrics import functional as F
+from ..metrics.functional import binned_reliability
 from ._common import (
     BAR_COLOR,
     COLUMN_WIDTH,
@@ -223,21 +223,12 @@ class ReliabilityDisplay:
         for model, proba in probabilities.items():
             names = {"preds_name": f"y_prob[{model!r}]" if len(probabilities) > 1 else "y_prob"}
             names["target_name"] = "y_true"
-            curve = F._calibration_curve(
+            # One binning gives the curve drawn and the error in the legend.
+            curve, error = binned_reliability(
                 proba, y_true, **options, sample_weight=sample_weight, caller=caller, **names
             )
             curves[model] = {key: to_numpy(value) for key, value in curve.items()}
-            errors[model] = float(
-                F._calibration_error(
-                    proba,
-                    y_true,
-                    **options,
-                    norm="l1",
-                    sample_weight=sample_weight,
-                    caller=caller,
-                    **names,
-                )
-            )
+            errors[model] = float(error)
         return cls(curves, errors, kind=kind, strategy=strategy, weighted=sample_weight is not None)
 
     @classmethod
