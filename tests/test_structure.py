@@ -207,3 +207,63 @@ def test_the_rules_catch_violations():
     assert _upward_import("distcal._files", "distcal.metrics", ["ece"])
     assert _upward_import("distcal.metrics._x", "distcal.plotting", ["f"])
     assert not _upward_import("distcal.experiment.pipeline", "distcal.distill", ["MDTTrainer"])
+
+
+def _conversions(source: str):
+    """Yield the line of each in-place conversion between numpy and torch or between devices.
+
+    ``.numpy()``, ``.cpu()``, ``.cuda()``, ``torch.from_numpy(...)``, and ``.to(...)`` given a
+    device (a string, a ``.device``, a ``device=``): what distcal/_device.py's helpers do.
+    """
+    for node in ast.walk(ast.parse(source)):
+        is_call = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        if is_call and _is_conversion(node):
+            yield node.lineno
+
+
+def _is_conversion(call: ast.Call) -> bool:
+    name = call.func.attr
+    if name in ("numpy", "cpu", "cuda"):
+        return not call.args
+    if name == "from_numpy":
+        return getattr(call.func.value, "id", None) == "torch"
+    if name != "to":
+        return False
+    return any(k.arg == "device" for k in call.keywords) or any(
+        (isinstance(a, ast.Constant) and isinstance(a.value, str))
+        or (isinstance(a, ast.Attribute) and a.attr == "device")
+        or (isinstance(a, ast.Name) and "device" in a.id)
+        for a in call.args
+    )
+
+
+#: The packages that convert only through distcal/_device.py, as its docstring says.
+CONVERT_THROUGH_DEVICE = ("metrics", "plotting")
+
+
+def test_metrics_and_plotting_convert_only_through_the_device_module():
+    found = [
+        f"{path.relative_to(ROOT.parent)}:{line}"
+        for part in CONVERT_THROUGH_DEVICE
+        for path in sorted((ROOT / part).rglob("*.py"))
+        for line in _conversions(path.read_text())
+    ]
+    assert not found, "convert through distcal._device (as_tensor, to_numpy, like):\n" + (
+        "\n".join(found)
+    )
+
+
+def test_the_conversion_rule_catches_a_planted_example():
+    planted = """
+x.numpy()
+x.cpu()
+x.cuda()
+torch.from_numpy(a)
+x.to("cpu", torch.float64)
+x.to(y.device)
+x.to(device=device)
+x.to(torch.float64)
+x.to(dtype=torch.float64)
+as_tensor(a, device="cpu")
+"""
+    assert list(_conversions(planted)) == [2, 3, 4, 5, 6, 7, 8]

@@ -330,7 +330,7 @@ def _consistent_outcomes(reduced, n_draws, rng):
     sum exceeds the uniform; rounding that leaves the last sum below 1 gives the last class).
     """
     n = reduced.n_samples
-    uniforms = torch.from_numpy(rng.random_sample((n, n_draws))).to(reduced.probs.device)
+    uniforms = as_tensor(rng.random_sample((n, n_draws)), device=reduced.probs.device)
     if reduced.kind == "top-label":
         confidences = reduced.confidences.to(torch.float64)[:, None]
         return reduced.confidences[:, None].expand(n, n_draws), uniforms < confidences

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from scipy.optimize import brentq
 
+from .._device import as_tensor
 from ._inputs import _NAMES, _check_inputs, _top_label
 
 __all__ = ["smooth_calibration_error"]
@@ -40,9 +41,14 @@ def _smooth_calibration_error(
         preds, target, sample_weight, preds_name=preds_name, target_name=target_name
     )
     confidence, correct = _top_label(probs, labels)
-    confidence = confidence.to(torch.float64).cpu()
-    residual = correct.to(torch.float64).cpu() - confidence
-    w = torch.ones_like(confidence) if weights is None else weights.to(torch.float64).cpu()
+    # The smoothing runs on the host: a 500-point grid, and a root search that reads floats.
+    confidence = as_tensor(confidence, dtype=torch.float64, device="cpu")
+    residual = as_tensor(correct, dtype=torch.float64, device="cpu") - confidence
+    w = (
+        torch.ones_like(confidence)
+        if weights is None
+        else as_tensor(weights, dtype=torch.float64, device="cpu")
+    )
     w = w / w.sum()
     # Residual mass at the centres (j + 1/2) / G of a fine grid (the data enter only through
     # these sums), so the cost is O(n + G^2) whatever the number of samples.
