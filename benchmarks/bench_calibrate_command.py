@@ -25,7 +25,6 @@ Usage::
 
 from __future__ import annotations
 
-import functools
 import statistics
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from distcal.metrics import (
     debiased_calibration_error_ci,
     expected_calibration_error,
     negative_log_likelihood,
+    with_options,
 )
 
 AFFINE = {"vector": VectorScaling, "matrix": MatrixScaling, "dirichlet": DirichletCalibration}
@@ -84,7 +84,7 @@ def bootstrap_rows(y, proba, n_resamples, peer_resamples, repeat):
     rows = []
     metrics = {
         "accuracy": C._accuracy,
-        "ECE-15 (plug-in)": functools.partial(expected_calibration_error, n_bins=15),
+        "ECE-15 (plug-in)": with_options(expected_calibration_error, n_bins=15),
         "NLL": negative_log_likelihood,
         "Brier": brier_score,
     }

@@ -37,7 +37,6 @@ Usage::
 from __future__ import annotations
 
 import csv
-import functools
 import sys
 import time
 from pathlib import Path
@@ -55,6 +54,7 @@ from distcal.metrics import (
     debiased_calibration_error_ci,
     debiased_calibration_error_difference,
     expected_calibration_error,
+    with_options,
 )
 
 N_CLASSES = 10
@@ -73,7 +73,7 @@ SIZES = (500, 1000, 2000, 5000)
 PAIR_SIZES = (1000, 2000)
 #: The seed base of the deciding run (docs/ece_intervals.md); development used DEVELOPMENT.
 DECIDING, DEVELOPMENT = 2022, 1
-ece15 = functools.partial(expected_calibration_error, n_bins=N_BINS)
+ece15 = with_options(expected_calibration_error, n_bins=N_BINS)
 
 
 def table(header, body, align):

@@ -1,9 +1,15 @@
 """Moving data between numpy and torch, and between devices.
 
-This is the only module of distcal that converts arrays to tensors and back, or moves tensors
-between devices. The rule it implements is scikit-learn's array-API rule: results follow their
-input. A numpy array in gives a numpy array out; a tensor in gives a tensor out, on the same device.
-Computation happens in torch, on the device of the data, without copying it to the host.
+The helpers here (``as_tensor``, ``to_numpy``, ``like``, ``resolve_device``, ...) implement
+scikit-learn's array-API rule: results follow their input. A numpy array in gives a numpy array
+out; a tensor in gives a tensor out, on the same device. Computation happens in torch, on the
+device of the data, without copying it to the host.
+
+:mod:`distcal.metrics` and :mod:`distcal.plotting` convert only through these helpers
+(``tests/test_structure.py`` checks it). The other packages and ground modules do not yet: about
+a hundred calls there still convert in place (``.numpy()``, ``.cpu()``, ``torch.from_numpy``,
+``.to(device)``, mostly moving networks and batches in training code); ``_conversions`` in
+``tests/test_structure.py`` lists them.
 """
 
 from __future__ import annotations

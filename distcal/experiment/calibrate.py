@@ -38,6 +38,7 @@ from ..metrics import (
     declare_resampler,
     expected_calibration_error,
     negative_log_likelihood,
+    with_options,
 )
 from .logit_files import (
     InputFileError,
@@ -152,7 +153,7 @@ HEADLINE = ("calibration_error", "RMS calibration error %", 100, 2)
 #: error is small, and so is its interval, which is labelled as the plug-in's.
 SCORES = (
     ("accuracy", "accuracy %", 100, 1, _accuracy),
-    ("ece15", "ECE-15 % (plug-in)", 100, 2, partial(expected_calibration_error, n_bins=15)),
+    ("ece15", "ECE-15 % (plug-in)", 100, 2, with_options(expected_calibration_error, n_bins=15)),
     ("nll", "NLL", 1, 3, negative_log_likelihood),
     ("brier", "Brier", 1, 3, brier_score),
 )

@@ -6,8 +6,6 @@ the calibrator benchmark report for a set of test probabilities.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 
@@ -17,6 +15,7 @@ from ..metrics import (
     classwise_calibration_error,
     expected_calibration_error,
     negative_log_likelihood,
+    with_options,
 )
 from .settings import COMPARISONS
 
@@ -124,9 +123,9 @@ def calibrator_row(calibrator: str, regime: str, fitted, proba, y_true, notes=()
     }
 
 
-#: A partial, not a wrapper function: the bootstrap recognises it and reduces each test row to
-#: its confidence once instead of once per resample (the same numbers; ``_resampler``).
-_ece15 = functools.partial(expected_calibration_error, n_bins=15)
+#: with_options keeps the ECE's declared resampler: the bootstrap reduces each test row to its
+#: confidence once instead of once per resample (the same numbers).
+_ece15 = with_options(expected_calibration_error, n_bins=15)
 
 
 def compare_rows(

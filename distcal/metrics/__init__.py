@@ -9,26 +9,24 @@ calibration errors, calibration curves and reliability diagrams always bin alike
 from . import functional
 from ._accumulator import CalibrationAccumulator
 from ._bootstrap import bootstrap_ci, bootstrap_difference
-from ._classification import (
+from ._calibration_error import (
     adaptive_calibration_error,
-    brier_score,
     calibration_curve,
     calibration_error,
     classwise_calibration_error,
-    debiased_calibration_error,
     expected_calibration_error,
-    ks_calibration_error,
     maximum_calibration_error,
-    negative_log_likelihood,
-    smooth_calibration_error,
 )
+from ._debiased import debiased_calibration_error
 from ._diagnostics import masking_spread_ratio, max_logit_concentration, max_logit_statistics
 from ._inference import (
     calibration_test,
     debiased_calibration_error_ci,
     debiased_calibration_error_difference,
 )
-from ._resampling import declare_resampler
+from ._ks import ks_calibration_error
+from ._proper import brier_score, negative_log_likelihood
+from ._resampling import declare_resampler, with_options
 from ._scorer import (
     SCORERS,
     get_scorer,
@@ -43,6 +41,7 @@ from ._scorer import (
     neg_nll_scorer,
     neg_smooth_ece_scorer,
 )
+from ._smooth import smooth_calibration_error
 
 __all__ = [
     "SCORERS",
@@ -79,4 +78,5 @@ __all__ = [
     "neg_smooth_ece_scorer",
     "negative_log_likelihood",
     "smooth_calibration_error",
+    "with_options",
 ]

@@ -9,15 +9,12 @@ from sklearn.utils import Bunch
 
 from .._batches import unpack_batch
 from .._binning import MAX_BINS, bin_edges
+from .._device import as_tensor
 from .._distributed import agree, agree_settings, all_reduce, check_distributed
 from .._validation import Interval, Options, check_logits, check_param
-from .functional import (
-    _brier_update,
-    _calibration_compute,
-    _calibration_update,
-    _check_inputs,
-    _nll_update,
-)
+from ._binned import _calibration_compute, _calibration_update
+from ._inputs import _check_inputs
+from ._proper import _brier_update, _nll_update
 
 __all__ = ["CalibrationAccumulator"]
 
@@ -148,10 +145,10 @@ class CalibrationAccumulator:
         nll = _nll_update(probs, labels, weights)
         brier = _brier_update(probs, labels, weights)
         # The top-label sums hold the weight, the confidence and the correct predictions.
-        sums = torch.stack([nll[0], brier[0], top[2].sum(), top[1].sum(), nll[1]]).to(
-            "cpu", torch.float64
+        sums = torch.stack([nll[0], brier[0], top[2].sum(), top[1].sum(), nll[1]])
+        sums, top, classwise = (
+            as_tensor(t, dtype=torch.float64, device="cpu") for t in (sums, top, classwise)
         )
-        top, classwise = top.to("cpu", torch.float64), classwise.to("cpu", torch.float64)
         if self.n_classes_ is None:
             self.n_classes_ = n_classes
             self._top, self._classwise, self._sums = top, classwise, sums

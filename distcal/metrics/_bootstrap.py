@@ -121,11 +121,12 @@ def bootstrap_ci(
     ----------
     metric : callable
         ``metric(y_true, y_prob) -> float``, such as
-        :func:`~distcal.metrics.expected_calibration_error` (use ``functools.partial`` to set
+        :func:`~distcal.metrics.expected_calibration_error` (use :func:`with_options` to set
         its options). A metric that declares a resampler (:func:`declare_resampler`), as
         distcal's binned calibration errors, NLL and Brier score do, reduces the rows once
         and scores every resample from the reduction, with the same numbers; any other
-        metric is called on each resample.
+        metric (a ``functools.partial`` too: it hides the declaration) is called on each
+        resample.
     y_true : array-like or Tensor of shape (n_samples,)
         Labels.
     y_prob : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)

@@ -27,7 +27,9 @@ from .._device import as_tensor, to_numpy
 from .._progress import counter
 from .._validation import Interval, check_param
 from ..exceptions import InvalidParameterError
-from . import functional as F
+from ._binned import _binned, _binned_batch
+from ._debiased import _debiased_squared
+from ._inputs import _check_binning_params, _check_inputs, _confidences_and_outcomes
 from ._resampling import MAX_RESAMPLES, check_resamples, resample_rows
 
 __all__ = [
@@ -35,8 +37,6 @@ __all__ = [
     "debiased_calibration_error_ci",
     "debiased_calibration_error_difference",
 ]
-
-_NAMES = {"preds_name": "y_prob", "target_name": "y_true"}
 
 #: Points of the boundary of the paired ellipse at which a change is evaluated. The extremes
 #: of the root-mean-square difference lie on the boundary (it is monotone in each squared
@@ -52,27 +52,27 @@ class _Reduced:
     """
 
     def __init__(self, y_true, y_prob, n_bins, strategy, kind, caller, name="y_prob"):
-        self.n_bins = F._check_binning_params(n_bins, strategy, kind, caller, "l2")
+        self.n_bins = _check_binning_params(n_bins, strategy, kind, caller, "l2")
         self.strategy, self.kind = strategy, kind
-        probs, labels, _ = F._check_inputs(
+        probs, labels, _ = _check_inputs(
             y_prob, y_true, None, preds_name=name, target_name="y_true"
         )
         self.probs, self.labels = probs, labels
-        self.confidences, self.outcomes = F._confidences_and_outcomes(probs, labels, kind)
+        self.confidences, self.outcomes = _confidences_and_outcomes(probs, labels, kind)
         self.n_samples = probs.shape[0]
         self.width = probs.shape[1] if kind == "classwise" else 1
 
     def squared(self, rows=None) -> np.ndarray | float:
         if rows is None:
-            statistics, _ = F._binned(
+            statistics, _ = _binned(
                 self.confidences, self.outcomes, None, n_bins=self.n_bins, strategy=self.strategy
             )
-            return float(F._debiased_squared(statistics))
+            return float(_debiased_squared(statistics))
         index = as_tensor(rows, device=self.probs.device)
-        statistics = F._binned_batch(
+        statistics = _binned_batch(
             self.confidences, self.outcomes, index, n_bins=self.n_bins, strategy=self.strategy
         )
-        return to_numpy(F._debiased_squared(statistics).to(torch.float64))
+        return to_numpy(_debiased_squared(statistics).to(torch.float64))
 
 
 def _check_common(confidence, caller, n_resamples):
@@ -330,7 +330,7 @@ def _consistent_outcomes(reduced, n_draws, rng):
     sum exceeds the uniform; rounding that leaves the last sum below 1 gives the last class).
     """
     n = reduced.n_samples
-    uniforms = torch.from_numpy(rng.random_sample((n, n_draws))).to(reduced.probs.device)
+    uniforms = as_tensor(rng.random_sample((n, n_draws)), device=reduced.probs.device)
     if reduced.kind == "top-label":
         confidences = reduced.confidences.to(torch.float64)[:, None]
         return reduced.confidences[:, None].expand(n, n_draws), uniforms < confidences
@@ -442,7 +442,7 @@ def calibration_test(
             statistics = bin_statistics(confidences, outcomes, edges).reshape(
                 3, size, -1, reduced.n_bins
             )
-            null.append(to_numpy(F._debiased_squared(statistics).to(torch.float64)))
+            null.append(to_numpy(_debiased_squared(statistics).to(torch.float64)))
             bar.update(size)
     null = np.concatenate(null)
     return Bunch(

@@ -2,8 +2,10 @@
 
 A metric takes the fast path of a resampling method when it declares a *resampler*
 (:func:`declare_resampler`): a function that validates the data and reduces its rows once, and
-returns ``score(rows)``, the metric of a batch of resamples. Nothing is guessed from a
-metric's signature: a metric without a declaration is called on each resample.
+returns ``score(rows)``, the metric of a batch of resamples. The declaration is the only way:
+nothing is guessed from a metric's signature or from a ``functools.partial``, and a metric
+without a declaration is called on each resample. :func:`with_options` fixes a metric's
+options and keeps its declaration.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .._progress import counter
 from .._validation import Interval
 from ..exceptions import InvalidParameterError
 
-__all__ = ["declare_resampler"]
+__all__ = ["declare_resampler", "with_options"]
 
 #: The most resamples any resampling method draws. Each resample is a row of n_samples indices
 #: while it is scored and a float afterwards; 1e5 resamples put the Monte-Carlo error of a 95%
@@ -37,9 +39,12 @@ def declare_resampler(resampler):
     call a metric once per resample, on copies of the resampled rows. A metric that can do
     better declares a *resampler*: ``resampler(y_true, y_prob, **options)`` validates the data
     and reduces each row once (to a loss, a confidence, a bin), and returns ``score(rows)``, the
-    metric on each of a batch of resamples; ``options`` are the keyword arguments a
-    ``functools.partial`` of the metric fixes. It returns None to decline (an option it does
-    not resample, such as fixed sample weights), and the metric is called as usual.
+    metric on each of a batch of resamples; ``options`` are the keyword arguments that
+    :func:`with_options` fixes. It returns None to decline (an option it does not resample,
+    such as fixed sample weights), and the metric is called as usual. The declaration is the
+    only way to the fast path: nothing is read from a metric's signature, and a
+    ``functools.partial`` of a metric is called on each resample (:func:`with_options` keeps
+    the declaration).
 
     Parameters
     ----------
@@ -58,6 +63,7 @@ def declare_resampler(resampler):
     See Also
     --------
     bootstrap_ci : Uses the declaration.
+    with_options : Fixes a metric's options and keeps its declaration.
 
     Examples
     --------
@@ -88,23 +94,91 @@ def declare_resampler(resampler):
     return decorate
 
 
+class _WithOptions:
+    """``metric`` with keyword options fixed, carrying its declared resampler along."""
+
+    def __init__(self, metric, options):
+        self.metric, self.options = metric, options
+        self.__name__ = getattr(metric, "__name__", type(metric).__name__)
+        declared = getattr(metric, "resampler", None)
+        if declared is not None:
+            self.resampler = functools.partial(declared, **options)
+
+    def __call__(self, y_true, y_prob):
+        return self.metric(y_true, y_prob, **self.options)
+
+    def __repr__(self):
+        options = ", ".join(f"{key}={value!r}" for key, value in self.options.items())
+        return f"with_options({self.__name__}, {options})"
+
+
+def with_options(metric, **options):
+    """Fix keyword options of a metric, keeping its declared resampler.
+
+    ``with_options(expected_calibration_error, n_bins=10)`` is the metric
+    ``(y_true, y_prob) -> expected_calibration_error(y_true, y_prob, n_bins=10)``, as
+    ``functools.partial`` would make it, and it declares the metric's resampler with the same
+    options, so :func:`bootstrap_ci` still reduces the rows once (a ``functools.partial``
+    hides the declaration, and is called on each resample, with the same numbers).
+
+    Parameters
+    ----------
+    metric : callable
+        ``metric(y_true, y_prob, **options) -> float``, with or without a declared resampler
+        (:func:`declare_resampler`).
+    **options
+        Keyword arguments of ``metric``; they are handed to its resampler too.
+
+    Returns
+    -------
+    bound : callable
+        ``bound(y_true, y_prob)``, named as ``metric``; it has a ``resampler`` exactly when
+        ``metric`` declares one.
+
+    Raises
+    ------
+    TypeError
+        If ``metric`` is not callable.
+
+    See Also
+    --------
+    declare_resampler : Declares the resampler that this keeps.
+    bootstrap_ci : Uses it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from distcal.metrics import bootstrap_ci, expected_calibration_error, with_options
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.uniform(size=500)
+    >>> y = (rng.uniform(size=500) < p).astype(int)
+    >>> ece10 = with_options(expected_calibration_error, n_bins=10)
+    >>> ece10
+    with_options(expected_calibration_error, n_bins=10)
+    >>> ece10(y, p) == expected_calibration_error(y, p, n_bins=10)
+    True
+    >>> ci = bootstrap_ci(ece10, y, p, n_resamples=100, random_state=0)
+    >>> ci.low <= ci.high
+    True
+    """
+    if not callable(metric):
+        raise TypeError(
+            "The 'metric' parameter of with_options must be a callable "
+            f"metric(y_true, y_prob, **options). Got {metric!r} instead."
+        )
+    return _WithOptions(metric, options)
+
+
 def resampled_scorer(metric, y_true, y_prob):
     """``score(rows)`` of ``metric``: its declared resampler, or the metric on each resample.
 
-    A ``functools.partial`` of a metric with keyword options only hands its options to the
-    declared resampler; a resampler that declines them (returns None) or cannot be called with
-    them (TypeError) leaves the metric to be called per resample, which then gives the metric's
-    own result or error.
+    The declaration (``metric.resampler``, set by :func:`declare_resampler` or kept by
+    :func:`with_options`) is the only way to the fast path. A resampler that declines (returns
+    None) leaves the metric to be called per resample.
     """
-    func, options = metric, {}
-    if isinstance(metric, functools.partial) and not metric.args:
-        func, options = metric.func, metric.keywords
-    resampler = getattr(func, "resampler", None)
+    resampler = getattr(metric, "resampler", None)
     if resampler is not None:
-        try:
-            score = resampler(y_true, y_prob, **options)
-        except TypeError:
-            score = None
+        score = resampler(y_true, y_prob)
         if score is not None:
             return score
 

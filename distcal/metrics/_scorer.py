@@ -14,17 +14,16 @@ import copy
 
 from sklearn.metrics import make_scorer
 
-from ._classification import (
+from ._calibration_error import (
     adaptive_calibration_error,
-    brier_score,
     classwise_calibration_error,
-    debiased_calibration_error,
     expected_calibration_error,
-    ks_calibration_error,
     maximum_calibration_error,
-    negative_log_likelihood,
-    smooth_calibration_error,
 )
+from ._debiased import debiased_calibration_error
+from ._ks import ks_calibration_error
+from ._proper import brier_score, negative_log_likelihood
+from ._smooth import smooth_calibration_error
 
 __all__ = [
     "SCORERS",

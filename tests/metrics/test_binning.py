@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from distcal._binning import _uniform_n_bins, bin_edges, bin_indices, bin_statistics
 from distcal.metrics import functional as F
+from distcal.metrics._binned import _calibration_compute, _calibration_update
 
 from . import _oracle
 
@@ -142,14 +143,12 @@ def test_statistics_of_batches_add_up():
     weights = torch.from_numpy(rng.uniform(0, 2, 500))
     for kind in ("top-label", "classwise"):
         update = dict(n_bins=10, strategy="uniform", kind=kind)
-        whole, edges = F._calibration_update(probs, y, weights, **update)
-        first, _ = F._calibration_update(probs[:200], y[:200], weights[:200], **update)
-        second, _ = F._calibration_update(
-            probs[200:], y[200:], weights[200:], **update, edges=edges
-        )
+        whole, edges = _calibration_update(probs, y, weights, **update)
+        first, _ = _calibration_update(probs[:200], y[:200], weights[:200], **update)
+        second, _ = _calibration_update(probs[200:], y[200:], weights[200:], **update, edges=edges)
         torch.testing.assert_close(first + second, whole, rtol=0, atol=1e-12)
         expected = F.calibration_error(probs, y, n_bins=10, kind=kind, sample_weight=weights)
-        combined = F._calibration_compute(first + second, "l1")
+        combined = _calibration_compute(first + second, "l1")
         assert abs(combined.item() - expected.item()) <= TOL
 
 

@@ -16,6 +16,7 @@ from distcal.metrics import (
     expected_calibration_error,
     maximum_calibration_error,
     negative_log_likelihood,
+    with_options,
 )
 
 
@@ -27,7 +28,7 @@ def _calibrated(n=1500, seed=0):
 
 def test_interval_is_reproducible_and_brackets_the_estimate():
     y, p = _calibrated()
-    ece10 = partial(expected_calibration_error, n_bins=10)
+    ece10 = with_options(expected_calibration_error, n_bins=10)
     first = bootstrap_ci(ece10, y, p, n_resamples=300, random_state=1)
     again = bootstrap_ci(ece10, y, p, n_resamples=300, random_state=1)
     assert first.low == again.low
@@ -129,12 +130,16 @@ def _spy(monkeypatch):
     "metric",
     [
         expected_calibration_error,
-        partial(expected_calibration_error, n_bins=15),
-        partial(calibration_error, n_bins=7, norm="l2"),
-        partial(maximum_calibration_error, strategy="quantile"),
-        partial(adaptive_calibration_error, n_bins=5),
-        partial(classwise_calibration_error, n_bins=10),
-        partial(calibration_error, kind="classwise", strategy="quantile", norm="max"),
+        calibration_error,
+        maximum_calibration_error,
+        adaptive_calibration_error,
+        classwise_calibration_error,
+        with_options(expected_calibration_error, n_bins=15),
+        with_options(calibration_error, n_bins=7, norm="l2"),
+        with_options(maximum_calibration_error, strategy="quantile"),
+        with_options(adaptive_calibration_error, n_bins=5),
+        with_options(classwise_calibration_error, n_bins=10),
+        with_options(calibration_error, kind="classwise", strategy="quantile", norm="max"),
         negative_log_likelihood,
         brier_score,
     ],
@@ -182,10 +187,10 @@ def test_the_same_bits_for_wide_inputs_and_any_thread_count(n_classes, threads):
 
 
 def test_a_metric_with_weights_or_positional_options_is_called_as_it_is():
-    """Only keyword options without sample weights are understood; the rest is the metric's."""
+    """Fixed sample weights are declined; a partial is called as it is, whatever it binds."""
     y, p = _calibrated(n=300)
     weights = np.linspace(0.5, 1.5, 300)
-    weighted = partial(expected_calibration_error, sample_weight=weights)
+    weighted = with_options(expected_calibration_error, sample_weight=weights)
     result = bootstrap_ci(weighted, y, p, n_resamples=20, random_state=0)
     assert result.estimate == expected_calibration_error(y, p, sample_weight=weights)
     rows = np.random.RandomState(0).randint(0, 300, size=(20, 300))
@@ -279,8 +284,49 @@ def test_a_declared_resampler_that_declines_leaves_the_metric_to_be_called():
         return scale * float(np.mean(y_prob))
 
     y, p = _calibrated(n=100)
-    result = bootstrap_ci(partial(mean_probability, scale=2.0), y, p, n_resamples=20)
+    result = bootstrap_ci(with_options(mean_probability, scale=2.0), y, p, n_resamples=20)
     assert calls == [{"scale": 2.0}]
     assert result.estimate == 2 * np.mean(p)
     with pytest.raises(TypeError, match="'resampler' parameter of declare_resampler"):
         declare_resampler("fast")
+
+
+def test_only_the_declaration_chooses_the_fast_path(monkeypatch):
+    """A functools.partial is not recognised (nothing is read from it or from a signature):
+    it is called on each resample, with the same numbers; with_options keeps the declaration,
+    and a metric whose resampler is taken away is called on each resample too."""
+    y, p = _calibrated(n=300)
+    calls = _spy(monkeypatch)
+    slow = bootstrap_ci(partial(expected_calibration_error, n_bins=10), y, p, n_resamples=20)
+    fast = bootstrap_ci(with_options(expected_calibration_error, n_bins=10), y, p, n_resamples=20)
+    assert calls == [False, True]
+    assert not hasattr(partial(expected_calibration_error, n_bins=10), "resampler")
+
+    def undeclared(y_true, y_prob, *, n_bins=15):
+        return expected_calibration_error(y_true, y_prob, n_bins=n_bins)
+
+    bootstrap_ci(with_options(undeclared, n_bins=10), y, p, n_resamples=20)
+    assert calls == [False, True, False]
+    rows = np.random.RandomState(0).randint(0, 300, size=(20, 300))
+    for result in (
+        bootstrap_ci(partial(expected_calibration_error, n_bins=10), y, p, n_resamples=20,
+                     random_state=0),
+        bootstrap_ci(with_options(expected_calibration_error, n_bins=10), y, p, n_resamples=20,
+                     random_state=0),
+    ):  # fmt: skip
+        expected = [expected_calibration_error(y[i], p[i], n_bins=10) for i in rows]
+        np.testing.assert_array_equal(result.resamples, expected)
+    assert slow.estimate == fast.estimate
+
+
+def test_with_options_names_the_metric_and_rejects_a_non_callable():
+    ece10 = with_options(expected_calibration_error, n_bins=10)
+    assert ece10.__name__ == "expected_calibration_error"
+    assert repr(ece10) == "with_options(expected_calibration_error, n_bins=10)"
+    y, p = _calibrated(n=100)
+    assert ece10(y, p) == expected_calibration_error(y, p, n_bins=10)
+    with pytest.raises(TypeError, match="'metric' parameter of with_options"):
+        with_options("ece", n_bins=10)
+    with pytest.raises(TypeError, match="kind"):  # an option the metric does not take
+        bootstrap_ci(with_options(expected_calibration_error, kind="classwise"), y, p,
+                     n_resamples=20)  # fmt: skip

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from distcal.exceptions import InvalidParameterError
 from distcal.metrics import functional as F
+from distcal.metrics._inputs import _top_label
 
 from . import _oracle
 
@@ -282,7 +283,7 @@ def test_top_label_keys_agree_with_max(dtype, n_samples, n_classes, levels, seed
     ties = probs == values[:, None]
     last_tie = n_classes - 1 - ties.flip(1).to(torch.uint8).argmax(dim=1)
     labels = torch.where(torch.from_numpy(rng.random(n_samples) < 0.3), last_tie, labels)
-    confidence, correct = F._top_label(probs, labels)
+    confidence, correct = _top_label(probs, labels)
     assert confidence.dtype == dtype
     assert torch.equal(confidence, values)
     assert torch.equal(correct, index == labels)

@@ -1,7 +1,10 @@
-"""Calibration metrics in scikit-learn's style: ``(y_true, y_prob)`` in, a Python float out.
+"""The binned calibration errors and their curve, in scikit-learn's style: floats out.
 
-These functions accept numpy arrays, lists or tensors (on any device) and call the private
-implementations of :mod:`distcal.metrics.functional`, so both layers give the same numbers.
+``calibration_error`` and its named cases (ECE, MCE, adaptive, classwise) and
+``calibration_curve`` take ``(y_true, y_prob)`` and call the statistics of
+:mod:`distcal.metrics._binned`, as :mod:`distcal.metrics.functional` does, so both layers give
+the same numbers. Each error declares its resampler (:func:`declare_resampler`): the bootstrap
+reduces the rows once and bins every resample from the reduction.
 """
 
 from __future__ import annotations
@@ -9,26 +12,71 @@ from __future__ import annotations
 from sklearn.utils import Bunch
 
 from .._device import to_numpy
-from . import functional as F
+from ._binned import _calibration_batch_resampler, _calibration_curve, _calibration_error
+from ._inputs import _NAMES
 from ._resampling import declare_resampler
 
 __all__ = [
     "adaptive_calibration_error",
-    "brier_score",
     "calibration_curve",
     "calibration_error",
     "classwise_calibration_error",
-    "debiased_calibration_error",
     "expected_calibration_error",
-    "ks_calibration_error",
     "maximum_calibration_error",
-    "negative_log_likelihood",
-    "smooth_calibration_error",
 ]
 
-_NAMES = {"preds_name": "y_prob", "target_name": "y_true"}
+
+def _binned_scorer(caller, y_true, y_prob, sample_weight, **options):
+    """Return the batch scorer of a binned error, or None for fixed weights (not rows)."""
+    if sample_weight is not None:
+        return None
+    return _calibration_batch_resampler(y_prob, y_true, caller=caller, **options, **_NAMES)
 
 
+# Each error's resampler takes that error's options, with its defaults, and fixes the rest.
+def _calibration_error_resampler(
+    y_true,
+    y_prob,
+    *,
+    n_bins=15,
+    norm="l1",
+    strategy="uniform",
+    kind="top-label",
+    sample_weight=None,
+):
+    options = {"n_bins": n_bins, "norm": norm, "strategy": strategy, "kind": kind}
+    return _binned_scorer("calibration_error", y_true, y_prob, sample_weight, **options)
+
+
+def _expected_calibration_error_resampler(
+    y_true, y_prob, *, n_bins=15, norm="l1", strategy="uniform", sample_weight=None
+):
+    options = {"n_bins": n_bins, "norm": norm, "strategy": strategy, "kind": "top-label"}
+    return _binned_scorer("expected_calibration_error", y_true, y_prob, sample_weight, **options)
+
+
+def _maximum_calibration_error_resampler(
+    y_true, y_prob, *, n_bins=15, strategy="uniform", kind="top-label", sample_weight=None
+):
+    options = {"n_bins": n_bins, "norm": "max", "strategy": strategy, "kind": kind}
+    return _binned_scorer("maximum_calibration_error", y_true, y_prob, sample_weight, **options)
+
+
+def _adaptive_calibration_error_resampler(
+    y_true, y_prob, *, n_bins=15, norm="l1", kind="top-label", sample_weight=None
+):
+    options = {"n_bins": n_bins, "norm": norm, "strategy": "quantile", "kind": kind}
+    return _binned_scorer("adaptive_calibration_error", y_true, y_prob, sample_weight, **options)
+
+
+def _classwise_calibration_error_resampler(
+    y_true, y_prob, *, n_bins=15, norm="l1", strategy="uniform", sample_weight=None
+):
+    options = {"n_bins": n_bins, "norm": norm, "strategy": strategy, "kind": "classwise"}
+    return _binned_scorer("classwise_calibration_error", y_true, y_prob, sample_weight, **options)
+
+
+@declare_resampler(_calibration_error_resampler)
 def calibration_error(
     y_true,
     y_prob,
@@ -109,7 +157,7 @@ def calibration_error(
     0.45
     """
     return float(
-        F._calibration_error(
+        _calibration_error(
             y_prob,
             y_true,
             n_bins=n_bins,
@@ -123,6 +171,7 @@ def calibration_error(
     )
 
 
+@declare_resampler(_expected_calibration_error_resampler)
 def expected_calibration_error(
     y_true,
     y_prob,
@@ -181,7 +230,7 @@ def expected_calibration_error(
     0.25
     """
     return float(
-        F._calibration_error(
+        _calibration_error(
             y_prob,
             y_true,
             n_bins=n_bins,
@@ -195,6 +244,7 @@ def expected_calibration_error(
     )
 
 
+@declare_resampler(_maximum_calibration_error_resampler)
 def maximum_calibration_error(
     y_true,
     y_prob,
@@ -247,7 +297,7 @@ def maximum_calibration_error(
     0.35
     """
     return float(
-        F._calibration_error(
+        _calibration_error(
             y_prob,
             y_true,
             n_bins=n_bins,
@@ -261,6 +311,7 @@ def maximum_calibration_error(
     )
 
 
+@declare_resampler(_adaptive_calibration_error_resampler)
 def adaptive_calibration_error(
     y_true,
     y_prob,
@@ -322,7 +373,7 @@ def adaptive_calibration_error(
     0.25
     """
     return float(
-        F._calibration_error(
+        _calibration_error(
             y_prob,
             y_true,
             n_bins=n_bins,
@@ -336,6 +387,7 @@ def adaptive_calibration_error(
     )
 
 
+@declare_resampler(_classwise_calibration_error_resampler)
 def classwise_calibration_error(
     y_true,
     y_prob,
@@ -389,7 +441,7 @@ def classwise_calibration_error(
     0.45
     """
     return float(
-        F._calibration_error(
+        _calibration_error(
             y_prob,
             y_true,
             n_bins=n_bins,
@@ -401,256 +453,6 @@ def classwise_calibration_error(
             **_NAMES,
         )
     )
-
-
-def _declare_binned(metric, **fixed) -> None:
-    """Declare the resampler of a binned calibration error (see ``declare_resampler``).
-
-    The options a ``functools.partial`` of ``metric`` fixes are those of its signature
-    (``metric.__kwdefaults__``, read once here); ``fixed`` are the ones the metric sets itself
-    (``kind="top-label"`` for the ECE). Fixed sample weights are declined: they are not rows
-    of the data, so the bootstrap calls the metric with them on each resample.
-    """
-    defaults = dict(metric.__kwdefaults__)
-
-    def resampler(y_true, y_prob, **options):
-        if not set(options) <= set(defaults) or options.get("sample_weight") is not None:
-            return None
-        chosen = {**defaults, **options, **fixed}
-        del chosen["sample_weight"]
-        return F._calibration_batch_resampler(
-            y_prob, y_true, caller=metric.__name__, **chosen, **_NAMES
-        )
-
-    declare_resampler(resampler)(metric)
-
-
-def _declare_mean(metric, kind: str) -> None:
-    """Declare the resampler of a mean of per-row losses (NLL, Brier), without weights."""
-
-    def resampler(y_true, y_prob, *, sample_weight=None):
-        if sample_weight is not None:
-            return None
-        return F._mean_resampler(y_prob, y_true, kind=kind, **_NAMES)
-
-    declare_resampler(resampler)(metric)
-
-
-_declare_binned(calibration_error)
-_declare_binned(expected_calibration_error, kind="top-label")
-_declare_binned(maximum_calibration_error, norm="max")
-_declare_binned(adaptive_calibration_error, strategy="quantile")
-_declare_binned(classwise_calibration_error, kind="classwise")
-
-
-def debiased_calibration_error(
-    y_true,
-    y_prob,
-    *,
-    n_bins: int = 15,
-    strategy: str = "uniform",
-    kind: str = "top-label",
-    sample_weight=None,
-) -> float:
-    """Debiased root-mean-square calibration error (Kumar, Liang and Ma, 2019).
-
-    The binned L2 error with each bin's squared gap corrected for the noise of its mean
-    outcome. Read more in :func:`distcal.metrics.functional.debiased_calibration_error`.
-
-    Parameters
-    ----------
-    y_true : array-like or Tensor of shape (n_samples,)
-        Class labels indexing the columns of ``y_prob``.
-    y_prob : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
-        Predicted probabilities.
-    n_bins : int, default=15
-        Number of bins.
-    strategy : {"uniform", "quantile"}, default="uniform"
-        Equal-width or equal-mass bins.
-    kind : {"top-label", "classwise"}, default="top-label"
-        Top-label, or the mean over classes of the one-vs-rest error.
-    sample_weight : array-like of shape (n_samples,), default=None
-        Non-negative weights.
-
-    Returns
-    -------
-    error : float
-        The debiased error, at least 0.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from distcal.metrics import calibration_error, debiased_calibration_error
-    >>> rng = np.random.default_rng(0)
-    >>> p = rng.uniform(size=500)
-    >>> y = (rng.uniform(size=500) < p).astype(int)  # calibrated
-    >>> debiased_calibration_error(y, p) < calibration_error(y, p, norm="l2")
-    True
-    """
-    return float(
-        F._debiased_calibration_error(
-            y_prob,
-            y_true,
-            n_bins=n_bins,
-            strategy=strategy,
-            kind=kind,
-            sample_weight=sample_weight,
-            caller="debiased_calibration_error",
-            **_NAMES,
-        )
-    )
-
-
-def smooth_calibration_error(y_true, y_prob, *, sample_weight=None) -> float:
-    """Smooth ECE (Blasiok and Nakkiran, 2023): a top-label calibration error without bins.
-
-    Kernel-smoothed residuals with the bandwidth fixed by ``smECE_sigma = sigma``. Read more in
-    :func:`distcal.metrics.functional.smooth_calibration_error`.
-
-    Parameters
-    ----------
-    y_true : array-like or Tensor of shape (n_samples,)
-        Class labels indexing the columns of ``y_prob``.
-    y_prob : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
-        Predicted probabilities.
-    sample_weight : array-like of shape (n_samples,), default=None
-        Non-negative sample weights.
-
-    Returns
-    -------
-    error : float
-        The smooth ECE, in [0, 1].
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from distcal.metrics import smooth_calibration_error
-    >>> rng = np.random.default_rng(0)
-    >>> p = rng.uniform(size=4000)
-    >>> y = (rng.uniform(size=4000) < p).astype(int)
-    >>> smooth_calibration_error(y, p) < 0.03
-    True
-    """
-    return float(
-        F._smooth_calibration_error(
-            y_prob, y_true, sample_weight=sample_weight, caller="smooth_calibration_error", **_NAMES
-        )
-    )
-
-
-def ks_calibration_error(y_true, y_prob, *, kind: str = "top-label", sample_weight=None) -> float:
-    """Kolmogorov-Smirnov calibration error, without bins (Gupta et al., 2021).
-
-    The largest distance between the cumulative frequency of the predicted event and the
-    cumulative confidence, samples sorted by confidence. Read more in
-    :func:`distcal.metrics.functional.ks_calibration_error`.
-
-    Parameters
-    ----------
-    y_true : array-like or Tensor of shape (n_samples,)
-        Class labels indexing the columns of ``y_prob``.
-    y_prob : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
-        Predicted probabilities.
-    kind : {"top-label", "classwise"}, default="top-label"
-        Top-label, or the mean over classes of the one-vs-rest error.
-    sample_weight : array-like of shape (n_samples,), default=None
-        Non-negative sample weights.
-
-    Returns
-    -------
-    error : float
-        The error, in [0, 1].
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from distcal.metrics import ks_calibration_error
-    >>> y_prob = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
-    >>> round(ks_calibration_error(np.array([0, 1, 1, 0]), y_prob), 6)
-    0.275
-    """
-    return float(
-        F._ks_calibration_error(
-            y_prob,
-            y_true,
-            kind=kind,
-            sample_weight=sample_weight,
-            caller="ks_calibration_error",
-            **_NAMES,
-        )
-    )
-
-
-def negative_log_likelihood(y_true, y_prob, *, sample_weight=None) -> float:
-    """Mean negative log-likelihood (cross-entropy, log loss) of the labels.
-
-    Parameters
-    ----------
-    y_true : array-like or Tensor of shape (n_samples,)
-        Class labels, integers in ``[0, n_classes)``.
-    y_prob : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
-        Predicted probabilities; 1-D input is the probability of class 1 of a binary problem.
-    sample_weight : array-like of shape (n_samples,), default=None
-        Non-negative sample weights; the result is the weighted mean.
-
-    Returns
-    -------
-    nll : float
-        ``mean(-log p_y)``, in [0, inf].
-
-    See Also
-    --------
-    brier_score : A bounded proper scoring rule.
-
-    Notes
-    -----
-    Probabilities are not clipped: a label with probability exactly 0 makes the result
-    ``inf``, the true value of the loss.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from distcal.metrics import negative_log_likelihood
-    >>> negative_log_likelihood([0, 1], np.array([[0.5, 0.5], [0.25, 0.75]]))
-    0.4904
-    """
-    return float(F._negative_log_likelihood(y_prob, y_true, sample_weight, **_NAMES))
-
-
-def brier_score(y_true, y_prob, *, sample_weight=None) -> float:
-    """Multiclass Brier score: mean squared distance between probabilities and one-hot labels.
-
-    Parameters
-    ----------
-    y_true : array-like or Tensor of shape (n_samples,)
-        Class labels, integers in ``[0, n_classes)``.
-    y_prob : array-like or Tensor of shape (n_samples, n_classes) or (n_samples,)
-        Predicted probabilities; 1-D input is the probability of class 1 of a binary problem.
-    sample_weight : array-like of shape (n_samples,), default=None
-        Non-negative sample weights; the result is the weighted mean.
-
-    Returns
-    -------
-    score : float
-        ``mean_i sum_k (p_ik - 1[y_i = k])^2``, in [0, 2] (lower is better).
-
-    See Also
-    --------
-    negative_log_likelihood : The logarithmic proper scoring rule.
-
-    Notes
-    -----
-    The sum runs over all classes, so for a binary problem this is twice
-    :func:`sklearn.metrics.brier_score_loss`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from distcal.metrics import brier_score
-    >>> brier_score([0, 1], np.array([[0.5, 0.5], [0.25, 0.75]]))
-    0.3125
-    """
-    return float(F._brier_score(y_prob, y_true, sample_weight, **_NAMES))
 
 
 def calibration_curve(
@@ -716,7 +518,7 @@ def calibration_curve(
     >>> curve.mean_confidence
     array([ nan,  nan, 0.65, 0.85])
     """
-    curve = F._calibration_curve(
+    curve = _calibration_curve(
         y_prob,
         y_true,
         n_bins=n_bins,
@@ -727,7 +529,3 @@ def calibration_curve(
         **_NAMES,
     )
     return Bunch(**{key: to_numpy(value) for key, value in curve.items()})
-
-
-_declare_mean(negative_log_likelihood, "nll")
-_declare_mean(brier_score, "brier")
