@@ -249,8 +249,9 @@ def confidence_halves(y_true, y_prob) -> tuple[float, float]:
 
     Examples
     --------
-    >>> confidence_halves([0, 0], [[0.9, 0.1], [0.9, 0.1]])
-    (0.09999999999999998, 0.0)
+    >>> over, under = confidence_halves([0, 1], [[0.9, 0.1], [0.9, 0.1]])
+    >>> round(over, 6), under
+    (0.4, 0.0)
     """
     curve = calibration_curve(y_true, y_prob, n_bins=15)
     weights = curve.counts / curve.counts.sum()
