@@ -49,7 +49,8 @@ from pathlib import Path
 import numpy as np
 from _report import argument_parser, frozen_logits, write_markdown
 
-from distcal.experiment.report import SCORE_FORMATS, render_table
+from distcal.experiment.report import render_table
+from distcal.experiment.schema import PARAMETERS, SCORES
 from distcal.experiment.settings import DATASETS
 
 MASK_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -483,8 +484,8 @@ def _versions() -> str:
 
 # ----------------------------------------------------------------------------- report
 # The package's titles and scales of the score columns, and this table's own: (title, scale).
-TITLES = {key: (title, scale) for key, title, scale, _ in SCORE_FORMATS}
-TITLES.update(cwece=("cwECE %", 100), temperature=("T", 1), fit_time=("fit s", 1))
+TITLES = {key: (column.short, column.scale) for key, column in {**SCORES, **PARAMETERS}.items()}
+TITLES.update(fit_time=("fit s", 1))
 ORDER = ("accuracy", "ece15", "ece10", "cwece", "nll", "brier", "confidence", "temperature")
 #: (key, title, scale, decimals): two decimals in percent, three otherwise.
 COLUMNS = [(key, *TITLES[key], 2 if TITLES[key][1] == 100 else 3) for key in (*ORDER, "fit_time")]

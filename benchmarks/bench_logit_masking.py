@@ -3,7 +3,7 @@
 MaskedTemperatureScaling masks model inputs when it has the model, and logits when it only has
 logits (each logit replaced, with probability ``mask_ratio``, by its row's mean). This script
 trains small ConvNets on 10 real digits per class and, for each mask ratio, fits both kinds of
-masked temperature on the same images, in the strict regime (the training images) and on
+masked temperature on the same images, in the training regime (on the training images) and on
 held-out images, then reports the fitted temperatures and the test ECE (15 bins) of each.
 
 Usage::

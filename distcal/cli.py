@@ -505,7 +505,7 @@ def _run(args) -> None:
     config = result["config"]
     print(
         f"{config['dataset']}, profile {args.profile}, seeds {config['seeds']}: test-set metrics "
-        "(mean±SD over seeds, sample SD); 'strict' calibrates on the student's training images "
+        "(mean±SD over seeds, sample SD); 'training' calibrates on the student's training images "
         "only; every row, paired intervals and per-seed values are in the output folder"
     )
     print(format_summary(result["summary"]))

@@ -282,3 +282,46 @@ def test_a_profile_run_is_recorded_only_if_it_reproduces_the_committed_rows(tmp_
     with pytest.raises(SystemExit, match="differ from the committed"):
         report.import_profile(later, "abc1234")
     assert not (runs / "digits" / "profile.json").exists()
+
+
+def test_committed_runs_in_the_regimes_earlier_name_are_converted_cell_for_cell(tmp_path):
+    """Files of runs before issue 23 say "strict" (rows, "MTS auto strict" comparisons,
+    ``strict_ratios``); the report script reads them as today's and converts them once, every
+    other character unchanged."""
+    import csv
+    import io
+    import json
+    import shutil
+
+    report = _report_results()
+    committed = ROOT / "docs" / "benchmarks" / "runs" / "digits"
+    legacy = tmp_path / "digits"
+    shutil.copytree(committed, legacy)
+    for name, columns in (("results.csv", ("regime",)), ("comparisons.csv", ("first", "second"))):
+        with (legacy / name).open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        for row in rows[1:]:
+            for i in (rows[0].index(column) for column in columns):
+                row[i] = row[i].replace("training", "strict")
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(rows)
+        (legacy / name).write_text(text.getvalue(), newline="")
+    run = json.loads((legacy / "run.json").read_text())
+    profile = run["config"]["profile"]
+    profile["strict_ratios"] = profile.pop("training_ratios")
+    (legacy / "run.json").write_text(json.dumps(run, indent=1, sort_keys=True) + "\n")
+    assert "MTS auto strict" in (legacy / "comparisons.csv").read_text()
+
+    # read as today's rows, before any conversion
+    for name in ("results.csv", "comparisons.csv"):
+        assert report.read_csv(legacy / name) == report.read_csv(committed / name)
+        assert report._raw_rows(legacy / name, range(13)) == report._raw_rows(
+            committed / name, range(13)
+        )
+    changed = report.upgrade_committed([legacy], report.FILES, check=True)
+    assert sorted(p.name for p in changed) == ["comparisons.csv", "results.csv", "run.json"]
+    assert "strict" in (legacy / "results.csv").read_text()  # --check writes nothing
+    report.upgrade_committed([legacy], report.FILES, check=False)
+    for name in (*report.FILES, "run.json"):
+        assert (legacy / name).read_bytes() == (committed / name).read_bytes(), name
+    assert report.upgrade_committed([legacy], report.FILES, check=True) == []

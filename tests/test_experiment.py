@@ -24,27 +24,27 @@ def smoke_run(tmp_path_factory):
 def test_every_set_student_and_calibrator_is_scored(smoke_run):
     result, _ = smoke_run
     rows = result["rows"]
-    # none; TS, MTS auto, MTS auto logits held-out; TS, 2 fixed ratios, the two autos strict
+    # none; TS, MTS auto, MTS auto logits held-out; TS, 2 fixed ratios, the two autos training
     base = 1 + 3 + 5
     # a distilled set's students also get the recipe (its default and three methods) and TS on
     # the kept real images (the smoke profile keeps 1 per class)
     with_set = base + 4 + 1
     # the transfer student (the smoke profile has one): none, TS held-out, TS and the two autos
-    # strict, the recipe's four and the kept images
+    # training, the recipe's four and the kept images
     transfer = 1 + 1 + 3 + 4 + 1
     per_seed = 2 * (2 * with_set + transfer) + 2 * base  # DM and MDT, then the random real set
     assert len(rows) == 2 * per_seed  # two seeds
     keys = {(r["training_set"], r["student"], r["calibrator"], r["regime"]) for r in rows}
-    assert ("DM", "plain", "TS", "strict") in keys
+    assert ("DM", "plain", "TS", "training") in keys
     assert ("real", "mixup", "MTS auto", "held-out") in keys
-    assert ("MDT", "plain", "MTS 0.5", "strict") in keys
-    assert ("DM", "mixup", "recipe", "strict") in keys
-    assert ("MDT", "lr x0.5", "recipe: ratio", "strict") in keys
+    assert ("MDT", "plain", "MTS 0.5", "training") in keys
+    assert ("DM", "mixup", "recipe", "training") in keys
+    assert ("MDT", "lr x0.5", "recipe: ratio", "training") in keys
     assert ("DM", "lr x0.5", "TS 1 real/class", "kept") in keys
     assert ("DM", "lr x0.5", "MTS auto", "held-out") not in keys  # transfer: held-out TS only
     assert not [k for k in keys if k[0] == "real" and k[2].startswith(("recipe", "TS 1"))]
     auto = [r for r in rows if r["calibrator"].startswith("MTS auto")]
-    assert {r["regime"] for r in auto} == {"strict", "held-out"}
+    assert {r["regime"] for r in auto} == {"training", "held-out"}
     assert all(r["detected"] in ("training", "held-out") for r in auto)
     recipe = [r for r in rows if r["calibrator"].startswith("recipe")]
     assert all(r["detected"] == "training" for r in recipe)
@@ -54,12 +54,12 @@ def test_every_set_student_and_calibrator_is_scored(smoke_run):
     for row in rows:
         assert 0 <= row["accuracy"] <= 1
         assert 0 <= row["ece15"] <= 1
-    strict_ts = [r for r in rows if r["calibrator"] == "TS" and r["regime"] == "strict"]
-    assert all("separate" in r["note"] for r in strict_ts if r["temperature"] == 1e-6)
+    training_ts = [r for r in rows if r["calibrator"] == "TS" and r["regime"] == "training"]
+    assert all("separate" in r["note"] for r in training_ts if r["temperature"] == 1e-6)
     assert len(result["summary"]) == len(keys)
     assert all(e["n_seeds"] == 2 for e in result["summary"])
     table = format_summary(result["summary"])
-    assert "strict" in table
+    assert "training" in table
     assert "held-out" in table
     assert "recipe" in table
     assert "MTS 0.5" not in table  # the printed table shows the main rows; the files hold all
@@ -136,6 +136,67 @@ def test_the_recipe_report_generates_its_tables_and_verdicts(smoke_run, tmp_path
     assert text.endswith("rest\n")
     assert "DM students of the proxies' recipes" in text
     assert "old" not in text
+
+
+def _legacy_copy(source, target):
+    """A run's folder as code before issue 23 wrote it: the regime of the training images
+    called "strict" (rows, comparisons, the profile's ``strict_ratios``)."""
+    import csv
+    import io
+    import shutil
+
+    shutil.copytree(source, target)
+    for name, columns in (("results.csv", ("regime",)), ("comparisons.csv", ("first", "second"))):
+        with (target / name).open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        header = rows[0]
+        for row in rows[1:]:
+            for column in columns:
+                i = header.index(column)
+                if row[i].endswith("training"):
+                    row[i] = row[i][: -len("training")] + "strict"
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(rows)
+        (target / name).write_text(text.getvalue(), newline="")
+    result = json.loads((target / "results.json").read_text())
+    profile = result["config"]["profile"]
+    profile["strict_ratios"] = profile.pop("training_ratios")
+    (target / "results.json").write_text(json.dumps(result))
+
+
+def test_the_recipe_report_imports_a_run_that_says_strict(smoke_run, tmp_path, monkeypatch):
+    """A deciding run of code before the regime had one name (issue 21's, started earlier)
+    writes "strict" and "recipe strict": imported, its files are today's, cell for cell."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "report_recipe", root / "benchmarks" / "report_recipe.py"
+        )
+        report = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(report)
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    _, out = smoke_run
+    monkeypatch.setattr(report, "SEEDS", (0, 1))
+    monkeypatch.setattr(report, "RUNS", tmp_path / "runs")
+    legacy = tmp_path / "legacy"
+    _legacy_copy(out, legacy)
+    assert ",strict," in (legacy / "results.csv").read_text()
+    assert "recipe strict" in (legacy / "comparisons.csv").read_text()
+    assert report.import_run(legacy, "0ld0ld0") == "digits"
+    imported = tmp_path / "runs" / "recipe-digits"
+    for name in report.FILES:
+        assert (imported / name).read_bytes() == (out / name).read_bytes(), name
+    run = json.loads((imported / "run.json").read_text())
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert run["config"]["profile"] == config["profile"]
+    rows = report.load("digits")["rows"]
+    assert {r["regime"] for r in rows} == {"-", "held-out", "training", "kept"}
 
 
 def test_summary_reports_sample_sd_and_t_intervals(smoke_run):
@@ -364,7 +425,7 @@ def test_tiny_temperatures_do_not_print_as_zero():
         "training_set": "DM",
         "student": "plain",
         "calibrator": "TS",
-        "regime": "strict",
+        "regime": "training",
         **{key: 0.5 for key in experiment.METRICS},
         **{f"{key}_std": 1e-17 for key in experiment.METRICS},
         "temperature": 1e-6,
@@ -567,7 +628,7 @@ def test_demo_is_a_profile_of_the_experiment(monkeypatch):
     import distcal.experiment.demo as demo
     from distcal.experiment.settings import DEMO, PROFILES
 
-    assert DEMO.strict_ratios == ()
+    assert DEMO.training_ratios == ()
     assert (DEMO.ipc, DEMO.width, DEMO.student_epochs) == (
         PROFILES["small"].ipc,
         PROFILES["small"].width,
@@ -582,7 +643,7 @@ def test_demo_is_a_profile_of_the_experiment(monkeypatch):
 
     monkeypatch.setattr(demo, "calibrate_student", spy)
     rows = demo.calibration_demo(ipc=2, epochs=2, verbose=False)
-    assert seen == {"strict_ratios": (), "seed": 0}
+    assert seen == {"training_ratios": (), "seed": 0}
     assert [(r["method"], r["calibrated_on"]) for r in rows] == list(demo.SHOWN.values())
     table = demo.format_rows(rows).splitlines()
     assert table[0].split()[:2] == ["method", "calibrated"]
@@ -612,11 +673,11 @@ def test_masked_rows_are_the_calibrators_predictions_on_the_test_images():
         "test": images[test],
     }
     rows, probabilities = calibrate_student(
-        student, sets, labels[test], strict_ratios=(0.3,), seed=5
+        student, sets, labels[test], training_ratios=(0.3,), seed=5
     )
     refits = {
-        ("MTS 0.3", "strict"): (0.3, sets["train"]),
-        ("MTS auto", "strict"): ("auto", sets["train"]),
+        ("MTS 0.3", "training"): (0.3, sets["train"]),
+        ("MTS auto", "training"): ("auto", sets["train"]),
         ("MTS auto", "held-out"): ("auto", sets["cal"]),
     }
     for key, (ratio, (X, y)) in refits.items():

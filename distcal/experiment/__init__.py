@@ -8,7 +8,7 @@ calibrates every student in two regimes:
 - **held-out**: temperature scaling and the default masked temperature scaling
   (``mask_ratio="auto"``, with the network and with logits only) fitted on a held-out split of
   real images;
-- **strict**: only the student's own training images are available (the distilled set), as
+- **training**: only the student's own training images are available (the distilled set), as
   when a distilled set is all one has. Temperature scaling has no optimum there; masked
   temperature scaling is fitted on masked copies of those images, with fixed ratios (the
   paper's 0.1 among them) and with its default ``mask_ratio="auto"``, which reads from the
@@ -23,9 +23,11 @@ as they complete, so an interrupted run resumes where it stopped. Each seed runs
 number of torch threads (``threads``), which with the seed fixes every floating-point sum:
 a rerun of a seed on the same machine reproduces its rows exactly.
 
-The package has one module per concept: ``settings`` (profiles, the recipe of each dataset,
-the demo's sizes), ``pipeline`` (one seed: split, distil, students, calibrate), ``scores``
-(the score columns and paired comparisons), ``report`` (summaries over seeds and the one table
+The package has one module per concept: ``schema`` (what a score and a row are: each score's
+key, titles, scale and function, the row keys and the regimes' names), ``settings`` (profiles,
+the recipe of each dataset, the demo's sizes, the rows shown and compared), ``pipeline`` (one
+seed: split, distil, students, calibrate), ``scores`` (the score columns and paired
+comparisons), ``report`` (summaries over seeds and the one table
 renderer), ``files`` (per-seed files, resuming, the CSV and JSON tables), ``figures`` and
 ``runner`` (seeds in sequence or in parallel). The demo (``distcal demo``) and the benchmarks
 use the same settings, scores and renderer. Two modules serve the user's own logits rather
@@ -40,6 +42,7 @@ self-contained HTML page).
 from .evaluate import CALIBRATORS, CalibratorRow, evaluate_distilled, summarise_students
 from .report import format_diagnostics, format_summary, summarise, summarise_diagnostics
 from .runner import run_experiment
+from .schema import SCORES, RowKey, Score
 from .settings import (
     COMPARISONS,
     PROFILES,
@@ -56,9 +59,12 @@ __all__ = [
     "COMPARISONS",
     "PROFILES",
     "RECIPE_COMPARISONS",
+    "SCORES",
     "TRANSFER_RECIPES",
     "CalibratorRow",
     "Profile",
+    "RowKey",
+    "Score",
     "evaluate_distilled",
     "format_diagnostics",
     "format_summary",

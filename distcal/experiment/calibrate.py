@@ -18,6 +18,7 @@ import json
 import os
 import textwrap
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -31,14 +32,9 @@ from ..calibration import load_calibrator, registered_calibrators, save_calibrat
 from ..metrics import (
     bootstrap_ci,
     bootstrap_difference,
-    brier_score,
     calibration_test,
     debiased_calibration_error_ci,
     debiased_calibration_error_difference,
-    declare_resampler,
-    expected_calibration_error,
-    negative_log_likelihood,
-    with_options,
 )
 from .logit_files import (
     InputFileError,
@@ -49,6 +45,7 @@ from .logit_files import (
     write_probabilities,
 )
 from .report import format_cell, render_table
+from .schema import SCORES
 
 __all__ = ["METHODS", "apply_calibrator", "calibrate_files", "format_report"]
 
@@ -132,30 +129,19 @@ SCORES_FILE = "scores.json"
 RESULT_FILES = (CALIBRATOR_FILE, FIGURE_FILE, SCORES_FILE)
 
 
-def _accuracy_resampler(y_true, y_prob):
-    correct = np.asarray(y_prob).argmax(axis=1) == np.asarray(y_true)  # reduced once
-    return lambda rows: np.array([np.mean(correct[r]) for r in rows])
-
-
-@declare_resampler(_accuracy_resampler)
-def _accuracy(y_true, y_prob) -> float:
-    """Return the share of samples whose most probable class is their label."""
-    return float(np.mean(np.asarray(y_prob).argmax(axis=1) == np.asarray(y_true)))
-
-
 #: The headline: the debiased RMS calibration error over 15 bins, with the interval whose
 #: coverage of the true error was measured (benchmarks/bench_ece_coverage.py), and the p-value
 #: of the consistency-resampling test of calibration.
 HEADLINE = ("calibration_error", "RMS calibration error %", 100, 2)
 
-#: The other scores, each with the percentile bootstrap interval of the statistic itself:
-#: (key, title, scale, decimals, metric). The plug-in ECE-15 is biased upwards, most where the
-#: error is small, and so is its interval, which is labelled as the plug-in's.
-SCORES = (
-    ("accuracy", "accuracy %", 100, 1, _accuracy),
-    ("ece15", "ECE-15 % (plug-in)", 100, 2, with_options(expected_calibration_error, n_bins=15)),
-    ("nll", "NLL", 1, 3, negative_log_likelihood),
-    ("brier", "Brier", 1, 3, brier_score),
+#: The other scores (:data:`~distcal.experiment.schema.SCORES`), each with the percentile
+#: bootstrap interval of the statistic itself. The plug-in ECE-15 is biased upwards, most where
+#: the error is small, and so is its interval, which is labelled as the plug-in's.
+BOOTSTRAP_SCORES = (
+    SCORES["accuracy"],
+    replace(SCORES["ece15"], title=SCORES["ece15"].title + " (plug-in)"),
+    SCORES["nll"],
+    SCORES["brier"],
 )
 
 
@@ -297,12 +283,13 @@ def _headline(y, before, after, n_resamples: int, seed: int, verbose: bool) -> d
 def _bootstrap_scores(y, before, after, n_resamples: int, seed: int, verbose: bool) -> list[dict]:
     rows = []
     options = {"n_resamples": n_resamples, "random_state": seed, "verbose": verbose}
-    for key, title, scale, digits, metric in SCORES:
+    for score in BOOTSTRAP_SCORES:
+        metric = score.function
         entry = {
-            "score": key,
-            "title": title,
-            "scale": scale,
-            "digits": digits,
+            "score": score.key,
+            "title": score.title,
+            "scale": score.scale,
+            "digits": score.digits,
             "interval": "percentile",
         }
         for name, proba in (("before", before), ("after", after)):

@@ -5,8 +5,8 @@ student of the small profile's size, trained on ``ipc`` real digits per class in
 distilled set, so that it fits its training images perfectly, as a network trained on distilled
 data does. It is calibrated by the experiment's own step
 (:func:`~distcal.experiment.pipeline.calibrate_student`) in its two regimes, on held-out real
-images and on its own training images only (the strict regime, where temperature scaling has no
-optimum), scored by the shared score columns and shown by the shared table renderer.
+images and on its own training images only (the training regime, where temperature scaling has
+no optimum), scored by the shared score columns and shown by the shared table renderer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import replace
 
 from ..distill import load_dataset
 from .pipeline import calibrate_student, split_indices, student_classifier
-from .report import SCORE_FORMATS, format_cell, render_table
+from .report import format_cell, render_table
+from .schema import HELD_OUT, NO_REGIME, SCORES, TRAINING, RowKey
 from .settings import DEMO, DEMO_HELD_OUT, METRICS, dataset_recipe
 
 __all__ = ["calibration_demo", "format_rows", "max_ipc"]
@@ -24,18 +25,18 @@ DATASET = "digits"
 
 #: The experiment's rows the demo shows: (calibrator, regime) -> (method, calibrated on).
 SHOWN = {
-    ("none", "-"): ("none", "-"),
-    ("TS", "held-out"): ("TS", "held-out"),
-    ("MTS auto", "held-out"): ("MTS", "held-out"),
-    ("TS", "strict"): ("TS", "training images"),
-    ("MTS auto", "strict"): ("MTS", "training images"),
+    RowKey("none", NO_REGIME): ("none", "-"),
+    RowKey("TS", HELD_OUT): ("TS", "held-out"),
+    RowKey("MTS auto", HELD_OUT): ("MTS", "held-out"),
+    RowKey("TS", TRAINING): ("TS", "training images"),
+    RowKey("MTS auto", TRAINING): ("MTS", "training images"),
 }
 
 
 def _note(row: dict) -> str:
     if row["calibrator"] == "MTS auto":
         return f"ratio 'auto' (the default), regime {row['detected']}"
-    if row["regime"] == "strict" and row["note"]:
+    if row["regime"] == TRAINING and row["note"]:
         return "no optimum: data separable (warned)"
     return ""
 
@@ -119,9 +120,9 @@ def calibration_demo(
     ).fit(X[train], y_train)
     sets = {"train": (X[train], y_train), "cal": (X[cal], y_cal), "test": X[test]}
     rows, _ = calibrate_student(
-        student, sets, y_test, strict_ratios=profile.strict_ratios, seed=random_state
+        student, sets, y_test, training_ratios=profile.training_ratios, seed=random_state
     )
-    by_key = {(row["calibrator"], row["regime"]): row for row in rows}
+    by_key = {RowKey.of(row): row for row in rows}
     return [
         {
             "method": method,
@@ -148,16 +149,13 @@ def format_rows(rows: list[dict]) -> str:
     str
         The table; accuracy, ECE and confidence in percent, as the literature reports them.
     """
-    titles = [title for _, title, _, _ in SCORE_FORMATS]
-    header = ["method", "calibrated on", *titles, "T", "ratio", "note"]
+    scores = [SCORES[key] for key in METRICS]
+    header = ["method", "calibrated on", *(score.short for score in scores), "T", "ratio", "note"]
     lines = [
         [
             r["method"],
             r["calibrated_on"],
-            *(
-                format_cell(r[key], scale=scale, digits=digits)
-                for key, _, scale, digits in SCORE_FORMATS
-            ),
+            *(score.show(r[score.key]) for score in scores),
             "-" if r["temperature"] is None else f"{r['temperature']:.3g}",
             format_cell(r["mask_ratio"]),
             r["note"],

@@ -37,10 +37,10 @@ from ..distill import (
     read_distilled,
 )
 from ..exceptions import DistcalWarning
-from ..metrics import calibration_curve
 from .files import _csv, environment, load_seed, save_seed
 from .pipeline import max_logit_diagnostics, split_indices
 from .report import _t_interval
+from .schema import SCORES, confidence_halves
 from .scores import as_numpy, score_columns
 from .settings import DATASETS
 
@@ -53,8 +53,9 @@ __all__ = [
     "summarise_students",
 ]
 
-#: The score columns of the report card: those of :func:`~distcal.experiment.scores.score_columns`
-#: and the two halves of ECE-15, over- and under-confidence.
+#: The score columns of the report card (keys of :data:`~distcal.experiment.schema.SCORES`):
+#: those of :func:`~distcal.experiment.scores.score_columns` and the two halves of ECE-15,
+#: over- and under-confidence.
 EVALUATION_METRICS = (
     "accuracy",
     "ece15",
@@ -194,18 +195,10 @@ def _quietly(fit):
     return result, [str(w.message).split(":", 1)[-1].strip()[:80] for w in caught]
 
 
-def _confidence_halves(y_true, proba) -> tuple[float, float]:
-    """ECE-15 split into over- and under-confidence (they sum to ECE-15)."""
-    curve = calibration_curve(y_true, proba, n_bins=15)
-    weights = curve.counts / curve.counts.sum()
-    gap = np.nan_to_num(curve.mean_confidence - curve.accuracy)
-    return float((weights * np.maximum(gap, 0)).sum()), float((weights * np.maximum(-gap, 0)).sum())
-
-
 def _scores(y_test, proba) -> dict:
     proba = as_numpy(proba)
     scores = score_columns(y_test, proba)
-    over, under = _confidence_halves(y_test, proba)
+    over, under = confidence_halves(y_test, proba)
     return {
         **{key: scores[key] for key in EVALUATION_METRICS[:5]},
         "overconfidence": over,
@@ -821,21 +814,14 @@ def format_evaluation(result: dict) -> str:
 
     config = result["config"]
     the_set, protocol = config["set"], config["protocol"]
-    columns = (
-        ("accuracy", "acc %", 100, 1),
-        ("ece15", "ECE-15 %", 100, 2),
-        ("nll", "NLL", 1, 3),
-        ("brier", "Brier", 1, 3),
-        ("overconfidence", "over %", 100, 2),
-        ("underconfidence", "under %", 100, 2),
-    )
+    columns = [SCORES[key] for key in EVALUATION_METRICS if key != "confidence"]
 
-    def cell(entry, key, title, scale, digits):
-        mean, sd = entry[key], entry[f"{key}_std"]
+    def cell(entry, score):
+        mean, sd = entry[score.key], entry[f"{score.key}_std"]
         if mean is None:
             return "-"
-        text = f"{mean * scale:.{digits}f}"
-        return text if sd is None or np.isnan(sd) else f"{text}±{sd * scale:.{digits}f}"
+        text = f"{mean * score.scale:.{score.digits}f}"
+        return text if sd is None or np.isnan(sd) else f"{text}±{sd * score.scale:.{score.digits}f}"
 
     lines = [
         f"{the_set['format']} set {result['path']}: {the_set['images'][0]} images, "
@@ -844,9 +830,9 @@ def format_evaluation(result: dict) -> str:
         "test-set metrics, mean±SD over students (sample SD); TS: fitted on held-out real images; "
         "MTS: fitted on the student's training images alone",
         render_table(
-            ["training set", "calibrator", *[title for _, title, _, _ in columns]],
+            ["training set", "calibrator", *[score.short for score in columns]],
             [
-                [e["training_set"], e["calibrator"], *[cell(e, *column) for column in columns]]
+                [e["training_set"], e["calibrator"], *[cell(e, score) for score in columns]]
                 for e in result["summary"]
             ],
             align=["left", "left"] + ["right"] * len(columns),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,9 +28,11 @@ from ..distill import (
 )
 from ..exceptions import DistcalWarning
 from .recipe import kept_images, recipe_rows, set_recipe, transfer_student, validation_split
+from .schema import HELD_OUT, NO_REGIME, TRAINING, RowKey, fixed_ratio_row
 from .scores import calibrator_row, compare_rows, score_columns
 from .settings import (
     COMPARISONS,
+    DIAGNOSTIC_MASK,
     RECIPE_COMPARISONS,
     TRANSFER_RECIPES,
     DatasetRecipe,
@@ -154,7 +157,7 @@ def calibrate_student(
     sets: dict,
     y_test,
     *,
-    strict_ratios=(),
+    training_ratios=(),
     seed: int,
     test_logits=None,
     held_out_masked: bool = True,
@@ -163,7 +166,7 @@ def calibrate_student(
 
     The held-out regime fits temperature scaling ("TS") and the default masked temperature
     scaling, with the network ("MTS auto") and on logits ("MTS auto logits"), on the held-out
-    images; the strict regime fits the same, and masked temperature scaling with each fixed
+    images; the training regime fits the same, and masked temperature scaling with each fixed
     ratio ("MTS 0.1", ...), on the student's own training images.
 
     Parameters
@@ -175,8 +178,8 @@ def calibrate_student(
         ones; ``"test"``: the test images.
     y_test : ndarray of shape (n_test,)
         The test labels.
-    strict_ratios : sequence of float, default=()
-        The fixed ratios of the strict regime.
+    training_ratios : sequence of float, default=()
+        The fixed ratios of the training regime.
     seed : int
         ``random_state`` of every masked calibrator.
     test_logits : Tensor or None, default=None
@@ -195,7 +198,7 @@ def calibrate_student(
         ``masked_accuracy``, ``detected`` (the regime the default read) and ``note`` (the
         warnings of the fit).
     probabilities : dict
-        The test probabilities of each row, by (calibrator, regime).
+        The test probabilities of each row, by :class:`~distcal.experiment.schema.RowKey`.
     """
     net = student.network_
     X_train, y_train = sets["train"]
@@ -215,39 +218,42 @@ def calibrate_student(
     def on_test(masked):
         return masked.calibrator_.predict_proba(logits["test"])
 
-    def add(calibrator, regime, fitted, proba, notes=()):
-        probabilities[calibrator, regime] = proba
-        rows.append(calibrator_row(calibrator, regime, fitted, proba, y_test, notes))
+    def add(key, fitted, proba, notes=()):
+        probabilities[key] = proba
+        rows.append(calibrator_row(key, fitted, proba, y_test, notes))
 
-    add("none", "-", None, torch.softmax(logits["test"], dim=1))
+    add(RowKey("none", NO_REGIME), None, torch.softmax(logits["test"], dim=1))
     for regime, X, y, key in (
-        ("held-out", X_cal, y_cal, "cal"),
-        ("strict", X_train, y_train, "train"),
+        (HELD_OUT, X_cal, y_cal, "cal"),
+        (TRAINING, X_train, y_train, "train"),
     ):
         ts, notes = _quietly(lambda y=y, key=key: TemperatureScaling().fit(logits[key], y))
-        add("TS", regime, ts, ts.predict_proba(logits["test"]), notes)
-        if regime == "held-out" and not held_out_masked:
+        add(RowKey("TS", regime), ts, ts.predict_proba(logits["test"]), notes)
+        if regime == HELD_OUT and not held_out_masked:
             continue
-        if regime == "strict":
-            for ratio in strict_ratios:
+        if regime == TRAINING:
+            for ratio in training_ratios:
                 fixed, notes = _quietly(
                     lambda ratio=ratio: MaskedTemperatureScaling(
                         ratio, model=net, batch_size=batch_size, random_state=seed
                     ).fit(X_train, y_train)
                 )
-                add(f"MTS {ratio}", regime, fixed, on_test(fixed), notes)
+                add(fixed_ratio_row(ratio), fixed, on_test(fixed), notes)
         # The default, as a user gets it: it reads the regime from the data.
         auto, notes = _quietly(
             lambda X=X, y=y: MaskedTemperatureScaling(
                 model=net, batch_size=batch_size, random_state=seed
             ).fit(X, y)
         )
-        add("MTS auto", regime, auto, on_test(auto), notes)
+        add(RowKey("MTS auto", regime), auto, on_test(auto), notes)
         auto_logits, notes = _quietly(
             lambda y=y, key=key: MaskedTemperatureScaling(random_state=seed).fit(logits[key], y)
         )
         add(
-            "MTS auto logits", regime, auto_logits, auto_logits.predict_proba(logits["test"]), notes
+            RowKey("MTS auto logits", regime),
+            auto_logits,
+            auto_logits.predict_proba(logits["test"]),
+            notes,
         )
     return rows, probabilities
 
@@ -264,7 +270,8 @@ def max_logit_diagnostics(net, images, test_images, seed: int, *, test_logits=No
     test_images : Tensor
         The test images.
     seed : int
-        Seeds the masks (ratio 0.3, 4 copies per image).
+        Seeds the masks (:data:`~distcal.experiment.settings.DIAGNOSTIC_MASK`: ratio 0.3, 4
+        copies per image).
     test_logits : Tensor or None, default=None
         The network's logits on ``test_images``, when the caller has them already (a network
         in eval mode gives the same rows in any batch size that is a multiple of
@@ -278,7 +285,8 @@ def max_logit_diagnostics(net, images, test_images, seed: int, *, test_logits=No
     spread : MaskingSpread
         The masking spread, with the logits behind it (for the figures).
     """
-    spread = masking_spread(net, images, mask_ratio=0.3, n_masks=4, random_state=seed)
+    ratio, copies = DIAGNOSTIC_MASK
+    spread = masking_spread(net, images, mask_ratio=ratio, n_masks=copies, random_state=seed)
     if test_logits is None:
         test_logits = module_logits(net, test_images, batch_size=512)
     return {
@@ -287,6 +295,206 @@ def max_logit_diagnostics(net, images, test_images, seed: int, *, test_logits=No
         "spread_ratio": spread.spread_ratio,
         "test": dict(max_logit_statistics(test_logits)),
     }, spread
+
+
+class _Stopwatch:
+    """Seconds spent per stage of a seed, summed over the stage's laps."""
+
+    def __init__(self):
+        self.seconds = {}
+        self._clock = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._clock
+        self._clock = now
+
+
+@dataclass
+class _SeedContext:
+    """What every step of one seed reads: the sizes, the split and the normalised images."""
+
+    recipe: DatasetRecipe
+    profile: Profile
+    seed: int
+    n_classes: int
+    shared: dict
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    cal_images: torch.Tensor
+    y_cal: object
+    test_images: torch.Tensor
+    y_test: object
+
+    def student(self, images, labels, alpha: float, epochs: int):
+        """Fit a student of the dataset's recipe and the profile's width on ``images``."""
+        return student_classifier(
+            self.recipe,
+            width=self.profile.width,
+            epochs=epochs,
+            random_state=self.seed,
+            mixup_alpha=alpha,
+            **self.shared,
+        ).fit(images, labels)
+
+
+def _seed_context(data, dataset: str, profile: Profile, seed: int, device, verbose: bool):
+    """Split the data of one seed and normalise its images with the training statistics."""
+    train, cal, test = split_indices(data, seed)
+    X_train = data.images[train]
+    mean, std = (s.float() for s in channel_statistics(X_train))
+    return _SeedContext(
+        recipe=dataset_recipe(dataset),
+        profile=profile,
+        seed=seed,
+        n_classes=data.n_classes,
+        shared={"n_classes": data.n_classes, "device": device, "verbose": verbose},
+        X_train=X_train,
+        y_train=data.labels[train],
+        mean=mean,
+        std=std,
+        cal_images=normalize(data.images[cal], mean, std),
+        y_cal=data.labels[cal].numpy(),
+        test_images=normalize(data.images[test], mean, std),
+        y_test=data.labels[test].numpy(),
+    )
+
+
+def _training_sets(ctx: _SeedContext):
+    """Distil the DM and MDT sets and draw the random real set of the same size.
+
+    Returns the training sets, (images, labels) by name, and the distilled sets by name.
+    """
+    training_sets, distilled = {}, {}
+    for name, mask_ratio in (("DM", 0.0), ("MDT", ctx.profile.mdt_ratio)):
+        options = {
+            "device": ctx.shared["device"],
+            "verbose": ctx.shared["verbose"],
+            "mask_apply_to": "both",
+        }
+        trainer = dm_trainer(
+            ctx.recipe, ctx.profile, random_state=ctx.seed, mask_ratio=mask_ratio, **options
+        )
+        trainer.fit(ctx.X_train, ctx.y_train)
+        training_sets[name] = (trainer.images_, trainer.labels_)
+        distilled[name] = trainer.to_distilled_set()
+    pick = stratified_split(ctx.y_train, [ctx.profile.ipc * ctx.n_classes], random_state=ctx.seed)[
+        0
+    ]
+    training_sets["real"] = (normalize(ctx.X_train[pick], ctx.mean, ctx.std), ctx.y_train[pick])
+    return training_sets, distilled
+
+
+def _what_travels(ctx: _SeedContext, distilled: dict, sets_folder):
+    """Compute what a distilled set's maker ships with it (issue 21).
+
+    The calibration recipe of every distilled set, computed on a validation split of the
+    training split (the maker's real data), saved with the set when ``sets_folder`` is given;
+    or instead a few of those real images per class. Returns the plain student's template,
+    the kept images by k, and the recipes as dicts by set.
+    """
+    profile, seed = ctx.profile, ctx.seed
+    template = student_classifier(
+        ctx.recipe, width=profile.width, epochs=profile.student_epochs, random_state=None,
+        **ctx.shared,
+    )  # fmt: skip
+    validation = validation_split(ctx.y_train, profile.recipe_validation, seed)
+    X_val, y_val = ctx.X_train[validation], ctx.y_train[validation]
+    kept = {
+        k: (normalize(X_val[index], ctx.mean, ctx.std), y_val[index].numpy())
+        for k, index in kept_images(y_val, profile.kept_per_class, ctx.n_classes, seed).items()
+    }
+    recipes = {}
+    if profile.recipe_copies:
+        for index, name in enumerate(distilled):
+            distilled[name].recipe, notes = _quietly(
+                lambda name=name, index=index: set_recipe(
+                    distilled[name], X_val, y_val, template, copies=profile.recipe_copies,
+                    seed=seed, set_index=index,
+                )
+            )  # fmt: skip
+            recipes[name] = {**distilled[name].recipe.to_dict(), "warnings": notes}
+            if sets_folder is not None:
+                distilled[name].save(Path(sets_folder) / f"seed-{seed}-{name}.safetensors")
+    return template, kept, recipes
+
+
+def _students_of(ctx: _SeedContext, is_distilled: bool):
+    """Return the students of a training set: (name, mixup alpha, a transfer recipe's changes)."""
+    profile = ctx.profile
+    return (
+        ("plain", 0.0, None),
+        ("mixup", profile.mixup_alpha, None),
+        *((t, 0.0, TRANSFER_RECIPES[t]) for t in profile.transfer if is_distilled),
+    )
+
+
+def _fit_student(ctx: _SeedContext, template, images, labels, name, alpha, changes):
+    """Train one student: the experiment's own, or that of a transfer recipe."""
+    if changes is None:
+        return ctx.student(images, labels, alpha, ctx.profile.student_epochs)
+    return transfer_student(template, name, changes).set_params(
+        random_state=ctx.seed
+    ).fit(images, labels)  # fmt: skip
+
+
+def _calibrate_and_compare(ctx, fitted, sets, the_set, kept, changes, test_logits, watch):
+    """Every calibrator row of one student, and the paired comparisons of a distilled set's.
+
+    ``the_set`` is the distilled set the student was trained on, or None for the random real
+    images. Returns the rows, the comparisons and the test probabilities by row.
+    """
+    profile, seed = ctx.profile, ctx.seed
+    calibrated, probabilities = calibrate_student(
+        fitted,
+        sets,
+        ctx.y_test,
+        training_ratios=profile.training_ratios if changes is None else (),
+        seed=seed,
+        test_logits=test_logits,
+        held_out_masked=changes is None,
+    )
+    pairs = []
+    if the_set is not None:
+        # what travels with a distilled set: its recipe, kept images
+        extra, extra_proba = recipe_rows(
+            fitted, the_set, kept, ctx.y_test, test_logits, seed=seed, quietly=_quietly,
+            with_recipe=bool(profile.recipe_copies),
+        )  # fmt: skip
+        calibrated += extra
+        probabilities.update(extra_proba)
+        pairs = list(RECIPE_COMPARISONS) if profile.recipe_copies else []
+    watch.lap("calibration")
+    compared = []
+    if the_set is not None:
+        pairs = (list(COMPARISONS) if changes is None else []) + pairs
+        compared = compare_rows(
+            ctx.y_test, probabilities, seed, profile.bootstrap_resamples, pairs=pairs
+        )
+    watch.lap("evaluation")
+    return calibrated, compared, probabilities
+
+
+def _full_data_diagnostics(ctx: _SeedContext, watch: _Stopwatch) -> dict:
+    """Train and diagnose the baseline of the paper's maximum-logit comparison.
+
+    A network of the same architecture trained on the whole training split, with the same
+    recipe, for :attr:`Profile.full_data_steps` batches of the student's batch size.
+    """
+    full_images = normalize(ctx.X_train, ctx.mean, ctx.std)
+    steps_per_epoch = math.ceil(len(ctx.y_train) / StudentClassifier().batch_size)
+    epochs = max(1, math.ceil(ctx.profile.full_data_steps / steps_per_epoch))
+    full = ctx.student(full_images, ctx.y_train, 0.0, epochs)
+    watch.lap("full-data network")
+    full_test_logits = full.decision_function(ctx.test_images)
+    diagnostics, _ = max_logit_diagnostics(
+        full.network_, full_images, ctx.test_images, ctx.seed, test_logits=full_test_logits
+    )
+    diagnostics["scores"] = score_columns(ctx.y_test, torch.softmax(full_test_logits, dim=1))
+    watch.lap("evaluation")
+    return diagnostics
 
 
 def run_seed(
@@ -329,147 +537,46 @@ def run_seed(
         its calibration recipe as :meth:`~distcal.calibration.CalibrationRecipe.to_dict`
         gives it) and ``stage_seconds``.
     """
-    recipe = dataset_recipe(dataset)
-    seconds = {}
-    clock = time.perf_counter()
-
-    def lap(stage):
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[stage] = seconds.get(stage, 0.0) + now - clock
-        clock = now
-
-    train, cal, test = split_indices(data, seed)
-    X_train, y_train = data.images[train], data.labels[train]
-    mean, std = (s.float() for s in channel_statistics(X_train))
-    cal_images = normalize(data.images[cal], mean, std)
-    test_images = normalize(data.images[test], mean, std)
-    y_cal, y_test = data.labels[cal].numpy(), data.labels[test].numpy()
-
-    training_sets, distilled = {}, {}
-    for name, mask_ratio in (("DM", 0.0), ("MDT", profile.mdt_ratio)):
-        options = {"device": device, "verbose": verbose, "mask_apply_to": "both"}
-        trainer = dm_trainer(recipe, profile, random_state=seed, mask_ratio=mask_ratio, **options)
-        trainer.fit(X_train, y_train)
-        training_sets[name] = (trainer.images_, trainer.labels_)
-        distilled[name] = trainer.to_distilled_set()
-    pick = stratified_split(y_train, [profile.ipc * data.n_classes], random_state=seed)[0]
-    training_sets["real"] = (normalize(X_train[pick], mean, std), y_train[pick])
-    lap("distillation")
-
-    shared = {"n_classes": data.n_classes, "device": device, "verbose": verbose}
-    # What a distilled set's maker ships with it (issue 21): the calibration recipe, computed on
-    # a validation split of the training split (the maker's real data), or instead a few of
-    # those real images per class.
-    template = student_classifier(
-        recipe, width=profile.width, epochs=profile.student_epochs, random_state=None, **shared
-    )
-    validation = validation_split(y_train, profile.recipe_validation, seed)
-    X_val, y_val = X_train[validation], y_train[validation]
-    kept = {
-        k: (normalize(X_val[index], mean, std), y_val[index].numpy())
-        for k, index in kept_images(y_val, profile.kept_per_class, data.n_classes, seed).items()
-    }
-    recipes = {}
+    watch = _Stopwatch()
+    ctx = _seed_context(data, dataset, profile, seed, device, verbose)
+    training_sets, distilled = _training_sets(ctx)
+    watch.lap("distillation")
+    template, kept, recipes = _what_travels(ctx, distilled, sets_folder)
     if profile.recipe_copies:
-        for index, name in enumerate(distilled):
-            distilled[name].recipe, notes = _quietly(
-                lambda name=name, index=index: set_recipe(
-                    distilled[name], X_val, y_val, template, copies=profile.recipe_copies,
-                    seed=seed, set_index=index,
-                )
-            )  # fmt: skip
-            recipes[name] = {**distilled[name].recipe.to_dict(), "warnings": notes}
-            if sets_folder is not None:
-                distilled[name].save(Path(sets_folder) / f"seed-{seed}-{name}.safetensors")
-        lap("recipes")
-
-    def student(images, labels, alpha, epochs):
-        return student_classifier(
-            recipe,
-            width=profile.width,
-            epochs=epochs,
-            random_state=seed,
-            mixup_alpha=alpha,
-            **shared,
-        ).fit(images, labels)
-
-    def with_set(fitted, set_name, calibrated, probabilities, test_logits):
-        """Add the rows of what travels with a distilled set (recipe, kept images)."""
-        if set_name not in distilled:
-            return []
-        extra, extra_proba = recipe_rows(
-            fitted, distilled[set_name], kept, y_test, test_logits, seed=seed, quietly=_quietly,
-            with_recipe=bool(profile.recipe_copies),
-        )  # fmt: skip
-        calibrated += extra
-        probabilities.update(extra_proba)
-        return list(RECIPE_COMPARISONS) if profile.recipe_copies else []
+        watch.lap("recipes")
 
     rows, comparisons, diagnostics = [], [], {}
     for set_name, (images, labels) in training_sets.items():
-        sets = {"train": (images, labels.numpy()), "cal": (cal_images, y_cal), "test": test_images}
-        for student_name, alpha, changes in (
-            ("plain", 0.0, None),
-            ("mixup", profile.mixup_alpha, None),
-            *((t, 0.0, TRANSFER_RECIPES[t]) for t in profile.transfer if set_name in distilled),
-        ):
-            if changes is None:
-                fitted = student(images, labels, alpha, profile.student_epochs)
-            else:
-                fitted = transfer_student(template, student_name, changes).set_params(
-                    random_state=seed
-                ).fit(images, labels)  # fmt: skip
-            lap("students")
+        sets = {
+            "train": (images, labels.numpy()),
+            "cal": (ctx.cal_images, ctx.y_cal),
+            "test": ctx.test_images,
+        }
+        the_set = distilled.get(set_name)
+        for student_name, alpha, changes in _students_of(ctx, the_set is not None):
+            fitted = _fit_student(ctx, template, images, labels, student_name, alpha, changes)
+            watch.lap("students")
             # The test images' logits serve the calibrators and the diagnostics: one pass.
-            test_logits = fitted.decision_function(test_images)
-            calibrated, probabilities = calibrate_student(
-                fitted,
-                sets,
-                y_test,
-                strict_ratios=profile.strict_ratios if changes is None else (),
-                seed=seed,
-                test_logits=test_logits,
-                held_out_masked=changes is None,
+            test_logits = fitted.decision_function(ctx.test_images)
+            calibrated, compared, probabilities = _calibrate_and_compare(
+                ctx, fitted, sets, the_set, kept, changes, test_logits, watch
             )
-            pairs = with_set(fitted, set_name, calibrated, probabilities, test_logits)
-            lap("calibration")
             key = {"seed": seed, "training_set": set_name, "student": student_name}
             rows += [{**key, **row} for row in calibrated]
-            if set_name != "real":
-                pairs = (list(COMPARISONS) if changes is None else []) + pairs
-                compared = compare_rows(
-                    y_test, probabilities, seed, profile.bootstrap_resamples, pairs=pairs
-                )
-                comparisons += [{**key, **row} for row in compared]
-            lap("evaluation")
+            comparisons += [{**key, **row} for row in compared]
             if student_name == "plain":
                 diagnostics[set_name], spread = max_logit_diagnostics(
-                    fitted.network_, images, test_images, seed, test_logits=test_logits
+                    fitted.network_, images, ctx.test_images, seed, test_logits=test_logits
                 )
                 if figures is not None and set_name in ("DM", "real"):
                     figures[set_name] = (probabilities, spread)
-                lap("evaluation")
-    # The baseline of the paper's maximum-logit comparison: a network of the same architecture
-    # trained on the whole training split, with the same recipe.
-    full_images = normalize(X_train, mean, std)
-    steps_per_epoch = math.ceil(len(y_train) / 256)
-    full = student(
-        full_images, y_train, 0.0, max(1, math.ceil(profile.full_data_steps / steps_per_epoch))
-    )
-    lap("full-data network")
-    full_test_logits = full.decision_function(test_images)
-    diagnostics["full"], _ = max_logit_diagnostics(
-        full.network_, full_images, test_images, seed, test_logits=full_test_logits
-    )
-    full_scores = score_columns(y_test, torch.softmax(full_test_logits, dim=1))
-    diagnostics["full"]["scores"] = full_scores
-    lap("evaluation")
+                watch.lap("evaluation")
+    diagnostics["full"] = _full_data_diagnostics(ctx, watch)
     return {
         "seed": seed,
         "rows": rows,
         "comparisons": comparisons,
         "diagnostics": diagnostics,
         "recipes": recipes,
-        "stage_seconds": seconds,
+        "stage_seconds": watch.seconds,
     }

@@ -17,6 +17,7 @@ import torch
 
 from ..calibration import RECIPE_METHODS, DistilledCalibration, TemperatureScaling
 from ..distill import DistilledSet, default_proxies, fit_calibration_recipe, stratified_split
+from .schema import KEPT, TRAINING, RowKey
 from .scores import calibrator_row
 
 __all__ = ["kept_images", "recipe_rows", "set_recipe", "transfer_student", "validation_split"]
@@ -146,17 +147,17 @@ def recipe_rows(student, distilled: DistilledSet, kept: dict, y_test, test_logit
     -------
     rows : list of dict
         "recipe" (the recipe's recommended method) and "recipe: <method>" for each method, in
-        the regime "strict" (the set and what its file carries); "TS k real/class" in the
+        the regime "training" (the set and what its file carries); "TS k real/class" in the
         regime "kept".
     probabilities : dict
-        The test probabilities by (calibrator, regime).
+        The test probabilities by :class:`~distcal.experiment.schema.RowKey`.
     """
     rows, probabilities = [], {}
     net = student.network_
 
-    def add(calibrator, regime, fitted, proba, notes):
-        probabilities[calibrator, regime] = proba
-        rows.append(calibrator_row(calibrator, regime, fitted, proba, y_test, notes))
+    def add(key, fitted, proba, notes):
+        probabilities[key] = proba
+        rows.append(calibrator_row(key, fitted, proba, y_test, notes))
 
     for method in ("auto", *RECIPE_METHODS) if with_recipe else ():
         fitted, notes = quietly(
@@ -167,12 +168,12 @@ def recipe_rows(student, distilled: DistilledSet, kept: dict, y_test, test_logit
         )  # fmt: skip
         name = "recipe" if method == "auto" else f"recipe: {method}"
         # its temperature on the clean test logits: what predict_proba(test images) gives
-        add(name, "strict", fitted, fitted.calibrator_.predict_proba(test_logits), notes)
+        add(RowKey(name, TRAINING), fitted, fitted.calibrator_.predict_proba(test_logits), notes)
     for k, (images, labels) in kept.items():
         logits = student.decision_function(images)
         fitted, notes = quietly(lambda logits=logits, labels=labels: TemperatureScaling().fit(
             logits, labels))  # fmt: skip
-        add(f"TS {k} real/class", "kept", fitted, fitted.predict_proba(test_logits), notes)
+        add(RowKey(f"TS {k} real/class", KEPT), fitted, fitted.predict_proba(test_logits), notes)
     return rows, probabilities
 
 

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .schema import PARAMETERS, SCORES, RowKey
 from .settings import MAIN_ROWS, METRICS
 
 __all__ = [
-    "SCORE_FORMATS",
+    "SUMMARY_COLUMNS",
     "format_cell",
     "format_diagnostics",
     "format_summary",
@@ -121,15 +122,15 @@ def summarise(rows: list[dict]) -> list[dict]:
     """
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        key = (row["training_set"], row["student"], row["calibrator"], row["regime"])
+        key = (row["training_set"], row["student"], RowKey.of(row))
         groups.setdefault(key, []).append(row)
     summary = []
-    for (set_name, student, calibrator, regime), members in groups.items():
+    for (set_name, student, row_key), members in groups.items():
         entry = {
             "training_set": set_name,
             "student": student,
-            "calibrator": calibrator,
-            "regime": regime,
+            "calibrator": row_key.calibrator,
+            "regime": row_key.regime,
             "n_seeds": len(members),
         }
         for key in (*METRICS, "temperature", "mask_ratio", "masked_accuracy"):
@@ -149,15 +150,13 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
-#: How the score columns are shown: (key, title, scale, decimals); accuracy, ECE and confidence
-#: in percent, as the literature reports them.
-SCORE_FORMATS = (
-    ("accuracy", "acc %", 100, 1),
-    ("ece10", "ECE10 %", 100, 2),
-    ("ece15", "ECE15 %", 100, 2),
-    ("nll", "NLL", 1, 3),
-    ("brier", "Brier", 1, 3),
-    ("confidence", "conf %", 100, 1),
+#: The columns of the experiment's summary table: the scores of every row (accuracy, ECE and
+#: confidence in percent, as the literature reports them), then the fitted temperature and
+#: mask ratio (:class:`~distcal.experiment.schema.Score`).
+SUMMARY_COLUMNS = (
+    *(SCORES[key] for key in METRICS),
+    PARAMETERS["temperature"],
+    PARAMETERS["mask_ratio"],
 )
 
 
@@ -213,7 +212,7 @@ def format_summary(summary: list[dict], *, markdown: bool = False, rows=MAIN_ROW
         Entries of :func:`summarise`.
     markdown : bool, default=False
         A markdown table instead of fixed-width text.
-    rows : sequence of (str, str) or None, default=MAIN_ROWS
+    rows : sequence of RowKey or None, default=MAIN_ROWS
         The (calibrator, regime) rows shown, in that order within each set and student (None:
         every row, in the summary's order).
 
@@ -222,27 +221,23 @@ def format_summary(summary: list[dict], *, markdown: bool = False, rows=MAIN_ROW
     str
         The table; accuracy, ECE and confidence in percent.
     """
-
-    def cell(entry, key, scale, digits):
-        return format_cell(entry[key], entry[f"{key}_std"], scale=scale, digits=digits)
-
-    columns = (*SCORE_FORMATS, ("temperature", "T", 1, 3), ("mask_ratio", "ratio", 1, 2))
-    header = ["set", "student", "calibrator", "regime", *(title for _, title, _, _ in columns)]
+    columns = SUMMARY_COLUMNS
+    header = ["set", "student", "calibrator", "regime", *(column.short for column in columns)]
     if rows is not None:
-        order = {row: i for i, row in enumerate(rows)}
-        summary = [e for e in summary if (e["calibrator"], e["regime"]) in order]
+        order = {RowKey(*row): i for i, row in enumerate(rows)}
+        summary = [e for e in summary if RowKey.of(e) in order]
         groups = list(dict.fromkeys((e["training_set"], e["student"]) for e in summary))
         summary = sorted(
             summary,
             key=lambda e: (
                 groups.index((e["training_set"], e["student"])),
-                order[e["calibrator"], e["regime"]],
+                order[RowKey.of(e)],
             ),
         )
     lines = [
         [
             *(e[key] for key in ("training_set", "student", "calibrator", "regime")),
-            *(cell(e, key, scale, digits) for key, _, scale, digits in columns),
+            *(column.show(e[column.key], e[f"{column.key}_std"]) for column in columns),
         ]
         for e in summary
     ]

@@ -14,17 +14,17 @@ import math
 
 import numpy as np
 
+from .schema import PARAMETERS, SCORES
+
 __all__ = ["draw_figures", "render_report"]
 
-#: The score columns of the tables: (key, title, scale, decimals).
+#: The columns of the tables: scores and the fitted temperature.
 _COLUMNS = (
-    ("accuracy", "accuracy %", 100, 1),
-    ("ece15", "ECE-15 %", 100, 2),
-    ("nll", "NLL", 1, 3),
-    ("brier", "Brier", 1, 3),
-    ("overconfidence", "over-conf. %", 100, 2),
-    ("underconfidence", "under-conf. %", 100, 2),
-    ("temperature", "T", 1, 3),
+    *(
+        SCORES[key]
+        for key in ("accuracy", "ece15", "nll", "brier", "overconfidence", "underconfidence")
+    ),
+    PARAMETERS["temperature"],
 )
 
 _STYLE = """
@@ -209,13 +209,13 @@ def render_report(result: dict, images: dict) -> str:
         "trained the same way on random real training images, as many per class as the set "
         "has.</p>"
     )
-    header = ["training set", "calibrator", "fitted on", *[c[1] for c in _COLUMNS]]
+    header = ["training set", "calibrator", "fitted on", *[c.title for c in _COLUMNS]]
     rows = [
         [
             _escape(entry["training_set"]),
             _escape(entry["calibrator"]),
             _escape(entry["data"]),
-            *[_interval(entry, key, scale, digits) for key, _, scale, digits in _COLUMNS],
+            *[_interval(entry, c.key, c.scale, c.digits) for c in _COLUMNS],
         ]
         for entry in result["summary"]
     ]
@@ -270,13 +270,13 @@ def render_report(result: dict, images: dict) -> str:
     )
 
     parts.append("<h2>Per student</h2>")
-    header = ["seed", "training set", "calibrator", *[c[1] for c in _COLUMNS], "note"]
+    header = ["seed", "training set", "calibrator", *[c.title for c in _COLUMNS], "note"]
     rows = [
         [
             str(row["seed"]),
             _escape(row["training_set"]),
             _escape(row["calibrator"]),
-            *[_cell(row[key], scale, digits) for key, _, scale, digits in _COLUMNS],
+            *[_cell(row[c.key], c.scale, c.digits) for c in _COLUMNS],
             _escape(row["note"]),
         ]
         for row in result["rows"]

@@ -216,7 +216,7 @@ class _SeedJob:
                 data, self.dataset, self.profile, seed, self.device, verbose, figures, sets
             )
             if figures:
-                draw_figures(self.out, figures, split_indices(data, seed), data)
+                draw_figures(self.out, figures, split_indices(data, seed), data, self.profile)
         finally:
             torch.set_num_threads(previous)
         save_seed(self.out, self.config, result)

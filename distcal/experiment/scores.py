@@ -1,7 +1,8 @@
 """How test probabilities are scored: the score columns, and paired comparisons of two rows.
 
-:func:`score_columns` is the one definition of the columns that the experiment, the demo and
-the calibrator benchmark report for a set of test probabilities.
+:func:`score_columns` computes the columns that the experiment, the demo and the calibrator
+benchmark report for a set of test probabilities, with the functions of
+:data:`~distcal.experiment.schema.SCORES` (the one definition of every score).
 """
 
 from __future__ import annotations
@@ -9,15 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..metrics import (
-    bootstrap_difference,
-    brier_score,
-    classwise_calibration_error,
-    expected_calibration_error,
-    negative_log_likelihood,
-    with_options,
-)
-from .settings import COMPARISONS
+from ..metrics import bootstrap_difference
+from .schema import SCORES, RowKey
+from .settings import COMPARISONS, METRICS
 
 __all__ = ["as_numpy", "calibrator_row", "compare_rows", "score_columns"]
 
@@ -71,29 +66,19 @@ def score_columns(y_true, proba, *, classwise: bool = False, dtype=np.float64) -
     """
     proba = as_numpy(proba, dtype)
     y_true = np.asarray(y_true)
-    scores = {
-        "accuracy": float((proba.argmax(axis=1) == y_true).mean()),
-        "ece10": expected_calibration_error(y_true, proba, n_bins=10),
-        "ece15": expected_calibration_error(y_true, proba, n_bins=15),
-    }
-    if classwise:
-        scores["cwece"] = classwise_calibration_error(y_true, proba, n_bins=15)
-    with np.errstate(divide="ignore"):
-        scores["nll"] = negative_log_likelihood(y_true, proba)
-    scores["brier"] = brier_score(y_true, proba)
-    scores["confidence"] = float(proba.max(axis=1).mean())
-    return scores
+    keys = [key for key in SCORES if key in METRICS or (classwise and key == "cwece")]
+    with np.errstate(divide="ignore"):  # an NLL of a zero probability on a true class: inf
+        return {key: SCORES[key](y_true, proba) for key in keys}
 
 
-def calibrator_row(calibrator: str, regime: str, fitted, proba, y_true, notes=()) -> dict:
+def calibrator_row(key: RowKey, fitted, proba, y_true, notes=()) -> dict:
     """One calibrator's row of the experiment: its scores and what the fit chose.
 
     Parameters
     ----------
-    calibrator : str
-        The row's name ("TS", "MTS auto", "recipe", ...).
-    regime : str
-        What it was fitted on ("held-out", "strict", "kept", or "-").
+    key : RowKey
+        The row: the calibrator's name ("TS", "MTS auto", "recipe", ...) and what it was
+        fitted on (a regime of :data:`~distcal.experiment.schema.REGIMES`).
     fitted : object or None
         The fitted calibrator; its ``temperature_``, ``mask_ratio_``, ``masked_accuracy_`` and
         ``regime_`` are read where it has them.
@@ -112,8 +97,8 @@ def calibrator_row(calibrator: str, regime: str, fitted, proba, y_true, notes=()
         ``note``.
     """
     return {
-        "calibrator": calibrator,
-        "regime": regime,
+        "calibrator": key.calibrator,
+        "regime": key.regime,
         **score_columns(y_true, proba),
         "temperature": getattr(fitted, "temperature_", None),
         "mask_ratio": getattr(fitted, "mask_ratio_", None),
@@ -123,9 +108,9 @@ def calibrator_row(calibrator: str, regime: str, fitted, proba, y_true, notes=()
     }
 
 
-#: with_options keeps the ECE's declared resampler: the bootstrap reduces each test row to its
-#: confidence once instead of once per resample (the same numbers).
-_ece15 = with_options(expected_calibration_error, n_bins=15)
+#: The schema's ECE-15 keeps its declared resampler (``with_options``): the bootstrap reduces
+#: each test row to its confidence once instead of once per resample (the same numbers).
+_ece15 = SCORES["ece15"].function
 
 
 def compare_rows(
@@ -138,18 +123,19 @@ def compare_rows(
     y_test : array-like of shape (n_samples,)
         The test labels.
     probabilities : dict
-        Test probabilities by (calibrator, regime), holding every row that ``pairs`` names.
+        Test probabilities by :class:`~distcal.experiment.schema.RowKey`, holding every row
+        that ``pairs`` names.
     seed : int
         Seeds the resamples.
     n_resamples : int
         Bootstrap resamples.
-    pairs : sequence of ((str, str), (str, str)), default=COMPARISONS
-        The (calibrator, regime) pairs to compare, first minus second.
+    pairs : sequence of (RowKey, RowKey), default=COMPARISONS
+        The rows to compare, first minus second.
 
     Returns
     -------
     list of dict
-        One row per pair: ``first``, ``second`` (calibrator and regime, joined by a space),
+        One row per pair: ``first``, ``second`` (the rows' :attr:`~RowKey.label`),
         ``metric`` ("ece15"), ``difference`` (first minus second), ``low`` and ``high`` (the
         95% interval).
     """
@@ -165,8 +151,8 @@ def compare_rows(
         )
         rows.append(
             {
-                "first": " ".join(first),
-                "second": " ".join(second),
+                "first": RowKey(*first).label,
+                "second": RowKey(*second).label,
                 "metric": "ece15",
                 "difference": float(diff.estimate),
                 "low": float(diff.low),

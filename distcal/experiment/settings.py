@@ -8,16 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .schema import HELD_OUT, NO_REGIME, TRAINING, RowKey, fixed_ratio_row
+
 __all__ = [
     "COMPARISONS",
     "DATASETS",
     "DEMO",
     "DEMO_HELD_OUT",
+    "DIAGNOSTIC_MASK",
     "MAIN_ROWS",
     "METRICS",
+    "MTS_AUTO_HELD_OUT",
+    "MTS_AUTO_TRAINING",
+    "NONE",
     "PROFILES",
+    "RECIPE",
     "RECIPE_COMPARISONS",
     "TRANSFER_RECIPES",
+    "TS_HELD_OUT",
     "DatasetRecipe",
     "Profile",
     "dataset_recipe",
@@ -25,34 +33,46 @@ __all__ = [
     "profile_by_name",
 ]
 
-#: The score columns of every row (see :func:`distcal.experiment.score_columns`).
+#: The score columns of every row (see :func:`distcal.experiment.score_columns`): keys of
+#: :data:`~distcal.experiment.schema.SCORES`.
 METRICS = ("accuracy", "ece10", "ece15", "nll", "brier", "confidence")
+
+#: The rows the experiment's tables and comparisons name
+#: (:class:`~distcal.experiment.schema.RowKey`).
+NONE = RowKey("none", NO_REGIME)
+TS_HELD_OUT = RowKey("TS", HELD_OUT)
+MTS_AUTO_HELD_OUT = RowKey("MTS auto", HELD_OUT)
+MTS_AUTO_TRAINING = RowKey("MTS auto", TRAINING)
+RECIPE = RowKey("recipe", TRAINING)
 
 #: Calibrator rows shown in the printed table (the CSV files hold every row).
 MAIN_ROWS = (
-    ("none", "-"),
-    ("TS", "held-out"),
-    ("MTS auto", "held-out"),
-    ("TS", "strict"),
-    ("MTS 0.1", "strict"),
-    ("MTS auto", "strict"),
-    ("recipe", "strict"),
+    NONE,
+    TS_HELD_OUT,
+    MTS_AUTO_HELD_OUT,
+    RowKey("TS", TRAINING),
+    fixed_ratio_row(0.1),
+    MTS_AUTO_TRAINING,
+    RECIPE,
 )
 
 #: Pairs compared on every student of a distilled set (DM, MDT) of every seed by a paired
 #: bootstrap over the test images (test ECE-15 of the first minus the second).
 COMPARISONS = (
-    (("MTS auto", "strict"), ("none", "-")),
-    (("MTS auto", "strict"), ("TS", "held-out")),
-    (("MTS auto", "held-out"), ("TS", "held-out")),
+    (MTS_AUTO_TRAINING, NONE),
+    (MTS_AUTO_TRAINING, TS_HELD_OUT),
+    (MTS_AUTO_HELD_OUT, TS_HELD_OUT),
 )
 
 #: Pairs compared on every student of a distilled set that is calibrated with the set's recipe
 #: (the plain and mixup students, and those of :data:`TRANSFER_RECIPES`).
 RECIPE_COMPARISONS = (
-    (("recipe", "strict"), ("TS", "held-out")),
-    (("none", "-"), ("recipe", "strict")),
+    (RECIPE, TS_HELD_OUT),
+    (NONE, RECIPE),
 )
+
+#: The masks of the maximum-logit diagnostics (the masking spread): (ratio, copies per image).
+DIAGNOSTIC_MASK = (0.3, 4)
 
 
 #: Students of recipes the proxies of a calibration recipe do not use (issue 21's transfer),
@@ -88,9 +108,10 @@ class Profile:
     mdt_ratio : float
         Mask ratio of the MDT distillation (masking both batches, as docs/benchmarks.md finds
         least harmful).
-    strict_ratios : tuple of float
-        Fixed ratios of masked temperature scaling in the strict regime (rows "MTS 0.1", ...;
-        the paper's ratio is 0.1). The row "MTS auto" uses ``mask_ratio="auto"``.
+    training_ratios : tuple of float
+        Fixed ratios of masked temperature scaling fitted on the training images (the regime
+        "training"; rows "MTS 0.1", ...; the paper's ratio is 0.1). The row "MTS auto" uses
+        ``mask_ratio="auto"``.
     full_data_steps : int
         SGD steps (batches of 256) of the network trained on the whole training split, the
         baseline of the maximum-logit diagnostics.
@@ -116,7 +137,7 @@ class Profile:
     student_epochs: int = 300
     mixup_alpha: float = 1.0
     mdt_ratio: float = 0.1
-    strict_ratios: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    training_ratios: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     full_data_steps: int = 600
     bootstrap_resamples: int = 1000
     recipe_copies: int = 1
@@ -133,7 +154,7 @@ PROFILES = {
         iterations=5,
         batch_real=16,
         student_epochs=10,
-        strict_ratios=(0.1, 0.5),
+        training_ratios=(0.1, 0.5),
         full_data_steps=10,
         bootstrap_resamples=20,
         recipe_copies=1,
@@ -152,7 +173,7 @@ PROFILES = {
 #: The demo (``distcal demo``): one student of the small profile's size (``ipc``, ``width``,
 #: ``student_epochs``) trained on real digits instead of a distilled set, calibrated by the
 #: experiment's calibrators less the fixed ratios. Nothing is distilled.
-DEMO = Profile(strict_ratios=(), recipe_copies=0, transfer=())
+DEMO = Profile(training_ratios=(), recipe_copies=0, transfer=())
 
 #: Held-out calibration images of the demo (the rest of digits, past the training images, is
 #: its test split).
