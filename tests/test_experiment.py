@@ -309,6 +309,7 @@ def test_outputs_are_written(smoke_run):
     environment = saved["config"]["environment"]
     assert environment["torch_threads"] == 1
     assert environment["torch"] == torch.__version__
+    assert environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert set(saved["stage_seconds"]["0"]) >= {"distillation", "students", "calibration"}
     pytest.importorskip("matplotlib")
     assert (out / "reliability.png").is_file()

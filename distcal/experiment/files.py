@@ -40,7 +40,10 @@ def environment(threads: int) -> dict:
     -------
     dict
         ``torch_threads`` and the versions of Python, torch, numpy, scipy and scikit-learn,
-        with the machine's architecture.
+        with the machine's architecture and the instruction set torch's CPU kernels dispatch
+        to (``cpu_capability``: ``"AVX2"``, ``"AVX512"``...; kernels of different instruction
+        sets round differently, so a rerun reproduces a run's rows to the bit only where this
+        matches).
     """
     import scipy
     import sklearn
@@ -53,6 +56,7 @@ def environment(threads: int) -> dict:
         "scipy": scipy.__version__,
         "scikit-learn": sklearn.__version__,
         "machine": platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 
