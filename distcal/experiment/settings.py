@@ -194,7 +194,8 @@ class DatasetRecipe:
     full_data_epochs : int
         Epochs of a student trained on the whole training split, where a run sizes it in
         epochs (the calibrator benchmark; the experiment's full-data network takes
-        :attr:`Profile.full_data_steps` batches of 256 with ``augment`` instead).
+        :attr:`Profile.full_data_steps` batches of the students' batch size with ``augment``
+        instead).
     full_data_batch_size : int
         Batch size of that student.
     full_data_augment : str
