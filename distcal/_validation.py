@@ -531,8 +531,7 @@ def check_targets(
             f"{n_samples} and {name} has {tensor.shape[0]}."
         )
     if tensor.is_floating_point():
-        if not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"Input {name} contains NaN or infinity; labels must be finite.")
+        _check_finite(tensor, name)  # names the first bad row
         fractional = tensor != tensor.round()
         if bool(fractional.any()):
             raise ValueError(
