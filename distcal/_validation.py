@@ -257,7 +257,10 @@ def _to_numeric_tensor(x, name: str) -> torch.Tensor:
             "X.toarray() (scipy) or X.to_dense() (torch)."
         )
     if not is_tensor(x):
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"{name} must be a rectangular array of numbers: {exc}") from None
         if x.dtype == object:
             try:
                 x = x.astype(np.float64)
