@@ -344,7 +344,7 @@ class BatchSource:
                 estimator=self.estimator,
             )
             self._check_scale(chunk, "X")
-            if chunk.labels is not None:
+            if chunk.labels is not None and self.min_classes > 1:
                 self._check_classes(chunk.labels, chunk.labels, "y")
             yield chunk
             return
@@ -393,7 +393,7 @@ class BatchSource:
                 raise error
             if not scale_warned:
                 scale_warned = self._check_scale(chunk, names[0])
-            if chunk.labels is not None:
+            if chunk.labels is not None and self.min_classes > 1:
                 batch_low, batch_high = (int(v) for v in torch.aminmax(chunk.labels))
                 low = batch_low if low is None else min(low, batch_low)
                 high = batch_high if high is None else max(high, batch_high)

@@ -252,7 +252,6 @@ def _half_accuracy_ratio(
     weights: torch.Tensor | None,
     *,
     n_classes: int,
-    n_masks: int,
     owner: str,
 ) -> AutoRatio:
     """Bisect the (nested-mask) masked accuracy to the half-accuracy target; fit there."""
@@ -366,6 +365,4 @@ def choose_ratio(
             owner=owner,
             read_error_rate=read_error_rate,
         )
-    return _half_accuracy_ratio(
-        draw, clean, labels, weights, n_classes=clean.shape[1], n_masks=n_masks, owner=owner
-    )
+    return _half_accuracy_ratio(draw, clean, labels, weights, n_classes=clean.shape[1], owner=owner)
