@@ -351,7 +351,7 @@ class BatchSource:
         yield from self._stream_chunks(allow_empty)
 
     def _stream_chunks(self, allow_empty: bool) -> Iterator[Chunk]:
-        first = None
+        first = None  # what the first batch was: its sample shape, and whether it had weights
         low = high = None
         total_weight = 0.0
         scale_warned = False
@@ -361,7 +361,7 @@ class BatchSource:
             else:
                 X, y, w = batch_inputs(batch), None, None
             names = (f"batches[{index}][0]", f"batches[{index}][1]", f"batches[{index}][2]")
-            if first is not None and self.with_labels and (w is None) != (first.weights is None):
+            if first is not None and self.with_labels and (w is None) != first[1]:
                 error = ValueError(
                     f"batches[{index}] {'has no' if w is None else 'has'} sample_weight, unlike "
                     "batches[0]; give weights in every batch or in none."
@@ -380,14 +380,13 @@ class BatchSource:
                 estimator=self.estimator,
                 allow_zero_sum=True,
             )
-            if first is None:
-                first = chunk
+            if first is None:  # kept as a shape, not a batch: memory stays one batch
+                first = (tuple(chunk.values.shape[1:]), chunk.weights is None)
                 self.columns = (chunk.values.shape[1], chunk.binary_1d, chunk.n_features)
-            elif self.kind == "inputs" and chunk.values.shape[1:] != first.values.shape[1:]:
+            elif self.kind == "inputs" and tuple(chunk.values.shape[1:]) != first[0]:
                 error = ValueError(
                     f"batches[{index}] has samples of shape {tuple(chunk.values.shape[1:])}, "
-                    f"but batches[0] had {tuple(first.values.shape[1:])}; every batch must "
-                    "hold inputs of one shape."
+                    f"but batches[0] had {first[0]}; every batch must hold inputs of one shape."
                 )
                 error.argument = "X"
                 raise error
@@ -411,7 +410,7 @@ class BatchSource:
             raise error
         if allow_empty:
             return
-        if first.weights is not None:
+        if not first[1]:
             with _argument("sample_weight"):
                 check_weight_total(total_weight, "sample_weight (over all batches)")
         if low is not None:
