@@ -170,7 +170,7 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
     def _validate_predict_logits(self, X) -> Logits:
         """Validate logits given to a prediction method against what ``fit`` saw."""
         check_is_fitted(self)
-        source = self._logit_source(X, with_labels=False)
+        source = self._logit_source(X, with_labels=False, owner=f"{type(self).__name__}.predict")
         return self._check_fitted_columns(source.read().logits)
 
     def _check_fitted_columns(self, logits: Logits) -> Logits:
@@ -209,7 +209,8 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
         the results take.
         """
         check_is_fitted(self)
-        chunk = self._logit_source(batches, with_labels=False).read()
+        owner = f"{type(self).__name__}.predict"
+        chunk = self._logit_source(batches, with_labels=False, owner=owner).read()
         return self._check_fitted_columns(chunk.logits), chunk.reference
 
     def _calibrated(self, X, *, proba: bool = False):
