@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -94,7 +95,8 @@ def write_markdown(path, script, argv, *blocks) -> None:
     ``script`` is the benchmark's ``__file__``; ``argv`` its arguments (None: the process's).
     """
     given = sys.argv[1:] if argv is None else argv
-    command = " ".join(["python benchmarks/" + Path(script).name, *given])
+    # quoted where needed, so that the command can be pasted as written ("TS fit")
+    command = " ".join(["python", "benchmarks/" + Path(script).name, *map(shlex.quote, given)])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n\n".join([f"Command: `{command}`", *blocks]) + "\n")

@@ -3,13 +3,48 @@
 Inputs are masked element by element (:func:`mask_inputs`); logits, when no model is at hand,
 entry by entry towards their row's mean (:func:`mask_logits`). Both draw from an explicit
 :class:`torch.Generator`; neither touches global state.
+
+Each is a *draw* (:func:`draw_uniforms`: one uniform per element) and an *apply*
+(:func:`apply_input_mask`, :func:`apply_logit_mask`: threshold the uniforms at the ratio).
+Masking in memory (``fit(X, y)``) draws and applies at once; a stream of batches draws a
+batch's uniforms once and applies them at every ratio it needs. Both go through the same two
+functions, so they mask alike by construction.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["mask_inputs", "mask_logits"]
+__all__ = ["apply_input_mask", "apply_logit_mask", "draw_uniforms", "mask_inputs", "mask_logits"]
+
+
+def draw_uniforms(shape, *, generator: torch.Generator, device) -> torch.Tensor:
+    """Draw the uniforms of a mask: one per element, from ``generator``, on ``device``."""
+    return torch.rand(shape, generator=generator, device=device)
+
+
+def apply_input_mask(
+    x: torch.Tensor, uniforms: torch.Tensor, mask_ratio: float, *, kind: str = "zero"
+) -> torch.Tensor:
+    """Mask the elements of ``x`` whose uniform lies below ``mask_ratio`` (see :func:`mask_inputs`).
+
+    The same uniforms thresholded at a larger ratio mask a superset: masks are nested.
+    """
+    keep = uniforms >= mask_ratio
+    if kind == "zero":
+        return x * keep.to(x.dtype)
+    if kind == "mean":
+        channel_mean = x.mean(dim=(0, *range(2, x.ndim)), keepdim=True)
+        return torch.where(keep, x, channel_mean)
+    raise ValueError(f"kind must be 'zero' or 'mean'; got {kind!r}.")
+
+
+def apply_logit_mask(
+    logits: torch.Tensor, uniforms: torch.Tensor, mask_ratio: float
+) -> torch.Tensor:
+    """Replace the logits whose uniform lies below ``mask_ratio`` by their row's mean."""
+    row_mean = logits.mean(dim=1, keepdim=True)
+    return torch.where(uniforms < mask_ratio, row_mean, logits)
 
 
 def mask_inputs(
@@ -38,13 +73,8 @@ def mask_inputs(
     Tensor
         A masked copy of ``x``; ``x`` itself is not modified.
     """
-    keep = torch.rand(x.shape, generator=generator, device=x.device) >= mask_ratio
-    if kind == "zero":
-        return x * keep.to(x.dtype)
-    if kind == "mean":
-        channel_mean = x.mean(dim=(0, *range(2, x.ndim)), keepdim=True)
-        return torch.where(keep, x, channel_mean)
-    raise ValueError(f"kind must be 'zero' or 'mean'; got {kind!r}.")
+    uniforms = draw_uniforms(x.shape, generator=generator, device=x.device)
+    return apply_input_mask(x, uniforms, mask_ratio, kind=kind)
 
 
 def mask_logits(
@@ -76,6 +106,5 @@ def mask_logits(
         Rows ``d * n_samples + i`` hold draw ``d`` of sample ``i``.
     """
     repeated = logits.repeat(n_masks, 1)
-    row_mean = repeated.mean(dim=1, keepdim=True)
-    masked = torch.rand(repeated.shape, generator=generator, device=logits.device) < mask_ratio
-    return torch.where(masked, row_mean, repeated)
+    uniforms = draw_uniforms(repeated.shape, generator=generator, device=logits.device)
+    return apply_logit_mask(repeated, uniforms, mask_ratio)

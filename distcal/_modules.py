@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._batches import batch_inputs
+from ._batches import BatchSource
 from ._device import module_device
 from ._validation import check_inputs
 from .exceptions import DistcalWarning, ProbabilityInputWarning
@@ -24,8 +24,10 @@ __all__ = [
     "first_layer",
     "forward",
     "in_pieces",
+    "input_dtype",
     "module_logits",
     "output_kind",
+    "run_module",
     "shape_error",
     "stream_logits",
 ]
@@ -44,7 +46,8 @@ _SHAPE_ERROR = re.compile(
 )
 
 
-def _input_dtype(module: torch.nn.Module) -> torch.dtype:
+def input_dtype(module: torch.nn.Module) -> torch.dtype:
+    """Return the dtype ``module`` takes its inputs in: that of its first floating parameter."""
     for parameter in module.parameters():
         if parameter.is_floating_point():
             return parameter.dtype
@@ -89,9 +92,28 @@ def module_logits(
     Tensor of shape (n_repeats * n_samples, n_classes)
         Logits on the module's device.
     """
-    inputs = check_inputs(X)
+    return run_module(
+        module,
+        check_inputs(X),
+        batch_size=batch_size,
+        transform=transform,
+        n_repeats=n_repeats,
+        name=name,
+    )
+
+
+def run_module(
+    module: torch.nn.Module,
+    inputs: torch.Tensor,
+    *,
+    batch_size: int,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    n_repeats: int = 1,
+    name: str = "model",
+) -> torch.Tensor:
+    """Return :func:`module_logits` of inputs the batch source checked (no second check)."""
     device = module_device(module)
-    dtype = _input_dtype(module)
+    dtype = input_dtype(module)
     n_samples = inputs.shape[0]
     was_training = module.training
     module.eval()
@@ -142,21 +164,20 @@ def stream_logits(
 ) -> tuple[torch.Tensor, object]:
     """Return the logits of a stream of input batches, concatenated, and the first inputs.
 
-    Each batch is ``X`` or ``(X, y[, w])``; ``check`` validates its inputs (against the input
-    shape an estimator recorded, say), and its error is re-raised naming the batch. The first
-    batch's inputs come back too: results follow their container and device.
+    Each batch is ``X`` or ``(X, y[, w])``, read by the batch source (labels ignored);
+    ``check`` compares its checked inputs with what an estimator recorded (the input shape,
+    say), and its error is re-raised naming the batch. The first batch's inputs come back too:
+    results follow their container and device.
     """
     parts, reference = [], None
-    for index, batch in enumerate(batches):
-        inputs = batch_inputs(batch)
-        reference = inputs if reference is None else reference
+    source = BatchSource(batches, kind="inputs", with_labels=False, owner="predict")
+    for index, chunk in enumerate(source.chunks()):
+        reference = chunk.reference if reference is None else reference
         try:
-            checked = check(inputs)
+            checked = check(chunk.values)
         except ValueError as exc:
             raise ValueError(f"batch {index} of X: {exc}") from exc
-        parts.append(module_logits(module, checked, batch_size=batch_size))
-    if reference is None:
-        raise ValueError("X is a stream of batches that yielded no batch.")
+        parts.append(run_module(module, checked, batch_size=batch_size))
     return torch.cat(parts), reference
 
 

@@ -24,14 +24,17 @@ __all__ = [
     "Interval",
     "Logits",
     "Options",
+    "check_fitted_shape",
     "check_input_shape",
     "check_inputs",
     "check_label_probabilities",
+    "check_label_range",
     "check_logits",
     "check_probabilities",
     "check_sample_weight",
     "check_soft_targets",
     "check_targets",
+    "check_weight_total",
     "is_soft_targets",
     "record_input_shape",
     "validate_constraints",
@@ -254,7 +257,10 @@ def _to_numeric_tensor(x, name: str) -> torch.Tensor:
             "X.toarray() (scipy) or X.to_dense() (torch)."
         )
     if not is_tensor(x):
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"{name} must be a rectangular array of numbers: {exc}") from None
         if x.dtype == object:
             try:
                 x = x.astype(np.float64)
@@ -284,13 +290,15 @@ def _check_finite(tensor: torch.Tensor, name: str) -> tuple[float, float]:
     """
     low, high = (float(v) for v in torch.aminmax(tensor))
     if not (math.isfinite(low) and math.isfinite(high)):
-        n_bad = sum(
-            int((~torch.isfinite(tensor[rows])).sum())
-            for rows in row_chunks(tensor.shape[0], tensor[:1].numel(), tensor.device)
-        )
+        n_bad, first = 0, None
+        for rows in row_chunks(tensor.shape[0], tensor[:1].numel(), tensor.device):
+            bad = ~torch.isfinite(tensor[rows].reshape(rows.stop - rows.start, -1)).all(dim=1)
+            if first is None and bool(bad.any()):
+                first = rows.start + int(bad.nonzero()[0, 0])
+            n_bad += int((~torch.isfinite(tensor[rows])).sum())
         raise ValueError(
-            f"Input {name} contains NaN or infinity ({n_bad} of {tensor.numel()} values); "
-            "it must be finite."
+            f"Input {name} contains NaN or infinity ({n_bad} of {tensor.numel()} values, the "
+            f"first in row {first}); it must be finite."
         )
     return low, high
 
@@ -526,8 +534,7 @@ def check_targets(
             f"{n_samples} and {name} has {tensor.shape[0]}."
         )
     if tensor.is_floating_point():
-        if not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"Input {name} contains NaN or infinity; labels must be finite.")
+        _check_finite(tensor, name)  # names the first bad row
         fractional = tensor != tensor.round()
         if bool(fractional.any()):
             raise ValueError(
@@ -536,6 +543,28 @@ def check_targets(
                 "classes."
             )
     labels = tensor.to(device=device, dtype=torch.long)
+    low, high = check_label_range(labels, n_classes, name=name, x_name=x_name, binary=binary)
+    if min_classes > 1 and low == high:
+        raise ValueError(
+            f"{name} contains only one class ({low}); at least {min_classes} classes are needed."
+        )
+    return labels
+
+
+def check_label_range(
+    labels: torch.Tensor,
+    n_classes: int | None,
+    *,
+    name: str = "y",
+    x_name: str = "X",
+    binary: bool = False,
+) -> tuple[int, int]:
+    """Check that labels index the columns of ``x_name``; return the smallest and largest.
+
+    The range rule of :func:`check_targets`, on its own for labels whose number of classes is
+    known only later: those of a model's inputs, checked before the forward pass (against
+    ``n_classes=None``: non-negative) and against the model's columns after it.
+    """
     low, high = (int(v) for v in torch.aminmax(labels))
     upper = n_classes if n_classes is not None else high + 1
     if low < 0 or high >= upper:
@@ -557,11 +586,7 @@ def check_targets(
             f"{columns}. Encode labels as the column index of their class in the network's "
             "output."
         )
-    if min_classes > 1 and low == high:
-        raise ValueError(
-            f"{name} contains only one class ({low}); at least {min_classes} classes are needed."
-        )
-    return labels
+    return low, high
 
 
 def is_soft_targets(y) -> bool:
@@ -611,7 +636,12 @@ def check_soft_targets(
 
 
 def check_sample_weight(
-    sample_weight, *, n_samples: int, device=None, allow_zero_sum: bool = False
+    sample_weight,
+    *,
+    n_samples: int,
+    device=None,
+    allow_zero_sum: bool = False,
+    name: str = "sample_weight",
 ) -> torch.Tensor | None:
     """Validate sample weights: finite, non-negative, one per sample, not all zero.
 
@@ -623,22 +653,32 @@ def check_sample_weight(
     if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
         tensor = torch.full((n_samples,), float(sample_weight), dtype=torch.float64)
     else:
-        tensor = _float_dtype(_to_numeric_tensor(sample_weight, "sample_weight"))
+        tensor = _float_dtype(_to_numeric_tensor(sample_weight, name))
     if tensor.ndim != 1 or tensor.shape[0] != n_samples:
         raise ValueError(
-            f"sample_weight must be 1-D with one weight per sample, shape ({n_samples},); got "
+            f"{name} must be 1-D with one weight per sample, shape ({n_samples},); got "
             f"shape {tuple(tensor.shape)}."
         )
     tensor = tensor.to(device=device, dtype=torch.float64)
-    _check_finite(tensor, "sample_weight")
+    _check_finite(tensor, name)
     if bool((tensor < 0).any()):
         raise ValueError(
-            f"sample_weight must be non-negative; got {int((tensor < 0).sum())} negative weights "
+            f"{name} must be non-negative; got {int((tensor < 0).sum())} negative weights "
             f"(smallest {float(tensor.min()):.6g})."
         )
-    if not allow_zero_sum and not bool((tensor > 0).any()):
-        raise ValueError("sample_weight must have a positive sum; all weights are zero.")
+    if not allow_zero_sum:
+        check_weight_total(float(tensor.sum()), name)
     return tensor
+
+
+def check_weight_total(total: float, name: str = "sample_weight") -> None:
+    """Refuse weights that sum to zero: the one rule for arrays, streams and processes.
+
+    A batch of a stream (or a process's shard) may hold only zero weights; the data as a
+    whole may not, so streams apply this rule to the sum over every batch (and process).
+    """
+    if not total > 0:
+        raise ValueError(f"{name} must have a positive sum; all weights are zero.")
 
 
 def check_inputs(X, *, name: str = "X") -> torch.Tensor:
@@ -676,7 +716,12 @@ def record_input_shape(estimator, inputs: torch.Tensor) -> None:
 def check_input_shape(X, estimator) -> torch.Tensor:
     """Validate inputs at prediction time against the ``input_shape_`` seen in ``fit``."""
     check_is_fitted(estimator)
-    inputs = check_inputs(X)
+    return check_fitted_shape(check_inputs(X), estimator)
+
+
+def check_fitted_shape(inputs: torch.Tensor, estimator) -> torch.Tensor:
+    """Compare checked inputs with the ``input_shape_`` seen in ``fit``; return them."""
+    check_is_fitted(estimator)
     shape = tuple(inputs.shape[1:])
     if shape != estimator.input_shape_:
         owner = type(estimator).__name__

@@ -228,10 +228,10 @@ def _bad_inputs(tmp_path, logits, y):
     p = str(tmp_path)
     return {
         "3-D logits": (["cube.npy", "labels.npy"], "argument LOGITS:", "shape (5, 3, 2)"),
-        "labels out of range": (["logits.npy", "big.npy"], "argument LABELS:", "outside 0..2"),
-        "labels not whole": (["logits.npy", "halves.npy"], "argument LABELS:", "whole numbers"),
+        "labels out of range": (["logits.npy", "big.npy"], "argument LABELS:", "in [0, 2]"),
+        "labels not whole": (["logits.npy", "halves.npy"], "argument LABELS:", "integer class"),
         "length mismatch": (["logits.npy", "short.npy"], "argument LABELS:", "299 labels"),
-        "non-finite": (["nan.npy", "labels.npy"], "argument LOGITS:", "non-finite"),
+        "non-finite": (["nan.npy", "labels.npy"], "argument LOGITS:", "NaN or infinity"),
         "missing key": (
             ["two.npz", "labels.npy", "--logits-key", "z"],
             "argument --logits-key:",

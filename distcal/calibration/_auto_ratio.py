@@ -52,6 +52,7 @@ __all__ = [
     "choose_ratio",
     "decide_regime",
     "half_accuracy",
+    "masked_accuracy",
     "resolve_n_masks",
 ]
 
@@ -78,11 +79,40 @@ def half_accuracy(n_classes: int) -> float:
     return (1 + 1 / n_classes) / 2
 
 
-def resolve_n_masks(n_masks, n_samples: int) -> int:
-    """``n_masks`` as an int: ``"auto"`` gives ``ceil(MASKED_SAMPLES / n_samples)`` copies."""
+def resolve_n_masks(n_masks, n_samples: int | None, *, owner: str = "", stream=None) -> int:
+    """Return ``n_masks`` as an int: ``"auto"`` gives ``ceil(MASKED_SAMPLES / n_samples)``.
+
+    The one place ``n_masks`` is resolved, for arrays and streams. A stream whose number of
+    samples cannot be known before reading it (``n_samples`` None) allows one copy only: the
+    masks of copy ``d`` start ``d * n_samples`` inputs into the seeded stream.
+    """
+    if n_samples is None:
+        if n_masks == "auto" or int(n_masks) > 1:
+            raise ValueError(
+                f"{owner}: X is a stream whose number of samples cannot be known before "
+                f"reading it (a {type(stream).__name__}), and n_masks={n_masks!r} needs it to "
+                "draw the masks of fit(X, y). Pass a DataLoader over a sized dataset or a list "
+                "of batches, or set n_masks=1."
+            )
+        return 1
     if n_masks == "auto":
         return max(1, math.ceil(MASKED_SAMPLES / n_samples))
     return int(n_masks)
+
+
+def masked_accuracy(
+    values: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None
+) -> float:
+    """Return the (weighted) accuracy of logits whose rows are copies of the samples.
+
+    ``values`` holds ``k * n`` rows, copy after copy, for ``n`` labels: the labels (and
+    weights) are repeated ``k`` times. The one definition of the masked accuracy, read by both
+    rules and reported as ``masked_accuracy_``.
+    """
+    copies = values.shape[0] // labels.shape[0]
+    repeated = labels.repeat(copies)
+    repeated_weights = None if weights is None else weights.repeat(copies)
+    return _weighted_mean(values.argmax(dim=1) == repeated, repeated_weights)
 
 
 def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> float:
@@ -212,10 +242,7 @@ def _held_out_ratio(
             stacklevel=5,
         )
     values = drawn[best]
-    repeated = labels.repeat(values.shape[0] // n_samples)
-    repeated_weights = None if weights is None else weights.repeat(values.shape[0] // n_samples)
-    accuracy = _weighted_mean(values.argmax(dim=1) == repeated, repeated_weights)
-    return AutoRatio("held-out", best, values, accuracy, scores)
+    return AutoRatio("held-out", best, values, masked_accuracy(values, labels, weights), scores)
 
 
 def _half_accuracy_ratio(
@@ -225,17 +252,14 @@ def _half_accuracy_ratio(
     weights: torch.Tensor | None,
     *,
     n_classes: int,
-    n_masks: int,
     owner: str,
 ) -> AutoRatio:
     """Bisect the (nested-mask) masked accuracy to the half-accuracy target; fit there."""
     target = half_accuracy(n_classes)
-    repeated = labels.repeat(n_masks)
-    repeated_weights = None if weights is None else weights.repeat(n_masks)
 
     def accuracy_at(ratio):
         values = draw(ratio)
-        return values, _weighted_mean(values.argmax(dim=1) == repeated, repeated_weights)
+        return values, masked_accuracy(values, labels, weights)
 
     high_values, high_accuracy = accuracy_at(MAX_RATIO)
     if high_accuracy > target:
@@ -341,6 +365,4 @@ def choose_ratio(
             owner=owner,
             read_error_rate=read_error_rate,
         )
-    return _half_accuracy_ratio(
-        draw, clean, labels, weights, n_classes=clean.shape[1], n_masks=n_masks, owner=owner
-    )
+    return _half_accuracy_ratio(draw, clean, labels, weights, n_classes=clean.shape[1], owner=owner)

@@ -29,20 +29,16 @@ import re
 from abc import ABCMeta, abstractmethod
 from types import MappingProxyType
 
-import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._batches import batch_inputs, is_batches
-from .._device import PortablePickleMixin, as_tensor, is_tensor, like, to_numpy
+from .._batches import BatchSource, Chunk, is_batches
+from .._device import PortablePickleMixin, like
 from .._softmax import softmax
 from .._validation import (
     Logits,
     check_label_probabilities,
-    check_logits,
-    check_sample_weight,
-    check_targets,
     validate_params,
 )
 
@@ -188,7 +184,11 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
 
     # ------------------------------------------------------------------ validation helpers
     def _validate_fit_inputs(self, X, y, sample_weight):
-        """Validate parameters and data at the top of ``fit``; record input-shape attributes."""
+        """Validate parameters and data at the top of ``fit``; record input-shape attributes.
+
+        The data come through the one batch source (:class:`distcal._batches.BatchSource`),
+        checked once; ``X`` may also be a :class:`distcal._batches.Chunk` it has checked.
+        """
         validate_params(self)
         if is_batches(X):
             name = type(self).__name__
@@ -201,11 +201,25 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
                 f"{name}.fit takes arrays of logits; X is a {type(X).__name__} of batches: "
                 f"{remedy}."
             )
-        logits = check_logits(X, input_type=getattr(self, "input_type", "logits"))
+        chunk = self._logit_source(X, y, sample_weight).read()
+        logits = chunk.logits
         self._record_input(logits)
-        labels, weights = self._validate_targets(y, sample_weight, logits.values)
-        self._check_label_probabilities(logits, labels)
-        return logits, labels, weights
+        self._check_label_probabilities(logits, chunk.labels)
+        return logits, chunk.labels, chunk.weights
+
+    def _logit_source(self, X, y=None, sample_weight=None, **options) -> BatchSource:
+        """Return the batch source of this calibrator's logits (its input type, class rule)."""
+        options.setdefault("min_classes", self._min_classes)
+        options.setdefault("owner", f"{type(self).__name__}.fit")
+        return BatchSource(
+            X,
+            y,
+            sample_weight,
+            kind="logits",
+            input_type=getattr(self, "input_type", "logits"),
+            estimator=self,
+            **options,
+        )
 
     def _check_label_probabilities(self, logits: Logits, labels, name: str = "X") -> None:
         """Refuse probabilities that give a label exactly 0 (see ``_fits_log_probabilities``)."""
@@ -218,24 +232,14 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
         self.classes_ = torch.arange(n_classes).numpy()
         self._binary_1d = logits.binary_1d
 
-    def _validate_targets(self, y, sample_weight, values: torch.Tensor):
-        n_samples, n_classes = values.shape
-        labels = check_targets(
-            y,
-            n_samples=n_samples,
-            n_classes=n_classes,
-            device=values.device,
-            estimator=self,
-            binary=self._binary_1d,
-            min_classes=self._min_classes,
-        )
-        weights = check_sample_weight(sample_weight, n_samples=n_samples, device=values.device)
-        return labels, weights
-
     def _validate_predict_logits(self, X) -> Logits:
         """Validate logits given to a prediction method against what ``fit`` saw."""
         check_is_fitted(self)
-        logits = check_logits(X, input_type=getattr(self, "input_type", "logits"))
+        source = self._logit_source(X, with_labels=False, owner=f"{type(self).__name__}.predict")
+        return self._check_fitted_columns(source.read().logits)
+
+    def _check_fitted_columns(self, logits: Logits) -> Logits:
+        """Refuse logits of another width than those ``fit`` saw."""
         if logits.binary_1d and not self._binary_1d:
             raise ValueError(
                 f"X has 1 features, but {type(self).__name__} is expecting {self.n_features_in_} "
@@ -269,14 +273,10 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
         Returns the validated logits and the first batch's inputs, whose container and device
         the results take.
         """
-        parts = [batch_inputs(batch) for batch in batches]
-        if not parts:
-            raise ValueError("X is a stream of batches that yielded no batch.")
-        if all(is_tensor(p) for p in parts):
-            joined = torch.cat([as_tensor(p) for p in parts])
-        else:
-            joined = np.concatenate([to_numpy(p) if is_tensor(p) else np.asarray(p) for p in parts])
-        return self._prediction_logits(joined), parts[0]
+        check_is_fitted(self)
+        owner = f"{type(self).__name__}.predict"
+        chunk = self._logit_source(batches, with_labels=False, owner=owner).read()
+        return self._check_fitted_columns(chunk.logits), chunk.reference
 
     def _calibrated(self, X, *, proba: bool = False):
         """Return the validated logits, their calibrated logits (or probabilities), the reference.
@@ -287,7 +287,8 @@ class BaseLogitCalibrator(PortablePickleMixin, ClassifierMixin, BaseEstimator, m
         if is_batches(X):
             logits, reference = self._stream_prediction_logits(X)
         else:
-            logits, reference = self._prediction_logits(X), X
+            logits = self._prediction_logits(X)
+            reference = X.reference if isinstance(X, Chunk) else X
         values = logits.values.to(torch.promote_types(logits.values.dtype, torch.float32))
         if proba:
             return logits, self._calibrate_proba(values), reference

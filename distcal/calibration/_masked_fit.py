@@ -24,24 +24,21 @@ from functools import partial
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .._batches import batch_passes, is_batches
-from .._device import draw_seed
+from .._batches import BatchSource, Chunk, batch_passes, is_batches
+from .._device import as_tensor, draw_seed
 from .._masking import mask_inputs, mask_logits
-from .._modules import check_input_scale, check_output_kind, stream_logits
+from .._modules import check_output_kind, run_module, stream_logits
 from .._validation import (
     Interval,
     Logits,
     Options,
-    check_input_shape,
-    check_inputs,
-    check_logits,
+    check_fitted_shape,
     record_input_shape,
     validate_params,
 )
-from ._auto_ratio import HELD_OUT_RATIOS, choose_ratio, resolve_n_masks
+from ._auto_ratio import HELD_OUT_RATIOS, choose_ratio, masked_accuracy, resolve_n_masks
 from ._base import BaseLogitCalibrator
-from ._model import module_logits
-from ._stream import MaskedStream, RestartableBatches, concatenate_batches
+from ._stream import MaskedStream, RestartableBatches
 
 #: The constraints of the masking parameters, shared by every masked calibrator.
 MASKING_CONSTRAINTS = {
@@ -87,53 +84,76 @@ class _MaskedFit(BaseLogitCalibrator):
             The fitted calibrator.
         """
         validate_params(self)
-        if is_batches(X):
-            if y is not None or sample_weight is not None:
-                given = "y" if y is not None else "sample_weight"
-                raise ValueError(
-                    f"{type(self).__name__}.fit: X is a stream of batches (a "
-                    f"{type(X).__name__}), so {given} must be omitted: the labels and weights "
-                    "come with the batches, as (inputs, labels) or (inputs, labels, "
-                    "sample_weight)."
-                )
-            return self._fit_stream(X)
-        owner = type(self).__name__
         if self.model is None:
-            logits = check_logits(X, input_type=self.input_type)
-            self._record_input(logits)
-            labels, weights = self._validate_targets(y, sample_weight, logits.values)
-            self._check_label_probabilities(logits, labels)
-            clean = logits.values
-        else:
-            inputs = check_inputs(X)
-            for start in range(0, inputs.shape[0], self.batch_size):  # until one batch warns
-                if check_input_scale(inputs[start : start + self.batch_size], owner):
-                    break
-            clean = module_logits(self.model, inputs, batch_size=self.batch_size)
-            check_output_kind(clean, owner, shift_invariant=self._shift_invariant)
-            # With a model, the number of classes comes from its output.
-            self._record_input(Logits(clean, False, clean.shape[1]))
-            record_input_shape(self, inputs)
-            labels, weights = self._validate_targets(y, sample_weight, clean)
-        n_samples = labels.shape[0]
-        self.n_masks_ = resolve_n_masks(self.n_masks, n_samples)
+            return self._fit_logits_masked(X, y, sample_weight)
+        source = self._input_source(X, y, sample_weight)
+        if source.is_stream:
+            return self._fit_stream(source)
+        data = source.read()  # inputs, labels and weights checked before any forward pass
+        clean = run_module(self.model, data.values, batch_size=self.batch_size)
+        labels, weights = self._record_model_fit(source, data, clean, data.values)
+        self.n_masks_ = resolve_n_masks(self.n_masks, labels.shape[0])
         seed = draw_seed(self.random_state)
-        generator = torch.Generator(device=clean.device)
+        draw = partial(self._draw_input_masks, data.values, torch.Generator(device=clean.device))
+        return self._fit_drawn(partial(draw, seed), clean, labels, weights, seed)
+
+    def _input_source(self, X, y, sample_weight) -> BatchSource:
+        """Return the batch source of the model's inputs (with their labels and weights)."""
+        return BatchSource(
+            X,
+            y,
+            sample_weight,
+            kind="inputs",
+            owner=f"{type(self).__name__}.fit",
+            estimator=self,
+            min_classes=self._min_classes,
+            scale_rows=self.batch_size,
+        )
+
+    def _fit_logits_masked(self, X, y, sample_weight):
+        """Fit without a model: logit masks of the logits (arrays, a stream, checked data)."""
+        data = self._logit_source(X, y, sample_weight).read()
+        logits = data.logits
+        self._record_input(logits)
+        self._check_label_probabilities(logits, data.labels)
+        self.n_masks_ = resolve_n_masks(self.n_masks, len(data))
+        seed = draw_seed(self.random_state)
+        generator = torch.Generator(device=logits.values.device)
 
         def draw(ratio):
-            # The same seed at every call: masks are nested across ratios (see _auto_ratio).
-            generator.manual_seed(seed)
-            if self.model is None:
-                return mask_logits(clean, ratio, n_masks=self.n_masks_, generator=generator)
-            return module_logits(
-                self.model,
-                inputs,
-                batch_size=self.batch_size,
-                transform=partial(mask_inputs, mask_ratio=ratio, generator=generator),
-                n_repeats=self.n_masks_,
-            )
+            generator.manual_seed(seed)  # the same seed at every call: nested masks
+            return mask_logits(logits.values, ratio, n_masks=self.n_masks_, generator=generator)
 
-        return self._fit_drawn(draw, clean, labels, weights, seed)
+        return self._fit_drawn(draw, logits.values, data.labels, data.weights, seed)
+
+    def _draw_input_masks(self, inputs, generator, seed, ratio):
+        """Return the logits of ``n_masks_`` masked copies of ``inputs`` at ``ratio``.
+
+        The same seed at every call: masks are nested across ratios (see ``_auto_ratio``).
+        """
+        generator.manual_seed(seed)
+        return run_module(
+            self.model,
+            inputs,
+            batch_size=self.batch_size,
+            transform=partial(mask_inputs, mask_ratio=ratio, generator=generator),
+            n_repeats=self.n_masks_,
+        )
+
+    def _record_model_fit(self, source, data: Chunk, clean, first_inputs):
+        """Check and record what the clean forward pass tells; return labels and weights.
+
+        The labels against the model's columns, the kind of its outputs, the fitted input
+        attributes; the labels and weights come back on the logits' device.
+        """
+        source.check_classes(data.labels, clean.shape[1])
+        check_output_kind(clean, type(self).__name__, shift_invariant=self._shift_invariant)
+        # With a model, the number of classes comes from its output.
+        self._record_input(Logits(clean, False, clean.shape[1]))
+        record_input_shape(self, first_inputs)
+        labels = as_tensor(data.labels, device=clean.device)
+        weights = None if data.weights is None else as_tensor(data.weights, device=clean.device)
+        return labels, weights
 
     def _fitted_map(self):
         return self.calibrator_
@@ -141,6 +161,7 @@ class _MaskedFit(BaseLogitCalibrator):
     def _fit_drawn(self, draw, clean, labels, weights, seed):
         """Choose the ratio (or take it), then fit the map on the masked logits of ``draw``."""
         n_samples = labels.shape[0]
+        chosen = None
         if self.mask_ratio == "auto":
             chosen = choose_ratio(
                 draw,
@@ -171,34 +192,28 @@ class _MaskedFit(BaseLogitCalibrator):
         n_draws = values.shape[0] // n_samples
         all_labels = labels.repeat(n_draws)
         all_weights = None if weights is None else weights.repeat(n_draws)
-        correct = (values.argmax(dim=1) == all_labels).to(torch.float64)
-        self.masked_accuracy_ = float(
-            correct.mean() if all_weights is None else (correct @ all_weights) / all_weights.sum()
+        self.masked_accuracy_ = (
+            chosen.accuracy
+            if self.mask_ratio == "auto"
+            else masked_accuracy(values, labels, weights)
         )
         return self._fit_masked(values, all_labels, all_weights)
 
-    def _fit_stream(self, batches):
+    def _fit_stream(self, source: BatchSource):
         """Fit from a stream of ``(X, y[, sample_weight])`` batches (see :mod:`._stream`)."""
-        if self.model is None:
-            X, y, sample_weight = concatenate_batches(batches)
-            return self.fit(X, y, sample_weight)
-        owner = type(self).__name__
         stream = MaskedStream(
             self.model,
-            batches,
+            source,
             batch_size=self.batch_size,
-            owner=owner,
+            owner=type(self).__name__,
             ratios=self._ratios_in_first_pass(),
             n_masks=self.n_masks,
         )
         seed = draw_seed(self.random_state)
-        clean, labels, weights, first_inputs = stream.first_pass(seed)
-        check_output_kind(clean, owner, shift_invariant=self._shift_invariant)
-        self._record_input(Logits(clean, False, clean.shape[1]))
-        record_input_shape(self, first_inputs)
-        labels, weights = self._validate_targets(labels, weights, clean)
+        clean, first_inputs = stream.first_pass(seed)
+        labels, weights = self._record_model_fit(source, clean, clean.values, first_inputs)
         self.n_masks_ = stream.n_masks_
-        return self._fit_drawn(stream.draw, clean, labels, weights, seed)
+        return self._fit_drawn(stream.draw, clean.values, labels, weights, seed)
 
     def _ratios_in_first_pass(self) -> tuple:
         """Return the ratios whose masked logits are needed whatever the logits turn out to be."""
@@ -253,14 +268,11 @@ class _MaskedFit(BaseLogitCalibrator):
         if self.model is None:
             return super()._prediction_logits(X)
         check_is_fitted(self)
-        inputs = check_input_shape(X, self)
-        values = module_logits(self.model, inputs, batch_size=self.batch_size)
-        if values.shape[1] != len(self.classes_):
-            raise ValueError(
-                f"model returned {values.shape[1]} logit columns, but {type(self).__name__} was "
-                f"fitted with {len(self.classes_)}."
-            )
-        return Logits(values, False, values.shape[1])
+        inputs = BatchSource(X, kind="inputs", with_labels=False).read().values
+        values = run_module(
+            self.model, check_fitted_shape(inputs, self), batch_size=self.batch_size
+        )
+        return self._check_model_columns(values)
 
     def _stream_prediction_logits(self, batches):
         if self.model is None:
@@ -269,15 +281,18 @@ class _MaskedFit(BaseLogitCalibrator):
         values, reference = stream_logits(
             self.model,
             batches,
-            check=lambda inputs: check_input_shape(inputs, self),
+            check=lambda inputs: check_fitted_shape(inputs, self),
             batch_size=self.batch_size,
         )
+        return self._check_model_columns(values), reference
+
+    def _check_model_columns(self, values) -> Logits:
         if values.shape[1] != len(self.classes_):
             raise ValueError(
                 f"model returned {values.shape[1]} logit columns, but {type(self).__name__} was "
                 f"fitted with {len(self.classes_)}."
             )
-        return Logits(values, False, values.shape[1]), reference
+        return Logits(values, False, values.shape[1])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -9,9 +9,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._batches import batch_inputs, is_batches
 from .._device import PortablePickleMixin, like
-from .._modules import module_logits, stream_logits
+from .._modules import module_logits, run_module, stream_logits
 from .._validation import (
     Interval,
+    check_fitted_shape,
     check_input_shape,
     check_inputs,
     record_input_shape,
@@ -110,12 +111,12 @@ class LogitTransformer(PortablePickleMixin, TransformerMixin, BaseEstimator):
             logits, reference = stream_logits(
                 self.module,
                 X,
-                check=lambda inputs: check_input_shape(inputs, self),
+                check=lambda inputs: check_fitted_shape(inputs, self),
                 batch_size=self.batch_size,
             )
             return like(logits, reference)
         inputs = check_input_shape(X, self)
-        return like(module_logits(self.module, inputs, batch_size=self.batch_size), X)
+        return like(run_module(self.module, inputs, batch_size=self.batch_size), X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

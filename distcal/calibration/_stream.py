@@ -35,82 +35,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 
-from .._batches import count_samples, one_shot_error, unpack_batch
-from .._device import as_tensor, is_tensor, module_device
-from .._modules import check_input_scale, module_logits
-from .._validation import check_inputs
+from .._batches import RestartableBatches, concatenate, count_samples, one_shot_error
+from .._device import as_tensor, module_device
+from .._masking import apply_input_mask, draw_uniforms
+from .._modules import input_dtype, run_module
 from ._auto_ratio import resolve_n_masks
 
-__all__ = ["MaskedStream", "RestartableBatches", "concatenate_batches"]
+__all__ = ["MaskedStream", "RestartableBatches"]
 
 # Uniforms drawn per call when a generator is moved forward (bounded memory).
 _ADVANCE_CHUNK = 1 << 22
-
-
-class RestartableBatches:
-    """An iterable whose every ``iter`` calls a function for a new iterator of batches."""
-
-    def __init__(self, start):
-        self._start = start
-
-    def __iter__(self):
-        return self._start()
-
-
-def _length(values, index: int, what: str) -> int:
-    shape = getattr(values, "shape", None)
-    if shape is None:
-        values = np.asarray(values)
-        shape = values.shape
-    if len(shape) == 0:
-        raise ValueError(f"batches[{index}]: {what} must be an array with one row per sample.")
-    return int(shape[0])
-
-
-def _read(batch, index: int):
-    """``(X, y, w)`` of one batch, with its lengths checked against each other."""
-    X, y, w = unpack_batch(batch, index)
-    n_inputs = _length(X, index, "X")
-    n_labels = _length(y, index, "y")
-    if n_labels != n_inputs:
-        raise ValueError(
-            f"batches[{index}] has {n_inputs} samples in X but {n_labels} labels in y; every "
-            "batch must pair each sample with its label."
-        )
-    if w is not None and _length(w, index, "sample_weight") != n_inputs:
-        raise ValueError(
-            f"batches[{index}] has {n_inputs} samples in X but "
-            f"{_length(w, index, 'sample_weight')} weights; give one weight per sample."
-        )
-    return X, y, w
-
-
-def _concatenate(parts):
-    if any(is_tensor(p) for p in parts):
-        return torch.cat([as_tensor(p) for p in parts])
-    return np.concatenate([np.asarray(p) for p in parts])
-
-
-def concatenate_batches(batches):
-    """Read a stream of ``(X, y[, sample_weight])`` batches into three arrays (logits only)."""
-    xs, ys, ws = [], [], []
-    for index, batch in enumerate(batches):
-        X, y, w = _read(batch, index)
-        if index and (w is None) != (not ws):
-            raise ValueError(
-                f"batches[{index}] {'has no' if w is None else 'has'} sample_weight, unlike "
-                "batches[0]; give weights in every batch or in none."
-            )
-        xs.append(X)
-        ys.append(y)
-        if w is not None:
-            ws.append(w)
-    if not xs:
-        raise ValueError("batches yielded no batch; there is nothing to fit.")
-    return _concatenate(xs), _concatenate(ys), (_concatenate(ws) if ws else None)
 
 
 class _NoBatch(Exception):
@@ -132,8 +68,8 @@ class MaskedStream:
     ----------
     model : torch.nn.Module
         The network.
-    batches : iterable
-        ``(X, y[, sample_weight])`` batches.
+    source : BatchSource
+        The stream, as the batch source reads it (model inputs, labels, weights).
     batch_size : int
         Largest number of samples per forward pass.
     owner : str
@@ -144,34 +80,32 @@ class MaskedStream:
         Masked copies per sample.
     """
 
-    def __init__(self, model, batches, *, batch_size, owner, ratios, n_masks):
+    def __init__(self, model, source, *, batch_size, owner, ratios, n_masks):
         self.model = model
-        self.batches = batches
+        self.source = source
         self.batch_size = batch_size
         self.owner = owner
         self.ratios = tuple(ratios)
         self.n_masks = n_masks
-        self.n_samples = count_samples(batches)
+        self.n_samples = count_samples(source.X)
+        self.n_masks_ = None
         self._masked: dict = {}
         self._labels = None
-        self._input_shape = None
+        if self.ratios:  # the masks of the first pass are placed by the copies
+            self._resolve_copies()
 
-    def _copies(self) -> int:
-        if self.n_samples == 0:
-            raise ValueError(
-                f"{self.owner}.fit: batches announces 0 samples (a DataLoader over an empty "
-                "dataset?); there is nothing to fit."
-            )
-        if self.n_samples is None:
-            if self.n_masks == "auto" or int(self.n_masks) > 1:
+    def _resolve_copies(self) -> int:
+        """Resolve ``n_masks`` (once): it needs the number of samples, known or counted."""
+        if self.n_masks_ is None:
+            if self.n_samples == 0:
                 raise ValueError(
-                    f"{self.owner}.fit: X is a stream whose number of samples cannot be known "
-                    f"before reading it (a {type(self.batches).__name__}), and "
-                    f"n_masks={self.n_masks!r} needs it to draw the masks of fit(X, y). Pass a "
-                    "DataLoader over a sized dataset or a list of batches, or set n_masks=1."
+                    f"{self.owner}.fit: batches announces 0 samples (a DataLoader over an empty "
+                    "dataset?); there is nothing to fit."
                 )
-            return 1
-        return resolve_n_masks(self.n_masks, self.n_samples)
+            self.n_masks_ = resolve_n_masks(
+                self.n_masks, self.n_samples, owner=f"{self.owner}.fit", stream=self.source.X
+            )
+        return self.n_masks_
 
     def _generators(self, seed: int, copies: int, numel: int, device) -> list:
         generators = []
@@ -186,55 +120,44 @@ class MaskedStream:
         return generators
 
     def _pass(self, seed: int, ratios: tuple, *, clean: bool):
-        """Read the stream once; return clean logits, labels, weights and masked logits."""
+        """Read the stream once; return the clean logits (a chunk) and the masked logits.
+
+        Each batch comes checked from the batch source; its inputs are masked (drawn once per
+        copy, applied at every ratio) and run through the model while it is in memory.
+        """
         device = module_device(self.model)
-        copies = self._copies() if ratios else 0
+        dtype = input_dtype(self.model)
+        copies = self._resolve_copies() if ratios else 0
         generators = None
-        clean_parts, labels, weights = [], [], []
+        parts = []
         masked = {ratio: [[] for _ in range(copies)] for ratio in ratios}
-        count = 0
-        scale_warned = False
-        for index, batch in enumerate(self.batches):
-            X, y, w = _read(batch, index)
-            inputs = check_inputs(X, name=f"batches[{index}] X")
-            shape = tuple(inputs.shape[1:])
-            if clean and not scale_warned:  # every batch, until one warns
-                scale_warned = check_input_scale(
-                    inputs[: self.batch_size], self.owner, f"batches[{index}] X"
-                )
-            if self._input_shape is None:
-                self._input_shape = shape
-                self.first_inputs = inputs[:1].clone()  # not a view: the batch may go
-            elif shape != self._input_shape:
-                raise ValueError(
-                    f"batches[{index}] has samples of shape {shape}, but batches[0] had "
-                    f"{self._input_shape}; every batch must hold inputs of one shape."
-                )
+        for chunk in self.source.chunks(allow_empty=not clean):
+            inputs = chunk.values
             if generators is None and copies:
                 generators = self._generators(seed, copies, inputs[:1].numel(), device)
-            if index and (w is None) != (not weights):
-                raise ValueError(
-                    f"batches[{index}] {'has no' if w is None else 'has'} sample_weight, unlike "
-                    "batches[0]; give weights in every batch or in none."
-                )
-            labels.append(as_tensor(y).reshape(-1).cpu())
-            if w is not None:
-                weights.append(as_tensor(w).reshape(-1).to(torch.float64).cpu())
-            count += inputs.shape[0]
+            logits = []
             for start in range(0, inputs.shape[0], self.batch_size):
-                chunk = inputs[start : start + self.batch_size]
+                piece = inputs[start : start + self.batch_size]
                 if clean:
-                    clean_parts.append(self._logits(chunk, index))
+                    logits.append(self._logits(piece))
                 if not copies:
                     continue
-                chunk = chunk.to(device=device, dtype=self._dtype())
+                piece = piece.to(device=device, dtype=dtype)
                 for copy in range(copies):
-                    uniforms = torch.rand(chunk.shape, generator=generators[copy], device=device)
+                    uniforms = draw_uniforms(piece.shape, generator=generators[copy], device=device)
                     for ratio in ratios:
-                        keep = (uniforms >= ratio).to(chunk.dtype)
-                        masked[ratio][copy].append(self._logits(chunk * keep, index))
-        if count == 0:
+                        masked[ratio][copy].append(
+                            self._logits(apply_input_mask(piece, uniforms, ratio))
+                        )
+            values = torch.cat(logits) if clean else chunk.values[:, :0]
+            if self._input_shape is None:
+                self._input_shape = tuple(inputs.shape[1:])
+                self.first_inputs = inputs[:1].clone()  # not a view: the batch may go
+            parts.append(chunk.with_values(values))
+        if not parts:
             raise _NoBatch()
+        joined = concatenate(parts)
+        count = len(joined)
         if self.n_samples is not None and count != self.n_samples:
             raise ValueError(
                 f"batches yielded {count} samples, but it announced {self.n_samples} (the "
@@ -242,48 +165,34 @@ class MaskedStream:
             )
         self.n_samples = count
         values = {
-            ratio: torch.cat([torch.cat(parts) for parts in per_copy])
+            ratio: torch.cat([torch.cat(pieces) for pieces in per_copy])
             for ratio, per_copy in masked.items()
         }
-        labels = torch.cat(labels)
-        return (
-            torch.cat(clean_parts) if clean else None,
-            labels,
-            torch.cat(weights) if weights else None,
-            values,
-        )
+        return joined, values
 
-    def _dtype(self) -> torch.dtype:
-        for parameter in self.model.parameters():
-            if parameter.is_floating_point():
-                return parameter.dtype
-        return torch.float32
+    _input_shape = None
 
-    def _logits(self, chunk: torch.Tensor, index: int) -> torch.Tensor:
-        return module_logits(self.model, chunk, batch_size=self.batch_size)
+    def _logits(self, piece: torch.Tensor) -> torch.Tensor:
+        return run_module(self.model, piece, batch_size=self.batch_size)
 
     def first_pass(self, seed: int):
-        """Make the one pass: return clean logits, labels, weights, a first input; keep the rest."""
+        """Make the one pass: return the clean logits (a chunk) and a first input."""
         self._seed = seed
         try:
-            clean, labels, weights, masked = self._pass(seed, self.ratios, clean=True)
-        except _NoBatch:
-            raise ValueError(
-                f"{self.owner}.fit: batches yielded no batch; there is nothing to fit."
-            ) from None
-        self.n_masks_ = (
-            self._copies() if self.ratios else resolve_n_masks(self.n_masks, self.n_samples)
-        )
+            clean, masked = self._pass(seed, self.ratios, clean=True)
+        except _NoBatch:  # pragma: no cover - the source refuses an empty first pass
+            raise ValueError(f"{self.owner}.fit: batches yielded no batch.") from None
+        self._resolve_copies()
         self._masked = masked
-        self._labels = labels
-        return clean, labels.to(clean.device), weights, self.first_inputs
+        self._labels = clean.labels
+        return clean, self.first_inputs
 
     def draw(self, ratio: float) -> torch.Tensor:
         """Return the masked logits at ``ratio``: kept from the first pass, or read anew."""
         ratio = float(ratio)
         if ratio in self._masked:
             return self._masked[ratio]
-        if isinstance(self.batches, Iterator):
+        if isinstance(self.source.X, Iterator):
             raise TypeError(
                 f"{self.owner}.fit: the training regime's half-accuracy rule needs the masked "
                 f"logits at ratio {ratio:.4g}, chosen from the previous ones, so it reads the "
@@ -291,7 +200,7 @@ class MaskedStream:
                 "of batches, or a numeric mask_ratio (one pass)."
             )
         try:
-            _, labels, _, masked = self._pass(self._seed, (ratio,), clean=False)
+            again, masked = self._pass(self._seed, (ratio,), clean=False)
         except _NoBatch:
             why = (
                 "The training regime's half-accuracy rule picks each mask ratio from the masked "
@@ -299,7 +208,7 @@ class MaskedStream:
                 f"ratio {ratio:.4g}); a numeric mask_ratio reads them once."
             )
             raise one_shot_error(f"{self.owner}.fit", len(self._labels), why) from None
-        if not torch.equal(labels, self._labels):
+        if not torch.equal(as_tensor(again.labels, device=self._labels.device), self._labels):
             raise ValueError(
                 f"{self.owner}.fit: the batches came in another order on a second pass (a "
                 "DataLoader with shuffle=True?); the half-accuracy rule of the training regime "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._batches import batch_passes, one_shot_error, unpack_batch
+from .._batches import one_shot_error
 from .._device import row_chunks
 from .._distributed import (
     agree,
@@ -32,9 +32,7 @@ from .._distributed import (
 from .._validation import (
     Interval,
     Options,
-    check_logits,
-    check_sample_weight,
-    check_targets,
+    check_weight_total,
     validate_params,
 )
 from ..exceptions import ConvergenceWarning, UncalibratableDataWarning
@@ -312,6 +310,116 @@ def _warn_for_fit(result: TemperatureFit, owner: str, max_iter: int, stacklevel:
         )
 
 
+class _StreamedStatistics:
+    """The solver's passes over a stream of logits, for :meth:`TemperatureScaling.fit_batches`.
+
+    Called as ``statistics(beta, limits)`` by :func:`fit_temperature`, one pass at a time. A
+    pass reads every batch through the calibrator's batch source (each batch checked as it
+    arrives; nothing is kept), sums its :func:`temperature_statistics`, then, distributed, sums
+    them over the processes, and checks that the pass read the samples of the first.
+
+    Parameters
+    ----------
+    calibrator : TemperatureScaling
+        The calibrator being fitted (its input type, class rule, label check).
+    batches : iterable or callable
+        The stream, re-iterable.
+    distributed : bool
+        Whether the statistics are summed over a process group.
+    """
+
+    def __init__(self, calibrator, batches, *, distributed: bool):
+        self.calibrator = calibrator
+        self.owner = f"{type(calibrator).__name__}.fit_batches"
+        self.distributed = distributed
+        self.source = calibrator._logit_source(batches, owner=self.owner, reiterable=True)
+        self.n_samples = None  # samples of the first pass (over all processes)
+        self.columns = None  # (n_classes, binary_1d, n_features), agreed over processes
+        self.first_logits = None  # this process's first batch, whose shape fit records
+
+    def __call__(self, beta: float, limits: bool) -> torch.Tensor:
+        """Make one pass; return the summed statistics (with the limits on the first)."""
+        if self.distributed:
+            totals, n_samples = self._pass_over_processes(beta, limits)
+        else:
+            totals, n_samples = self._local_pass(beta, limits)
+        if limits:
+            self.n_samples = n_samples
+        else:
+            self._check_same_samples(n_samples)
+        return totals
+
+    def _local_pass(self, beta: float, limits: bool):
+        """Sum this process's batches: the statistics and the samples read."""
+        totals = torch.zeros(7 if limits else 5, dtype=torch.float64)
+        n_samples = 0
+        # The first pass applies the rules on the whole data (weights, classes), except where
+        # the data are spread over processes (_pass_over_processes applies them to the sum).
+        allow_empty = self.distributed or not limits
+        for index, chunk in enumerate(self.source.chunks(allow_empty=allow_empty)):
+            if self.first_logits is None:
+                self.first_logits = chunk.logits
+                self.columns = (chunk.values.shape[1], chunk.binary_1d, chunk.n_features)
+            self.calibrator._check_label_probabilities(
+                chunk.logits, chunk.labels, name=f"batches[{index}][0]"
+            )
+            totals += temperature_statistics(
+                chunk.values, chunk.labels, chunk.weights, beta, limits=limits
+            ).cpu()
+            n_samples += len(chunk)
+        return totals, n_samples
+
+    def _pass_over_processes(self, beta: float, limits: bool):
+        """Sum every process's pass; every process raises if one failed (no hang)."""
+        error, totals, n_samples = None, None, 0
+        try:
+            totals, n_samples = self._local_pass(beta, limits)
+        except Exception as exc:  # every process must learn of it
+            error = exc
+        raise_if_any_failed(error, self.owner)
+        agreed = agree(
+            self.columns,
+            3,
+            self.owner,
+            "the logit columns (classes, binary decision values, features)",
+        )
+        if agreed is None:
+            raise ValueError(
+                "batches is empty on every process: there is no batch to fit the temperature on."
+            )
+        self.columns = (int(agreed[0]), bool(agreed[1]), int(agreed[2]))
+        summed = all_reduce(torch.cat([totals, totals.new_tensor([n_samples])]))
+        totals, n_samples = summed[:-1], int(summed[-1])
+        if limits:
+            check_weight_total(float(totals[0]))
+        return totals, n_samples
+
+    def _check_same_samples(self, n_samples: int) -> None:
+        """Refuse a later pass that read other samples than the first (or none)."""
+        if n_samples == 0 and self.n_samples and not self.distributed:
+            why = (
+                "The solver reads the batches once per pass (a few passes, n_iter_), so "
+                "they must be readable again."
+            )
+            raise one_shot_error(self.owner, self.n_samples, why)
+        if n_samples != self.n_samples:
+            raise ValueError(
+                f"batches changed between passes: the first pass read {self.n_samples} "
+                f"samples and a later one {n_samples}. The solver reads the batches several "
+                "times; they must hold the same samples every time."
+            )
+
+    def record_input(self, calibrator) -> None:
+        """Set the input attributes of ``calibrator`` from the logits the passes read."""
+        if self.first_logits is not None:
+            calibrator._record_input(self.first_logits)
+            return
+        n_classes, binary, n_features = self.columns  # a process without batches
+        calibrator.n_features_in_ = n_features
+        calibrator.classes_ = torch.arange(n_classes).numpy()
+        calibrator._binary_1d = binary
+
+
 class TemperatureScaling(BaseLogitCalibrator):
     """Temperature scaling: calibrated probabilities ``softmax(logits / T)``.
 
@@ -468,127 +576,15 @@ class TemperatureScaling(BaseLogitCalibrator):
         True
         """
         validate_params(self)
+        owner = f"{type(self).__name__}.fit_batches"
         if distributed:
-            check_distributed(f"{type(self).__name__}.fit_batches")
-            agree_settings(self.get_params(deep=False), f"{type(self).__name__}.fit_batches")
-        start = batch_passes(batches)
-        owner = type(self).__name__
-        seen: dict = {}
-
-        def local_pass(beta, limits):
-            """Sum this process's batches: statistics, samples, label counts, logit shape."""
-            totals = torch.zeros(7 if limits else 5, dtype=torch.float64)
-            n_samples = 0
-            counts = None
-            shape = seen.get("shape")
-            for index, batch in enumerate(start()):
-                X, y, sample_weight = unpack_batch(batch, index)
-                logits = check_logits(X, input_type=self.input_type, name=f"batches[{index}][0]")
-                batch_shape = (logits.values.shape[1], logits.binary_1d, logits.n_features)
-                if shape is None:
-                    shape = batch_shape
-                elif batch_shape != shape:
-                    raise ValueError(
-                        f"batches[{index}][0] has {logits.n_features} logit column(s), but the "
-                        f"first batch had {shape[2]}; every batch must have the same columns."
-                    )
-                if "logits" not in seen:
-                    seen["logits"] = logits  # records the input shape once the fit succeeds
-                labels = check_targets(
-                    y,
-                    n_samples=logits.values.shape[0],
-                    n_classes=shape[0],
-                    device=logits.values.device,
-                    name=f"batches[{index}][1]",
-                    x_name=f"batches[{index}][0]",
-                    estimator=self,
-                    binary=logits.binary_1d,
-                    min_classes=1,
-                )
-                self._check_label_probabilities(logits, labels, name=f"batches[{index}][0]")
-                weights = check_sample_weight(
-                    sample_weight,
-                    n_samples=labels.shape[0],
-                    device=labels.device,
-                    allow_zero_sum=True,
-                )
-                if limits:
-                    batch_counts = torch.bincount(labels, minlength=shape[0]).cpu()
-                    counts = batch_counts if counts is None else counts + batch_counts
-                totals += temperature_statistics(
-                    logits.values, labels, weights, beta, limits=limits
-                ).cpu()
-                n_samples += labels.shape[0]
-            return totals, n_samples, counts, shape
-
-        def statistics(beta, limits):
-            if not distributed:
-                totals, n_samples, counts, shape = local_pass(beta, limits)
-                if shape is None:
-                    raise ValueError(
-                        "batches is empty: it yielded no batch to fit the temperature on."
-                    )
-            else:
-                error = None
-                try:
-                    totals, n_samples, counts, shape = local_pass(beta, limits)
-                except Exception as exc:  # every process must learn of it (no hang)
-                    error = exc
-                raise_if_any_failed(error, f"{owner}.fit_batches")
-                # The shape of the logits, from any process that had a batch.
-                agreed = agree(
-                    shape,
-                    3,
-                    f"{owner}.fit_batches",
-                    "the logit columns (classes, binary decision values, features)",
-                )
-                if agreed is None:
-                    raise ValueError(
-                        "batches is empty on every process: there is no batch to fit the "
-                        "temperature on."
-                    )
-                shape = (int(agreed[0]), bool(agreed[1]), int(agreed[2]))
-                if limits and counts is None:
-                    counts = torch.zeros(shape[0], dtype=torch.long)
-                summed = all_reduce(torch.cat([totals, totals.new_tensor([n_samples])]))
-                totals, n_samples = summed[:-1], int(summed[-1])
-                if limits:
-                    counts = all_reduce(counts.to(torch.float64)).to(torch.long)
-            if limits:
-                if int((counts > 0).sum()) < 2:
-                    raise ValueError(
-                        f"The labels of all batches contain only one class; at least 2 classes "
-                        f"are needed to fit {owner}."
-                    )
-                if totals[0] <= 0:
-                    raise ValueError(
-                        "sample_weight must have a positive sum; all weights are zero."
-                    )
-                seen["n_samples"], seen["shape"] = n_samples, shape
-            elif n_samples == 0 and seen["n_samples"] and not distributed:
-                why = (
-                    "The solver reads the batches once per pass (a few passes, n_iter_), so "
-                    "they must be readable again."
-                )
-                raise one_shot_error(f"{owner}.fit_batches", seen["n_samples"], why)
-            elif n_samples != seen["n_samples"]:
-                raise ValueError(
-                    f"batches changed between passes: the first pass read {seen['n_samples']} "
-                    f"samples and a later one {n_samples}. The solver reads the batches several "
-                    "times; they must hold the same samples every time."
-                )
-            return totals
-
+            check_distributed(owner)
+            agree_settings(self.get_params(deep=False), owner)
+        passes = _StreamedStatistics(self, batches, distributed=distributed)
         result = fit_temperature(
-            None, None, None, tol=self.tol, max_iter=self.max_iter, statistics=statistics
+            None, None, None, tol=self.tol, max_iter=self.max_iter, statistics=passes
         )
-        if "logits" in seen:
-            self._record_input(seen["logits"])
-        else:  # a process without batches: the shape agreed with the others
-            n_classes, binary, n_features = seen["shape"]
-            self.n_features_in_ = n_features
-            self.classes_ = torch.arange(n_classes).numpy()
-            self._binary_1d = binary
+        passes.record_input(self)
         return self._store_fit(result, stacklevel=4)
 
     def _fit_logits(self, values, labels, weights, *, stacklevel=4):

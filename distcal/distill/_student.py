@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._device import PortablePickleMixin, draw_seed, like, make_generator, resolve_device
 from .._files import FORMAT_VERSION, read_tensors, write_tensors
-from .._modules import module_logits
+from .._modules import run_module
 from .._progress import progress
 from .._validation import (
     Interval,
@@ -359,7 +359,7 @@ class StudentClassifier(PortablePickleMixin, ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         inputs = check_input_shape(X, self)
-        return like(module_logits(self.network_, inputs, batch_size=self.batch_size), X)
+        return like(run_module(self.network_, inputs, batch_size=self.batch_size), X)
 
     def predict_proba(self, X):
         """Return softmax probabilities (uncalibrated).

@@ -25,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._batches import Chunk, check_batch
+from .._device import to_numpy
 from .._files import atomic_write, atomic_write_text, staged_folder
 from .._softmax import softmax
-from .._validation import check_label_probabilities, check_logits
+from .._validation import check_label_probabilities
 from ..calibration import load_calibrator, registered_calibrators, save_calibrator
 from ..metrics import (
     bootstrap_ci,
@@ -40,8 +42,7 @@ from .logit_files import (
     InputFileError,
     _check_path,
     _names,
-    read_logits,
-    read_logits_and_labels,
+    read_checked,
     write_probabilities,
 )
 from .report import format_cell, render_table
@@ -233,10 +234,16 @@ def _split(y: np.ndarray, test_size: float, stratify: bool, seed: int, names: di
     )
 
 
-def _probabilities(logits: np.ndarray, input_type: str) -> np.ndarray:
-    """Return the softmax of logits (the probabilities before calibration), in float64."""
-    checked = check_logits(logits, input_type=input_type, name="logits").values
-    return softmax(checked.to(torch.float64)).numpy()
+def _probabilities(data, input_type: str = "logits") -> np.ndarray:
+    """Return the softmax of logits (the probabilities before calibration), in float64.
+
+    ``data`` is checked data (what :func:`read_checked` returned, or a part of it), or an
+    array of logits, which is checked first.
+    """
+    if not isinstance(data, Chunk):
+        names = ("logits", "labels", "sample_weight")
+        data = check_batch(data, input_type=input_type, with_labels=False, names=names)
+    return to_numpy(softmax(data.values.to(torch.float64)))
 
 
 def _score(y, before, after, n_resamples: int, seed: int, verbose: bool = False) -> list[dict]:
@@ -441,19 +448,27 @@ def calibrate_files(
     _check_seed(seed, names)
     check_resamples(n_resamples, names["n_resamples"])
     output = _check_output(output, force, names)
-    z, y = read_logits_and_labels(
-        logits, labels, logits_key=logits_key, labels_key=labels_key, names=names
+    # Read and checked once (the one door for data); the fit and the predictions take the
+    # checked chunk, so nothing is checked again.
+    data = read_checked(
+        logits,
+        labels,
+        logits_key=logits_key,
+        labels_key=labels_key,
+        names=names,
+        input_type=input_type,
     )
     if input_type == "probabilities" and _takes_log(method):
-        _check_label_probabilities(z, y, logits, names)
+        _check_label_probabilities(data, logits, names)
+    y = to_numpy(data.labels)
     fit, scored, split = _split(y, test_size, stratify, seed, names)
-    _check_fit_size(method, len(fit), 2 if z.ndim == 1 else z.shape[1], names)
+    _check_fit_size(method, len(fit), data.values.shape[1], names)
     calibrator = _make_calibrator(method, seed)
     if input_type != "logits":
         calibrator.set_params(input_type=input_type)
-    calibrator.fit(z[fit], y[fit])
-    before = _probabilities(z[scored], input_type)
-    after = np.asarray(calibrator.predict_proba(z[scored]), dtype=np.float64)
+    calibrator.fit(data.take(fit), None)  # checked data carry their labels
+    before = _probabilities(data.take(scored))
+    after = np.asarray(calibrator.predict_proba(data.take(scored)), dtype=np.float64)
     scores = _score(y[scored], before, after, n_resamples, seed, verbose)
     report = {
         "method": method,
@@ -478,15 +493,15 @@ def calibrate_files(
     return report
 
 
-def _check_label_probabilities(z, y, path, names: dict) -> None:
+def _check_label_probabilities(data, path, names: dict) -> None:
     """Refuse probabilities that give a label exactly 0, naming the file's rows.
 
     No fit on their log is defined (see ``distcal._validation.check_label_probabilities``).
+    ``data`` are the checked probabilities (as their log) and labels.
     """
     try:
-        checked = check_logits(z, input_type="probabilities", name=str(path))
         check_label_probabilities(
-            checked, torch.as_tensor(y), owner=names["input_type"], name=str(path)
+            data.logits, data.labels, owner=names["input_type"], name=str(path)
         )
     except ValueError as exc:
         raise InputFileError(names["logits"], str(exc)) from None
@@ -662,13 +677,18 @@ def apply_calibrator(calibrator, logits, output, *, logits_key=None, names=None)
         fitted = load_calibrator(path)
     except ValueError as exc:
         raise InputFileError(names["calibrator"], str(exc)) from None
-    z = read_logits(logits, key=logits_key, names=names)
-    width = 1 if z.ndim == 1 else z.shape[1]
-    if width != fitted.n_features_in_:
+    z = read_checked(
+        logits,
+        logits_key=logits_key,
+        names=names,
+        input_type=getattr(fitted, "input_type", "logits"),
+        with_labels=False,
+    )
+    if z.n_features != fitted.n_features_in_:
         raise InputFileError(
             names["logits"],
-            f"{logits} holds logits of {width} column(s); the calibrator {path} was fitted on "
-            f"{fitted.n_features_in_}.",
+            f"{logits} holds logits of {z.n_features} column(s); the calibrator {path} was "
+            f"fitted on {fitted.n_features_in_}.",
         )
     probabilities = np.asarray(fitted.predict_proba(z))
     write_probabilities(output, probabilities, names=names)

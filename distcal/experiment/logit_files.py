@@ -46,8 +46,9 @@ benchmarks/bench_csv_memory.py``).
 
 Logits are a 2-D array (samples x classes; column ``j`` is class ``j``) or 1-D binary decision
 values; labels are integers in ``[0, n_classes)``, one per row of the logits. Everything is
-checked before anything is computed, and every problem is an :class:`InputFileError` naming
-the argument it concerns and what arrived.
+checked before anything is computed, by the checks every fit uses (``distcal._batches``, the
+one door for data: :func:`read_checked` returns what it let through), and every problem is an
+:class:`InputFileError` naming the argument it concerns and what arrived.
 """
 
 from __future__ import annotations
@@ -65,10 +66,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .._batches import Chunk, check_batch
+from .._device import to_numpy
 from .._files import atomic_write_bytes, atomic_write_text
+from .._validation import check_targets
+from ..exceptions import ProbabilityInputWarning
 
 __all__ = [
     "InputFileError",
+    "read_checked",
     "read_labels",
     "read_logits",
     "read_logits_and_labels",
@@ -615,68 +621,38 @@ def _labels_of(source, key, names: dict) -> np.ndarray:
 # checks
 
 
-def _check_logits(logits: np.ndarray, path, argument: str) -> np.ndarray:
-    if logits.dtype.kind not in "biuf":
-        raise InputFileError(
-            argument, f"{path} holds an array of dtype {logits.dtype}; expected numbers."
-        )
-    if logits.ndim == 2 and logits.shape[1] == 1:
-        logits = logits[:, 0]
-    if logits.ndim not in (1, 2) or len(logits) == 0 or 0 in logits.shape:
-        raise InputFileError(
-            argument,
-            f"{path} holds an array of shape {logits.shape}; expected logits of shape "
-            "(n_samples, n_classes), or 1-D binary decision values.",
-        )
-    if logits.dtype.kind != "f":
-        logits = logits.astype(np.float64)
-    bad = ~np.isfinite(logits)
-    if bad.any():
-        row = int(np.argwhere(bad)[0][0])
-        raise InputFileError(
-            argument, f"{path} holds {int(bad.sum())} non-finite logits (the first in row {row})."
-        )
-    return logits
+def _squeezed(values) -> np.ndarray:
+    """Return a single column of logits or labels (as pandas and numpy write it) as 1-D."""
+    values = np.asarray(values)
+    return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
 
 
-def _check_labels(labels, n_classes: int, path, argument: str, binary_1d=False) -> np.ndarray:
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1:
-        raise InputFileError(
-            argument, f"{path} holds an array of shape {labels.shape}; expected 1-D labels."
-        )
-    if labels.dtype.kind not in "biuf":
-        raise InputFileError(
-            argument,
-            f"{path} holds labels of dtype {labels.dtype}; expected integers 0..{n_classes - 1}, "
-            "label j being the class of column j of the logits.",
-        )
-    if labels.dtype.kind == "f":
-        finite = np.isfinite(labels)
-        if not finite.all():
-            row = int(np.argmin(finite))
-            raise InputFileError(
-                argument,
-                f"{path} holds {int((~finite).sum())} label(s) that are not finite numbers (the "
-                f"first, in row {row}, is {labels[row]}); expected integers 0..{n_classes - 1}.",
+def _check(
+    z, y, paths, names: dict, *, input_type: str, with_labels: bool = True, warn: bool = True
+) -> Chunk:
+    """Check logits (and labels) through the one door; its errors become file errors.
+
+    ``paths`` are the files of the logits and of the labels, named in the messages; an error
+    is an :class:`InputFileError` of the argument whose file it concerns, caused by the
+    check's own error (the same error ``fit`` raises on the same arrays). Without ``warn``
+    (the public readers), logits that look like probabilities do not warn.
+    """
+    z_path, y_path = paths
+    try:
+        with warnings.catch_warnings():
+            if not warn:  # a reader does not judge what the numbers are; calibrate does
+                warnings.simplefilter("ignore", ProbabilityInputWarning)
+            return check_batch(
+                _squeezed(z),
+                None if y is None else _squeezed(y),
+                kind="logits",
+                input_type=input_type,
+                with_labels=with_labels,
+                names=(str(z_path), str(y_path), "sample_weight"),
             )
-        if not np.array_equal(labels, np.round(labels)):
-            raise InputFileError(argument, f"{path} holds labels that are not whole numbers.")
-    outside = (labels < 0) | (labels >= n_classes)
-    if outside.any():
-        binary = ", one column of binary decision values" if binary_1d else ""
-        shown = sorted({int(v) for v in labels[outside][:1000]})[:5]
-        raise InputFileError(
-            argument,
-            f"{path} holds labels outside 0..{n_classes - 1} (the logits have {n_classes} "
-            f"classes{binary}): {shown}.",
-        )
-    return labels.astype(np.int64)
-
-
-def _n_classes(logits: np.ndarray) -> int:
-    return 2 if logits.ndim == 1 else logits.shape[1]
+    except (TypeError, ValueError) as exc:
+        argument = names["labels"] if getattr(exc, "argument", "X") == "y" else names["logits"]
+        raise InputFileError(argument, str(exc)) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -708,9 +684,8 @@ def read_logits(path, *, key=None, names=None) -> np.ndarray:
     InputFileError
         If the file is missing, a directory, unreadable, lacks the key, or holds no logits.
     """
-    names = _names(names)
-    values, _, _ = _logits_of(_source(path, "logits", key, names), names["logits"])
-    return _check_logits(values, path, names["logits"])
+    chunk = read_checked(path, logits_key=key, names=names, with_labels=False, warn=False)
+    return _logit_array(chunk)
 
 
 def read_labels(path, n_classes: int, *, key=None, n_samples=None, names=None) -> np.ndarray:
@@ -749,11 +724,23 @@ def read_labels(path, n_classes: int, *, key=None, n_samples=None, names=None) -
     source = _source(path, "labels", key, names)
     if isinstance(source, _Csv):
         source.settle(n_samples)
-    return _check_labels(_labels_of(source, key, names), n_classes, path, names["labels"])
+    labels = _squeezed(_labels_of(source, key, names))
+    try:  # the labels' rule of every fit (the one door for data checks with it)
+        checked = check_targets(
+            labels,
+            n_samples=len(labels) if labels.ndim else 1,
+            n_classes=n_classes,
+            name=str(path),
+            x_name=f"the logits of {n_classes} classes",
+            min_classes=1,
+        )
+    except (TypeError, ValueError) as exc:
+        raise InputFileError(names["labels"], str(exc)) from exc
+    return to_numpy(checked)
 
 
 def _read_both(path, logits_key, labels_key, names):
-    """Return the logits and the labels of one file."""
+    """Return the logits and the labels of one file (as read, not yet checked)."""
     path = _check_path(path, names["logits"])
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -775,9 +762,7 @@ def _read_both(path, logits_key, labels_key, names):
                 f"{path} has no labels column {' or '.join(map(repr, wanted))} ({columns}); "
                 f"give the labels' file too, or name the column with {names['labels_key']}.",
             )
-        values = _check_logits(table.values, path, names["logits"])
-        y = _check_labels(table.labels, _n_classes(values), path, names["labels"], values.ndim == 1)
-        return values, y
+        return table.values, table.labels
     arrays = _named_arrays(path, names["logits"])
     if len(arrays) < 2:
         raise InputFileError(
@@ -786,11 +771,7 @@ def _read_both(path, logits_key, labels_key, names):
             "labels in it as 'logits' and 'labels'.",
         )
     values = _choose(arrays, path, "logits", logits_key, names)
-    values = _check_logits(values, path, names["logits"])
-    labels = _choose(arrays, path, "labels", labels_key, names)
-    return values, _check_labels(
-        labels, _n_classes(values), path, names["labels"], values.ndim == 1
-    )
+    return values, _choose(arrays, path, "labels", labels_key, names)
 
 
 def _rows(source) -> int | None:
@@ -836,10 +817,67 @@ def read_logits_and_labels(logits, labels=None, *, logits_key=None, labels_key=N
         outside the classes of the logits, the two have different lengths, or a CSV file of
         logits has a label column that disagrees with the labels' file.
     """
+    chunk = read_checked(
+        logits, labels, logits_key=logits_key, labels_key=labels_key, names=names, warn=False
+    )
+    return _logit_array(chunk), to_numpy(chunk.labels)
+
+
+def _logit_array(chunk: Chunk) -> np.ndarray:
+    """Return the logits of a checked chunk as a file holds them (binary ones 1-D)."""
+    return to_numpy(chunk.values[:, 1] if chunk.binary_1d else chunk.values)
+
+
+def read_checked(
+    logits,
+    labels=None,
+    *,
+    logits_key=None,
+    labels_key=None,
+    names=None,
+    input_type: str = "logits",
+    with_labels: bool = True,
+    warn: bool = True,
+) -> Chunk:
+    """Read logits and their labels and check them once, as every fit checks its data.
+
+    What :func:`read_logits_and_labels` reads, returned as the checked chunk of the one door
+    for data (``distcal._batches``): a calibrator fits on it, and predicts on it, without
+    checking it again (``calibrator.fit(chunk)``, ``calibrator.predict_proba(chunk)``; a
+    part of it is ``chunk.take(rows)``).
+
+    Parameters
+    ----------
+    logits, labels, logits_key, labels_key, names
+        As for :func:`read_logits_and_labels`.
+    input_type : {"logits", "probabilities"}, default="logits"
+        What the file of logits holds (probabilities are checked as such, and turned into
+        their log).
+    with_labels : bool, default=True
+        False reads the logits alone (``labels`` must be None).
+    warn : bool, default=True
+        Warn (``ProbabilityInputWarning``) when logits look like probabilities, as ``fit``
+        does.
+
+    Returns
+    -------
+    Chunk
+        The checked logits, labels (None without them) and no weights.
+
+    Raises
+    ------
+    InputFileError
+        As :func:`read_logits_and_labels`; its cause is the check's own error.
+    """
     names = _names(names)
+    if not with_labels:
+        values, _, _ = _logits_of(_source(logits, "logits", logits_key, names), names["logits"])
+        return _check(
+            values, None, (logits, None), names, input_type=input_type, with_labels=False, warn=warn
+        )
     if labels is None:
         values, y = _read_both(logits, logits_key, labels_key, names)
-        return values, y
+        return _check(values, y, (logits, logits), names, input_type=input_type, warn=warn)
     z_source = _source(logits, "logits", logits_key, names)
     y_source = _source(labels, "labels", labels_key, names)
     # A first row that may be names or data is decided by the other file's count of rows
@@ -849,15 +887,20 @@ def read_logits_and_labels(logits, labels=None, *, logits_key=None, labels_key=N
     if isinstance(y_source, _Csv) and y_source.first is not None:
         y_source.settle(_rows(z_source))
     values, column, column_name = _logits_of(z_source, names["logits"])
-    values = _check_logits(values, logits, names["logits"])
     y = _labels_of(y_source, labels_key, names)
-    y = _check_labels(y, _n_classes(values), labels, names["labels"], values.ndim == 1)
-    if len(y) != len(values):
+    try:
+        chunk = _check(values, y, (logits, labels), names, input_type=input_type, warn=warn)
+    except InputFileError as exc:
+        n_values, n_labels = len(np.atleast_1d(values)), len(np.atleast_1d(y))
+        if exc.argument != names["labels"] or n_labels == n_values:
+            raise
+        # The counts differ: say how each file's first row was read (a header or data).
         raise InputFileError(
             names["labels"],
-            f"{labels} holds {len(y)} labels but {logits} holds {len(values)} rows of logits"
+            f"{labels} holds {n_labels} labels but {logits} holds {n_values} rows of logits"
             f"{_how_read(y_source, labels)}{_how_read(z_source, logits)}.",
-        )
+        ) from exc.__cause__
+    y = to_numpy(chunk.labels)
     if column is not None and not np.array_equal(column, y):
         row = int(np.argmax(column != y))
         raise InputFileError(
@@ -866,7 +909,7 @@ def read_logits_and_labels(logits, labels=None, *, logits_key=None, labels_key=N
             f"at sample {row}: {column[row]:g} against {y[row]}); give the labels once: drop "
             f"{names['labels']} to use the column, or remove the column.",
         )
-    return values, y
+    return chunk
 
 
 def write_probabilities(path, probabilities, *, names=None) -> Path:

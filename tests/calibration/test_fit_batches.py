@@ -117,8 +117,11 @@ def test_bad_batches_are_named():
         TemperatureScaling().fit_batches([batches[0], (logits[:5, :3], y[:5] % 3)])
     with pytest.raises(ValueError, match=r"batches\[0\]\[1\] contains labels \[9\]"):
         TemperatureScaling().fit_batches([(logits[:2], np.array([9, 0]))])
-    with pytest.raises(ValueError, match="only one class"):
-        TemperatureScaling().fit_batches([(logits[:5], np.zeros(5, dtype=int))] * 3)
+    # One class: the same rule as fit (TemperatureScaling._min_classes = 1), the same result.
+    one_class = [(logits[:5], np.zeros(5, dtype=int))] * 3
+    streamed = TemperatureScaling().fit_batches(one_class)
+    joined = TemperatureScaling().fit(np.concatenate([logits[:5]] * 3), np.zeros(15, dtype=int))
+    assert streamed.temperature_ == pytest.approx(joined.temperature_, rel=1e-9)
     with pytest.raises(ValueError, match="batches is empty"):
         TemperatureScaling().fit_batches([])
     bad = logits[:10].copy()
