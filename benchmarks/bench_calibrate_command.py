@@ -38,6 +38,7 @@ import torch
 from _report import argument_parser, bullets, write_markdown
 
 from distcal.calibration import DirichletCalibration, MatrixScaling, VectorScaling
+from distcal.experiment import SCORES
 from distcal.experiment import calibrate as C
 from distcal.experiment.logit_files import InputFileError
 from distcal.experiment.report import render_table
@@ -83,7 +84,7 @@ def command_row(path, n_resamples):
 def bootstrap_rows(y, proba, n_resamples, peer_resamples, repeat):
     rows = []
     metrics = {
-        "accuracy": C._accuracy,
+        "accuracy": SCORES["accuracy"].function,
         "ECE-15 (plug-in)": with_options(expected_calibration_error, n_bins=15),
         "NLL": negative_log_likelihood,
         "Brier": brier_score,

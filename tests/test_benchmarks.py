@@ -25,6 +25,21 @@ SMALLEST = {
     "bench_calibrator_speed.py": ["--n-samples", "2000", "--repeat", "1"]
     + ([] if HAS_NETCAL else ["--methods", "matrix scaling"]),
     "bench_metric_peers.py": ["--n-samples", "2000", "--repeat", "1", "--n-resamples", "20"],
+    # this tree alone (no --against): the workloads run, the ratios need a second tree
+    "bench_data_path.py": [
+        "--n-samples",
+        "2000",
+        "--n-classes",
+        "10",
+        "--inputs",
+        "64",
+        "--n-resamples",
+        "20",
+        "--repeat",
+        "1",
+        "--inner",
+        "1",
+    ],
     "bench_ece_coverage.py": [
         "--datasets",
         "2",
