@@ -320,7 +320,33 @@ class MDTTrainer(BaseEstimator):
             The fitted trainer.
         """
         method, augmenter = self._validate()
-        method_cls = type(method)
+        images, labels = self._check_data(X, y)
+        callbacks, rank, world_size = self._start_run(X, images, labels)
+        real = self._real_data(images, labels, augmenter)
+        context, synthetic, synthetic_labels, optimizer, lr_img = self._setup(
+            method, augmenter, real
+        )
+        state = self._begin(callbacks, synthetic, optimizer, method, images, labels, rank)
+        self._iterate(
+            state,
+            method,
+            callbacks,
+            context,
+            real,
+            synthetic,
+            synthetic_labels,
+            optimizer,
+            lr_img,
+            rank,
+            world_size,
+        )
+        self._set_fitted(synthetic, synthetic_labels, method, state.history, images, labels)
+        for callback in callbacks:
+            callback.on_fit_end(self, state=state)
+        return self
+
+    def _check_data(self, X, y):
+        """Check ``X`` and ``y``; set ``n_classes_``; return them as tensors."""
         if y is None:
             raise ValueError("MDTTrainer requires y to be passed, but the target y is None.")
         images, labels = check_samples(X, y)
@@ -335,6 +361,10 @@ class MDTTrainer(BaseEstimator):
                 if int(counts[c]) > 0
                 else f"class {c} has no images in X: labels must cover [0, {self.n_classes_ - 1}]."
             )
+        return images, labels
+
+    def _start_run(self, X, images, labels):
+        """Set ``device_`` and ``seed_`` (a resumed run's own); return the callbacks and rank."""
         record_input_shape(self, images)
         self.device_ = resolve_device(self.device, X)
         self.seed_ = draw_seed(self.random_state)
@@ -349,6 +379,10 @@ class MDTTrainer(BaseEstimator):
         if self.distributed:
             agree_settings(self._distributed_settings(), "MDTTrainer(distributed=True)")
             rank, world_size = self._agree(images, labels)
+        return callbacks, rank, world_size
+
+    def _real_data(self, images, labels, augmenter) -> RealData:
+        """Set ``network_spec_``, ``mean_`` and ``std_``; return the normalised real data."""
         self.network_spec_ = self._network_spec(images.shape[1:], self.n_classes_)
         self._build_network(0)  # the architecture must accept these samples; fail early if not
         if augmenter is not None and len(self.network_spec_["input_shape"]) != 3:
@@ -363,8 +397,10 @@ class MDTTrainer(BaseEstimator):
             channels = images.shape[1]
             self.mean_, self.std_ = torch.zeros(channels), torch.ones(channels)
         real_images = normalize(images.to(torch.float32), self.mean_, self.std_)
-        real = RealData(real_images.to(self.device_), labels.to(self.device_), self.n_classes_)
+        return RealData(real_images.to(self.device_), labels.to(self.device_), self.n_classes_)
 
+    def _setup(self, method, augmenter, real: RealData):
+        """Set up the method; draw the initial synthetic images and build their optimizer."""
         # Built once per fit; the method's setup and every iteration get the same objects.
         context = SetupContext(
             build_network=self._build_network,
@@ -377,11 +413,14 @@ class MDTTrainer(BaseEstimator):
         )
         method.setup(real, context)
         synthetic, synthetic_labels = self._initial_images(real)
-        lr_img = self.lr_img if self.lr_img is not None else method_cls.default_lr_img
+        lr_img = self.lr_img if self.lr_img is not None else type(method).default_lr_img
         groups = [{"params": [synthetic], "lr": lr_img, "momentum": self.momentum_img}]
         groups += method.parameter_groups()
         optimizer = torch.optim.SGD(groups)
+        return context, synthetic, synthetic_labels, optimizer, lr_img
 
+    def _begin(self, callbacks, synthetic, optimizer, method, images, labels, rank) -> FitState:
+        """Start the callbacks (a checkpoint resumes here); return the run's state."""
         state = FitState(
             images=synthetic,
             optimizer=optimizer,
@@ -397,7 +436,23 @@ class MDTTrainer(BaseEstimator):
         for callback in callbacks:
             callback.on_fit_begin(self, start_iteration=state.start_iteration, state=state)
             self.seed_ = state.seed  # a run resumed with random_state=None continues its seed
-        history = state.history
+        return state
+
+    def _iterate(
+        self,
+        state,
+        method,
+        callbacks,
+        context,
+        real,
+        synthetic,
+        synthetic_labels,
+        optimizer,
+        lr_img,
+        rank,
+        world_size,
+    ) -> None:
+        """Run the iterations from ``state.start_iteration`` until done or a callback stops."""
         for iteration in range(state.start_iteration, self.iterations):
             generator = torch.Generator(device=self.device_)
             generator.manual_seed(_seed_for(self.seed_, 1, iteration))
@@ -416,33 +471,42 @@ class MDTTrainer(BaseEstimator):
                 rank=rank,
                 world_size=world_size,
             )
-            began = time.perf_counter()
-            try:
-                info = method.step(ctx)
-                if not bool(torch.isfinite(synthetic).all()):
-                    raise FloatingPointError(
-                        f"the synthetic images became NaN or infinite at iteration {iteration}"
-                    )
-            except FloatingPointError as exc:
-                kept = "".join(
-                    " " + c.kept() for c in callbacks if isinstance(c, Checkpoint) and c.kept()
-                )
-                raise RuntimeError(
-                    f"Distillation diverged at iteration {iteration}: {exc}. Lower lr_img (now "
-                    f"{lr_img}) or the method's learning rates.{kept}"
-                ) from exc
-            record = {
-                "iteration": iteration,
-                "loss": float(info["loss"]),
-                "seconds": time.perf_counter() - began,
-            }
-            record.update({k: float(v) for k, v in info.items() if k != "loss"})
-            history.append(record)
+            record = self._step(method, ctx, callbacks, lr_img)
+            state.history.append(record)
             stop = False
             for callback in callbacks:
                 stop = bool(callback.on_iteration_end(self, **record, state=state)) or stop
             if stop:
                 break
+
+    def _step(self, method, ctx: StepContext, callbacks, lr_img) -> dict:
+        """Take one step of ``method``; return its history record (divergence is an error)."""
+        iteration, synthetic = ctx.iteration, ctx.images  # as given, whatever the step does
+        began = time.perf_counter()
+        try:
+            info = method.step(ctx)
+            if not bool(torch.isfinite(synthetic).all()):
+                raise FloatingPointError(
+                    f"the synthetic images became NaN or infinite at iteration {iteration}"
+                )
+        except FloatingPointError as exc:
+            kept = "".join(
+                " " + c.kept() for c in callbacks if isinstance(c, Checkpoint) and c.kept()
+            )
+            raise RuntimeError(
+                f"Distillation diverged at iteration {iteration}: {exc}. Lower lr_img (now "
+                f"{lr_img}) or the method's learning rates.{kept}"
+            ) from exc
+        record = {
+            "iteration": iteration,
+            "loss": float(info["loss"]),
+            "seconds": time.perf_counter() - began,
+        }
+        record.update({k: float(v) for k, v in info.items() if k != "loss"})
+        return record
+
+    def _set_fitted(self, synthetic, synthetic_labels, method, history, images, labels) -> None:
+        """Set the fitted attributes; fit the calibration recipe when asked."""
         self.n_iter_ = len(history)
         self.images_ = synthetic.detach().cpu()
         self.labels_ = synthetic_labels.cpu()
@@ -451,9 +515,6 @@ class MDTTrainer(BaseEstimator):
         self.recipe_ = None
         if self.calibration_recipe:
             self.recipe_ = self._fit_recipe(images, labels)
-        for callback in callbacks:
-            callback.on_fit_end(self, state=state)
-        return self
 
     def _fit_recipe(self, images: torch.Tensor, labels: torch.Tensor):
         """Compute the set's calibration recipe on a stratified validation split of ``X``."""
