@@ -35,12 +35,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._batches import BatchSource, Chunk, is_batches
 from .._device import PortablePickleMixin, like
+from .._params import validate_params
 from .._softmax import softmax
-from .._validation import (
-    Logits,
-    check_label_probabilities,
-    validate_params,
-)
+from .._validation import Logits, check_label_probabilities
 
 # Class name -> class, for every concrete public calibrator defined so far (see __init_subclass__).
 _REGISTRY: dict[str, type] = {}

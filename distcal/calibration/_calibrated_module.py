@@ -39,7 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._device import module_device
 from .._files import read_tensors, write_tensors
 from .._modules import first_layer, output_kind
-from .._validation import Options, check_param
+from .._params import Options, check_param
 from ..exceptions import DistcalWarning
 from ._base import BaseLogitCalibrator, registered_calibrators
 from ._persistence import _check_predictions, _describe, _rebuild

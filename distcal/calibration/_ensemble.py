@@ -8,8 +8,8 @@ import warnings
 
 import torch
 
+from .._params import Interval, Options
 from .._softmax import softmax
-from .._validation import Interval, Options
 from ..exceptions import ConvergenceWarning
 from ._base import BaseLogitCalibrator
 from ._heads import EnsembleHead

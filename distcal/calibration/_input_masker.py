@@ -12,13 +12,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._device import like, make_generator
 from .._masking import mask_inputs
-from .._validation import (
-    Interval,
-    check_input_shape,
-    check_inputs,
-    record_input_shape,
-    validate_params,
-)
+from .._params import Interval, validate_params
+from .._validation import check_input_shape, check_inputs, record_input_shape
 
 __all__ = ["InputMasker"]
 

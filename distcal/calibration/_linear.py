@@ -21,7 +21,7 @@ import warnings
 
 import torch
 
-from .._validation import Interval, Options
+from .._params import Interval, Options
 from ..exceptions import ConvergenceWarning, UncalibratableDataWarning
 from ._base import BaseLogitCalibrator
 from ._heads import AffineHead

@@ -28,14 +28,8 @@ from .._batches import BatchSource, Chunk, batch_passes, is_batches
 from .._device import as_tensor, draw_seed
 from .._masking import mask_inputs, mask_logits
 from .._modules import check_output_kind, run_module, stream_logits
-from .._validation import (
-    Interval,
-    Logits,
-    Options,
-    check_fitted_shape,
-    record_input_shape,
-    validate_params,
-)
+from .._params import Interval, Options, validate_params
+from .._validation import Logits, check_fitted_shape, record_input_shape
 from ._auto_ratio import HELD_OUT_RATIOS, choose_ratio, masked_accuracy, resolve_n_masks
 from ._base import BaseLogitCalibrator
 from ._stream import MaskedStream, RestartableBatches

@@ -8,7 +8,7 @@ import warnings
 import torch
 from sklearn.base import clone
 
-from .._validation import Interval, Options
+from .._params import Interval, Options
 from ._base import BaseLogitCalibrator
 from ._masked_fit import MASKING_CONSTRAINTS, _MaskedFit
 from ._temperature import TemperatureScaling

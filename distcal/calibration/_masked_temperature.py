@@ -6,8 +6,8 @@ import numbers
 
 from sklearn.utils.validation import check_is_fitted
 
+from .._params import Interval, Options
 from .._softmax import softmax
-from .._validation import Interval, Options
 from ._masked_fit import MASKING_CONSTRAINTS
 from ._masked_scaling import MaskedScaling
 from ._temperature import (

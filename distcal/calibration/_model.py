@@ -10,14 +10,8 @@ from sklearn.utils.validation import check_is_fitted
 from .._batches import batch_inputs, is_batches
 from .._device import PortablePickleMixin, like
 from .._modules import module_logits, run_module, stream_logits
-from .._validation import (
-    Interval,
-    check_fitted_shape,
-    check_input_shape,
-    check_inputs,
-    record_input_shape,
-    validate_params,
-)
+from .._params import Interval, validate_params
+from .._validation import check_fitted_shape, check_input_shape, check_inputs, record_input_shape
 
 __all__ = ["LogitTransformer", "module_logits"]
 

@@ -24,8 +24,8 @@ from sklearn.isotonic import isotonic_regression
 
 from .._binning import bin_edges, bin_indices
 from .._device import as_tensor, row_chunks, to_numpy
+from .._params import Interval, Options
 from .._softmax import softmax
-from .._validation import Interval, Options
 from ._base import BaseLogitCalibrator
 
 __all__ = ["HistogramBinning", "IsotonicCalibration"]

@@ -28,7 +28,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from .._files import read_tensors, write_tensors
-from .._validation import validate_constraints, validate_params
+from .._params import validate_constraints, validate_params
 from ..exceptions import InvalidParameterError
 from ._base import BaseLogitCalibrator, registered_calibrators
 

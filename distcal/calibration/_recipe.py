@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import Interval, Options
+from .._params import Interval, Options
 from ..exceptions import DistcalWarning
 from ._masked_fit import _MaskedFit
 from ._persistence import parameter_type

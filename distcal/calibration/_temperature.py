@@ -29,12 +29,8 @@ from .._distributed import (
     check_distributed,
     raise_if_any_failed,
 )
-from .._validation import (
-    Interval,
-    Options,
-    check_weight_total,
-    validate_params,
-)
+from .._params import Interval, Options, validate_params
+from .._validation import check_weight_total
 from ..exceptions import ConvergenceWarning, UncalibratableDataWarning
 from ._base import BaseLogitCalibrator
 from ._heads import TemperatureHead

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .._masking import mask_inputs
-from .._validation import validate_constraints
+from .._params import validate_constraints
 from ..exceptions import InvalidParameterError
 
 __all__ = [

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from .._device import draw_seed, make_generator, resolve_device
+from .._params import validate_params
 from .._progress import progress
-from .._validation import is_soft_targets, record_input_shape, validate_params
+from .._validation import is_soft_targets, record_input_shape
 from ._augment import make_augment
 from ._data import check_samples
 from ._networks import build_network

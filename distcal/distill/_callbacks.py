@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .._validation import Interval, check_param
+from .._params import Interval, check_param
 from ._artifact import FORMAT_VERSION, read_tensors, write_tensors
 
 __all__ = ["Callback", "Checkpoint", "EarlyStopping", "FitState", "ProgressBar"]

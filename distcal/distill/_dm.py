@@ -9,7 +9,7 @@ import torch
 
 from .._distributed import all_reduce
 from .._modules import in_pieces
-from .._validation import Interval
+from .._params import Interval
 from ._base import DistillationMethod, StepContext, register_method
 
 __all__ = ["DistributionMatching"]

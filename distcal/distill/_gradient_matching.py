@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .._validation import Interval, Options
+from .._params import Interval, Options
 from ._base import DistillationMethod, StepContext, register_method
 
 __all__ = ["GradientMatching", "GradientMatchingDSA"]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from .._validation import Interval, Options
+from .._params import Interval, Options
 from ..exceptions import InvalidParameterError
 from ._base import (
     DistillationMethod,

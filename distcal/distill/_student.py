@@ -13,16 +13,9 @@ from sklearn.utils.validation import check_is_fitted
 from .._device import PortablePickleMixin, draw_seed, like, make_generator, resolve_device
 from .._files import FORMAT_VERSION, read_tensors, write_tensors
 from .._modules import run_module
+from .._params import Interval, Options, validate_params
 from .._progress import progress
-from .._validation import (
-    Interval,
-    Options,
-    check_input_shape,
-    check_soft_targets,
-    is_soft_targets,
-    record_input_shape,
-    validate_params,
-)
+from .._validation import check_input_shape, check_soft_targets, is_soft_targets, record_input_shape
 from ._augment import make_augment
 from ._data import check_samples
 from ._networks import NETWORKS, build_network

@@ -14,7 +14,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._device import draw_seed, resolve_device
 from .._distributed import agree_settings, all_reduce, check_distributed
-from .._validation import Interval, Options, record_input_shape, validate_params
+from .._params import Interval, Options, validate_params
+from .._validation import record_input_shape
 from ..exceptions import InvalidParameterError
 from ._artifact import DistilledSet, save_network
 from ._augment import make_augment

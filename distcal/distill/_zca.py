@@ -34,7 +34,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import like
-from .._validation import Interval, Options, check_inputs, validate_params
+from .._params import Interval, Options, validate_params
+from .._validation import check_inputs
 
 __all__ = ["ZCAWhitening"]
 

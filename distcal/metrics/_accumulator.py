@@ -11,7 +11,8 @@ from .._batches import unpack_batch
 from .._binning import MAX_BINS, bin_edges
 from .._device import as_tensor
 from .._distributed import agree, agree_settings, all_reduce, check_distributed
-from .._validation import Interval, Options, check_logits, check_param
+from .._params import Interval, Options, check_param
+from .._validation import check_logits
 from ._binned import _calibration_compute, _calibration_update
 from ._inputs import _check_inputs
 from ._proper import _brier_update, _nll_update

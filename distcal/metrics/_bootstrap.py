@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from .._device import as_tensor, to_numpy
-from .._validation import Interval, check_param
+from .._params import Interval, check_param
 from ._resampling import check_resamples, resample_rows, resampled_scorer
 
 __all__ = ["bootstrap_ci", "bootstrap_difference"]

@@ -24,8 +24,8 @@ from sklearn.utils import Bunch, check_random_state
 
 from .._binning import bin_edges, bin_statistics
 from .._device import as_tensor, to_numpy
+from .._params import Interval, check_param
 from .._progress import counter
-from .._validation import Interval, check_param
 from ..exceptions import InvalidParameterError
 from ._binned import _binned, _binned_batch
 from ._debiased import _debiased_squared

@@ -14,14 +14,8 @@ import torch
 
 from .._binning import MAX_BINS
 from .._device import row_chunks
-from .._validation import (
-    Interval,
-    Options,
-    check_param,
-    check_probabilities,
-    check_sample_weight,
-    check_targets,
-)
+from .._params import Interval, Options, check_param
+from .._validation import check_probabilities, check_sample_weight, check_targets
 
 _NORMS = ("l1", "l2", "max")
 _STRATEGIES = ("uniform", "quantile")

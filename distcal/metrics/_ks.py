@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import Options, check_param
+from .._params import Options, check_param
 from ._inputs import _KINDS, _NAMES, _check_inputs, _confidences_and_outcomes
 
 __all__ = ["ks_calibration_error"]

@@ -17,8 +17,8 @@ import numbers
 import numpy as np
 from sklearn.utils import check_random_state
 
+from .._params import Interval
 from .._progress import counter
-from .._validation import Interval
 from ..exceptions import InvalidParameterError
 
 __all__ = ["declare_resampler", "with_options"]

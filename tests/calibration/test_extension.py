@@ -40,7 +40,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from distcal._validation import Interval
+from distcal._params import Interval
 from distcal.calibration import (
     BaseLogitCalibrator,
     MaskedScaling,

@@ -13,7 +13,7 @@ import numbers
 import pytest
 import torch
 
-from distcal._validation import Interval
+from distcal._params import Interval
 from distcal.distill import (
     METHODS,
     DistillationMethod,
