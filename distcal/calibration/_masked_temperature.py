@@ -20,7 +20,61 @@ from ._temperature import (
 __all__ = ["MaskedTemperatureScaling"]
 
 
-class MaskedTemperatureScaling(MaskedScaling):
+class _TemperatureOnMasked:
+    """What a masked fit of one temperature needs, shared by the calibrators that have one.
+
+    :class:`MaskedTemperatureScaling` and :class:`~distcal.DistilledCalibration` both solve a
+    temperature on masked logits and divide the clean logits by it; the masking is their base
+    class's (``_MaskedFit``). This mixin goes first in their bases.
+    """
+
+    @property
+    def calibrator_(self):
+        """The fitted temperature as a :class:`TemperatureScaling` of the clean logits.
+
+        Returns
+        -------
+        TemperatureScaling
+            A calibrator of the clean logits with ``temperature_``, ``nll_``, ``n_iter_`` and
+            ``converged_`` of this fit.
+        """
+        check_is_fitted(self)
+        inner = TemperatureScaling(tol=self.tol, max_iter=self.max_iter)
+        for key in ("temperature_", "nll_", "n_iter_", "converged_", "classes_"):
+            setattr(inner, key, getattr(self, key))
+        # it calibrates logits, also when this calibrator runs a model on inputs
+        logit_mode = self.model is None
+        inner.n_features_in_ = self.n_features_in_ if logit_mode else len(self.classes_)
+        inner._binary_1d = self._binary_1d if logit_mode else False
+        return inner
+
+    def _fit_masked(self, values, labels, weights):
+        # The temperature solver runs on the masked logits directly (no second validation), and
+        # its warnings name the calibrator's class.
+        result = fit_temperature(values, labels, weights, tol=self.tol, max_iter=self.max_iter)
+        _warn_for_fit(result, type(self).__name__, self.max_iter, stacklevel=4)
+        self.temperature_ = float(result.temperature)
+        self.nll_ = float(result.nll)
+        self.n_iter_ = int(result.n_iter)
+        self.converged_ = bool(result.converged)
+        return self
+
+    @staticmethod
+    def _fold_nll(fit_logits, fit_labels, fit_weights, test_logits, test_labels, test_weights):
+        """Cross-fitting score of the held-out rule: fit T on one part, NLL on the other."""
+        result = fit_temperature(fit_logits, fit_labels, fit_weights)
+        beta = 1.0 / result.temperature
+        weight_sum, loss = temperature_statistics(test_logits, test_labels, test_weights, beta)[:2]
+        return float(loss / weight_sum)
+
+    def _calibrate_logits(self, values):
+        return values / self.temperature_
+
+    def _calibrate_proba(self, values):
+        return softmax(self._calibrate_logits(values))
+
+
+class MaskedTemperatureScaling(_TemperatureOnMasked, MaskedScaling):
     """Temperature scaling fitted on masked calibration data.
 
     Networks trained on distilled data are over-confident, and on the calibration data they were
@@ -211,51 +265,3 @@ class MaskedTemperatureScaling(MaskedScaling):
         self.input_type = input_type
         self.tol = tol
         self.max_iter = max_iter
-
-    @property
-    def calibrator_(self):
-        """The fitted temperature as a :class:`TemperatureScaling`, as ``MaskedScaling`` has it.
-
-        Returns
-        -------
-        TemperatureScaling
-            A calibrator of the clean logits with ``temperature_``, ``nll_``, ``n_iter_`` and
-            ``converged_`` of this fit.
-        """
-        check_is_fitted(self)
-        inner = self._inner()
-        for key in ("temperature_", "nll_", "n_iter_", "converged_", "classes_"):
-            setattr(inner, key, getattr(self, key))
-        # it calibrates logits, also when this calibrator runs a model on inputs
-        logit_mode = self.model is None
-        inner.n_features_in_ = self.n_features_in_ if logit_mode else len(self.classes_)
-        inner._binary_1d = self._binary_1d if logit_mode else False
-        return inner
-
-    def _inner(self):
-        return TemperatureScaling(tol=self.tol, max_iter=self.max_iter)
-
-    def _fit_masked(self, values, labels, weights):
-        # The temperature solver runs on the masked logits directly (no second validation), and
-        # its warnings name this class.
-        result = fit_temperature(values, labels, weights, tol=self.tol, max_iter=self.max_iter)
-        _warn_for_fit(result, type(self).__name__, self.max_iter, stacklevel=4)
-        self.temperature_ = float(result.temperature)
-        self.nll_ = float(result.nll)
-        self.n_iter_ = int(result.n_iter)
-        self.converged_ = bool(result.converged)
-        return self
-
-    @staticmethod
-    def _fold_nll(fit_logits, fit_labels, fit_weights, test_logits, test_labels, test_weights):
-        """Cross-fitting score of the held-out rule: fit T on one part, NLL on the other."""
-        result = fit_temperature(fit_logits, fit_labels, fit_weights)
-        beta = 1.0 / result.temperature
-        weight_sum, loss = temperature_statistics(test_logits, test_labels, test_weights, beta)[:2]
-        return float(loss / weight_sum)
-
-    def _calibrate_logits(self, values):
-        return values / self.temperature_
-
-    def _calibrate_proba(self, values):
-        return softmax(self._calibrate_logits(values))

@@ -32,14 +32,13 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
-from sklearn.utils.validation import check_is_fitted
 
 from .._params import Interval, Options
 from ..exceptions import DistcalWarning
 from ._masked_fit import _MaskedFit
+from ._masked_temperature import _TemperatureOnMasked
 from ._persistence import parameter_type
 from ._temperature import (
-    TemperatureScaling,
     _warn_for_fit,
     fit_temperature,
     temperature_statistics,
@@ -382,7 +381,7 @@ def distilled_digest(images, labels) -> str:
     return digest.hexdigest()
 
 
-class DistilledCalibration(_MaskedFit):
+class DistilledCalibration(_TemperatureOnMasked, _MaskedFit):
     """Calibrate a student trained on a distilled set with the set's calibration recipe.
 
     The maker of a distilled set, who has the real data, trained proxy students on it and
@@ -691,43 +690,3 @@ class DistilledCalibration(_MaskedFit):
                 stacklevel=6,
             )
         return not outside
-
-    # The parts of the masked fit that the fallback (MaskedTemperatureScaling's rule) uses.
-    def _fit_masked(self, values, labels, weights):
-        result = fit_temperature(values, labels, weights, tol=self.tol, max_iter=self.max_iter)
-        _warn_for_fit(result, type(self).__name__, self.max_iter, stacklevel=4)
-        self.temperature_ = float(result.temperature)
-        self.nll_ = float(result.nll)
-        self.n_iter_ = int(result.n_iter)
-        self.converged_ = bool(result.converged)
-        return self
-
-    @staticmethod
-    def _fold_nll(fit_logits, fit_labels, fit_weights, test_logits, test_labels, test_weights):
-        result = fit_temperature(fit_logits, fit_labels, fit_weights)
-        weight_sum, loss = temperature_statistics(
-            test_logits, test_labels, test_weights, 1.0 / result.temperature
-        )[:2]
-        return float(loss / weight_sum)
-
-    @property
-    def calibrator_(self):
-        """The fitted temperature as a :class:`TemperatureScaling` of the clean logits.
-
-        Returns
-        -------
-        TemperatureScaling
-            A calibrator with ``temperature_``, ``nll_``, ``n_iter_`` and ``converged_`` of
-            this fit.
-        """
-        check_is_fitted(self)
-        inner = TemperatureScaling(tol=self.tol, max_iter=self.max_iter)
-        for key in ("temperature_", "nll_", "n_iter_", "converged_", "classes_"):
-            setattr(inner, key, getattr(self, key))
-        logit_mode = self.model is None
-        inner.n_features_in_ = self.n_features_in_ if logit_mode else len(self.classes_)
-        inner._binary_1d = self._binary_1d if logit_mode else False
-        return inner
-
-    def _calibrate_logits(self, values):
-        return values / self.temperature_
