@@ -134,7 +134,10 @@ def test_the_recipe_report_generates_its_tables_and_verdicts(smoke_run, tmp_path
     text = readme.read_text()
     assert text.startswith("intro\n")
     assert text.endswith("rest\n")
-    assert "DM students of the proxies' recipes" in text
+    assert "students of the proxies' recipes" in text
+    assert "TS on k real images per class kept beside the set instead: " in text
+    assert "with k = 1" in text
+    assert "with k = 5" not in text
     assert "old" not in text
 
 
