@@ -128,6 +128,7 @@ def test_the_recipe_report_generates_its_tables_and_verdicts(smoke_run, tmp_path
         assert cell in verdicts
     assert "| 1.25 |" in verdicts
     assert "| 1.5 |" in verdicts
+    assert not (tmp_path / "recipe_secondary.md").exists()  # R4 reads Fashion-MNIST only
     baselines = (tmp_path / "recipe_baselines_digits.md").read_text()
     assert "| TS 1 real/class |" in baselines.splitlines()[4]
     assert "TS 5 real/class" not in baselines  # the smoke profile keeps 1 per class
@@ -139,6 +140,16 @@ def test_the_recipe_report_generates_its_tables_and_verdicts(smoke_run, tmp_path
     assert "with k = 1" in text
     assert "with k = 5" not in text
     assert "old" not in text
+    # R4, on the smoke run's digits rows standing in for Fashion-MNIST's
+    monkeypatch.setattr(report, "SECONDARY_DATASET", "digits")
+    assert report.main(["--check"]) == 1  # the secondary table is new
+    assert report.main([]) == 0
+    secondary = (tmp_path / "recipe_secondary.md").read_text()
+    assert "| DM | plain | yes |" in secondary
+    result = report.secondary(report.load("digits"))
+    assert len(result["cells"]) == len(report.SETS) * len(report.students(report.load("digits")))
+    assert result["holds"] == (result["Q"] >= result["P"] and result["m_ratio"] < result["m_rule"])
+    assert ("holds" if result["holds"] else "not confirmed") in secondary
 
 
 def _legacy_copy(source, target):
