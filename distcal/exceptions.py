@@ -11,6 +11,7 @@ from sklearn.exceptions import NotFittedError
 __all__ = [
     "ConvergenceWarning",
     "DistcalWarning",
+    "InputFileError",
     "InvalidParameterError",
     "NotFittedError",
     "PerformanceWarning",
@@ -58,3 +59,25 @@ class InvalidParameterError(ValueError, TypeError):
     It subclasses both :class:`ValueError` and :class:`TypeError`, like scikit-learn's error of
     the same name, so either ``except`` clause catches it.
     """
+
+
+class InputFileError(ValueError):
+    """A file given to a command is missing, unreadable or holds the wrong arrays.
+
+    It is a :class:`ValueError`; ``distcal calibrate`` and ``distcal apply`` (and the readers of
+    :mod:`distcal.experiment.logit_files` behind them) raise it.
+
+    Parameters
+    ----------
+    argument : str
+        The argument the file (or key) was given as: ``"logits"``, ``"labels"``,
+        ``"logits_key"``, ``"labels_key"``, ``"calibrator"`` or ``"output"`` in Python, or
+        the command line's name of it (``LOGITS``, ``--logits-key``, ...).
+    message : str
+        What is wrong, naming the file.
+    """
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(f"{argument}: {message}" if argument else message)
+        self.argument = argument
+        self.message = message
