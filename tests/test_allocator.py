@@ -70,6 +70,7 @@ def test_a_setting_in_the_environment_is_left_alone():
     assert report["environ"] == {"MALLOC_MMAP_MAX_": None, "MALLOC_TRIM_THRESHOLD_": "65536"}
 
 
+@pytest.mark.slow
 def test_the_cli_applies_it_unless_told_not_to(tmp_path):
     """`distcal run` says what it did (without --quiet); --system-malloc leaves malloc alone."""
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_SETTINGS}

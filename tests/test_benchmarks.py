@@ -125,7 +125,33 @@ def test_every_benchmark_script_is_covered():
     assert scripts == set(SMALLEST)
 
 
-@pytest.mark.parametrize("script", sorted(SMALLEST))
+#: The scripts whose smallest run takes more than about ten seconds on 2 cores (a
+#: ``--durations`` run of the suite): they run with ``pytest -m slow`` (and in CI), so that the
+#: default command stays near ten minutes.
+SLOW_BENCHMARKS = {
+    "bench_calibrators.py",
+    "bench_calibrator_speed.py",
+    "bench_temperature.py",
+    "bench_data_path.py",
+    "bench_evaluate.py",
+    "bench_distill_throughput.py",
+    "bench_ece_coverage.py",
+    "bench_streaming.py",
+    "bench_distill.py",
+}
+
+
+def test_the_slow_benchmarks_are_benchmarks():
+    assert set(SMALLEST) > SLOW_BENCHMARKS
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param(s, marks=pytest.mark.slow) if s in SLOW_BENCHMARKS else s
+        for s in sorted(SMALLEST)
+    ],
+)
 def test_benchmark_runs_and_writes_markdown(script, tmp_path):
     markdown = tmp_path / "table.md"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -36,6 +36,7 @@ def _rows(path):
     return json.loads(path.read_text())["result"]["rows"]
 
 
+@pytest.mark.slow
 def test_two_seeds_on_a_dask_cluster_give_the_per_seed_results_of_a_local_run(client, tmp_path):
     local = tmp_path / "local"
     run_experiment("digits", profile="smoke", seeds=[0, 1], output=local, verbose=False)
@@ -72,6 +73,7 @@ def test_a_sweep_of_trainers_on_a_dask_cluster_equals_the_local_sweep(client):
         assert torch.equal(a.images_, b.images_)
 
 
+@pytest.mark.slow
 def test_distcal_run_takes_a_scheduler_address(client, tmp_path, capsys):
     from distcal.cli import main
 

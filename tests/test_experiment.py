@@ -342,6 +342,7 @@ def test_a_rerun_resumes_from_finished_seeds(smoke_run, monkeypatch):
     assert [r["ece15"] for r in again["rows"]] == [r["ece15"] for r in result["rows"]]
 
 
+@pytest.mark.slow
 def test_a_damaged_seed_file_is_recomputed_to_the_same_rows(smoke_run, tmp_path, capsys):
     """Issue 16, item 7: a truncated seed file is a warning naming it, not a traceback."""
     import shutil
@@ -454,6 +455,7 @@ def test_tiny_temperatures_do_not_print_as_zero():
     assert row[4] == "50.0±0.0"
 
 
+@pytest.mark.slow
 def test_seeds_in_parallel_give_the_same_results(smoke_run, tmp_path):
     result, _ = smoke_run
     parallel = run_experiment(
@@ -468,6 +470,7 @@ def test_seeds_in_parallel_give_the_same_results(smoke_run, tmp_path):
     assert (tmp_path / "reliability.png").is_file()  # drawn by the worker of the first seed
 
 
+@pytest.mark.slow
 def test_command_line_takes_n_jobs(tmp_path, capsys):
     argv = ["run", "--profile", "smoke", "--seeds", "2", "--n-jobs", "2", "--quiet"]
     assert main([*argv, "--output", str(tmp_path)]) == 0
@@ -527,6 +530,7 @@ def test_a_directory_in_place_of_a_data_file_is_named_as_one(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.same_machine
 def test_a_rerun_reproduces_the_committed_per_seed_rows(tmp_path):
     """Seed 3 of the committed digits run, recomputed: every committed row, to the last bit.
 
@@ -549,6 +553,7 @@ def test_a_rerun_reproduces_the_committed_per_seed_rows(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.same_machine
 def test_a_rerun_reproduces_the_committed_rows_of_the_recipe_run(tmp_path):
     """Seed 13 of the pre-registered recipe run of digits (issue 21), recomputed: every committed
     row, recipe and comparison to the last bit, on a machine like the one that produced them."""

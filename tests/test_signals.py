@@ -41,6 +41,7 @@ def _sigint_state(pid: int) -> str:
     return "; ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_run_keeps_the_finished_seeds_and_a_rerun_resumes(tmp_path):
     out = tmp_path / "run"
     # five seeds: after the first has finished, four more keep the run busy for the signal
@@ -118,7 +119,14 @@ PRINTING_COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("command", PRINTING_COMMANDS)
+@pytest.mark.parametrize(
+    "command",
+    # run and demo train networks first (tens of seconds): slow; the others run by default
+    [
+        pytest.param(c, marks=pytest.mark.slow) if c in ("run", "demo") else c
+        for c in PRINTING_COMMANDS
+    ],
+)
 def test_a_closed_pipe_ends_quietly_in_a_clean_shell(command, logit_files):
     """``distcal ... | head``: the reader goes away; exit 141 (128 + SIGPIPE), nothing on stderr
     about it, whatever the buffering (issue 25: block-buffered stdout failed at exit with 120)."""
