@@ -128,6 +128,28 @@ def ece(data, training_set, student, calibrator, regime) -> np.ndarray:
     return np.array([r["ece15"] for r in rows], dtype=float)
 
 
+def group(student: str) -> str:
+    """``"seen"`` for the students of the proxies' recipes (R1), else ``"transfer"`` (R2)."""
+    return "seen" if student in SEEN else "transfer"
+
+
+def passes(ratio: float, student: str) -> bool:
+    """Whether a ratio to held-out TS meets the student's target (R1, R2 and R4)."""
+    return ratio <= TARGETS[group(student)]
+
+
+def shown_baselines(data) -> list:
+    """The rows of :data:`BASELINES` the run computed (the smoke profile keeps fewer)."""
+    present = {(r["calibrator"], r["regime"]) for r in data["rows"]}
+    return [b for b in BASELINES if (b[1], b[2]) in present]
+
+
+def mean_ratio(data, training_set: str, student: str, calibrator: str, regime: str) -> float:
+    """Mean test ECE of a calibrator over the seeds, as a ratio of held-out TS's."""
+    reference = ece(data, training_set, student, *REFERENCE)
+    return ece(data, training_set, student, calibrator, regime).mean() / reference.mean()
+
+
 def endpoints(data, training_set: str, student: str) -> dict:
     """The ratio to held-out TS (seed-bootstrap interval) and the paired gain over none."""
     recipe = ece(data, training_set, student, *RECIPE)
@@ -147,7 +169,6 @@ def verdict_table(datasets) -> str:
     for dataset, data in datasets.items():
         for training_set in SETS:
             for student in students(data):
-                group = "seen" if student in SEEN else "transfer"
                 e = endpoints(data, training_set, student)
                 ratio = e["ratio"]
                 rows.append(
@@ -155,12 +176,12 @@ def verdict_table(datasets) -> str:
                         DATASETS[dataset],
                         training_set,
                         student,
-                        "yes" if group == "seen" else "no",
+                        "yes" if group(student) == "seen" else "no",
                         f"{100 * e['reference'].mean():.2f}",
                         f"{100 * e['recipe'].mean():.2f}",
                         f"{ratio[0]:.2f} [{ratio[1]:.2f}, {ratio[2]:.2f}]",
-                        f"{TARGETS[group]}",
-                        "pass" if ratio[0] <= TARGETS[group] else "fail",
+                        f"{TARGETS[group(student)]}",
+                        "pass" if passes(ratio[0], student) else "fail",
                         fmt(e["gain"]),
                         "pass" if e["gain"][1] > 0 else "fail",
                     ]
@@ -173,13 +194,11 @@ def secondary(data) -> dict:
     cells = []
     for training_set in SETS:
         for student in students(data):
-            group = "seen" if student in SEEN else "transfer"
-            reference = ece(data, training_set, student, *REFERENCE)
-            rule = endpoints(data, training_set, student)["ratio"]
-            ratio = ratio_interval(ece(data, training_set, student, *RATIO_METHOD), reference)
-            cells.append((training_set, student, group, reference, rule, ratio))
-    p = sum(rule[0] <= TARGETS[group] for _, _, group, _, rule, _ in cells)
-    q = sum(ratio[0] <= TARGETS[group] for _, _, group, _, _, ratio in cells)
+            e = endpoints(data, training_set, student)
+            ratio = ratio_interval(ece(data, training_set, student, *RATIO_METHOD), e["reference"])
+            cells.append((training_set, student, e["reference"], e["ratio"], ratio))
+    p = sum(passes(rule[0], student) for _, student, _, rule, _ in cells)
+    q = sum(passes(ratio[0], student) for _, student, _, _, ratio in cells)
     m_rule = float(np.mean([np.log(rule[0]) for *_, rule, _ in cells]))
     m_ratio = float(np.mean([np.log(ratio[0]) for *_, ratio in cells]))
     return {"cells": cells, "P": p, "Q": q, "m_rule": m_rule, "m_ratio": m_ratio,
@@ -192,19 +211,18 @@ def secondary_table(data) -> str:
     header = ["set", "student", "proxies' recipe", "held-out TS %", "predictor ratio",
               "R1/R2", "ratio method [95%]", "target", "R4"]  # fmt: skip
     rows = []
-    for training_set, student, group, reference, rule, ratio in result["cells"]:
-        target = TARGETS[group]
+    for training_set, student, reference, rule, ratio in result["cells"]:
         rows.append(
             [
                 training_set,
                 student,
-                "yes" if group == "seen" else "no",
+                "yes" if group(student) == "seen" else "no",
                 f"{100 * reference.mean():.2f}",
                 f"{rule[0]:.2f}",
-                "pass" if rule[0] <= target else "fail",
+                "pass" if passes(rule[0], student) else "fail",
                 f"{ratio[0]:.2f} [{ratio[1]:.2f}, {ratio[2]:.2f}]",
-                f"{target}",
-                "pass" if ratio[0] <= target else "fail",
+                f"{TARGETS[group(student)]}",
+                "pass" if passes(ratio[0], student) else "fail",
             ]
         )
     n = len(result["cells"])
@@ -225,17 +243,13 @@ def secondary_table(data) -> str:
 
 def baseline_table(data) -> str:
     """Ratio of mean test ECE to held-out TS, every calibrator, every set and student."""
-    present = {(r["calibrator"], r["regime"]) for r in data["rows"]}
-    shown = [b for b in BASELINES if (b[1], b[2]) in present]
+    shown = shown_baselines(data)
     header = ["set", "student", "held-out TS %", *(title for title, _, _ in shown)]
     rows = []
     for training_set in SETS:
         for student in students(data):
             reference = ece(data, training_set, student, *REFERENCE)
-            cells = []
-            for _, calibrator, regime in shown:
-                values = ece(data, training_set, student, calibrator, regime)
-                cells.append(f"{values.mean() / reference.mean():.2f}")
+            cells = [f"{mean_ratio(data, training_set, student, c, r):.2f}" for _, c, r in shown]
             rows.append([training_set, student, f"{100 * reference.mean():.2f}", *cells])
     return render_table(header, rows, markdown=True)
 
@@ -264,16 +278,11 @@ def cost_table(datasets) -> str:
 
 def _kept_ratios(data) -> list[str]:
     """The range over cells of TS on k real images per class, as a ratio of held-out TS."""
-    present = {(r["calibrator"], r["regime"]) for r in data["rows"]}
     parts = []
-    for title, calibrator, regime in BASELINES:
-        if regime != KEPT or (calibrator, regime) not in present:
+    for title, calibrator, regime in shown_baselines(data):
+        if regime != KEPT:
             continue
-        ratios = [
-            ece(data, t, s, calibrator, regime).mean() / ece(data, t, s, *REFERENCE).mean()
-            for t in SETS
-            for s in students(data)
-        ]
+        ratios = [mean_ratio(data, t, s, calibrator, regime) for t in SETS for s in students(data)]
         k = title.split()[1]
         parts.append(f"{min(ratios):.2f}-{max(ratios):.2f}x with k = {k}")
     return parts
@@ -284,17 +293,18 @@ def summary(datasets) -> str:
     parts = []
     for dataset, data in datasets.items():
         text = []
-        for group, chosen, what in (
+        for kind, chosen, what in (
             ("seen", SEEN, "of the proxies' recipes"),
             ("transfer", students(data)[len(SEEN) :], "of recipes the proxies did not use"),
         ):
-            ratios = [endpoints(data, t, s)["ratio"][0] for t in SETS for s in chosen]
-            if not ratios:
+            cells = [(endpoints(data, t, s)["ratio"][0], s) for t in SETS for s in chosen]
+            if not cells:
                 continue
-            passed = sum(r <= TARGETS[group] for r in ratios)
+            ratios = [r for r, _ in cells]
+            passed = sum(passes(r, s) for r, s in cells)
             text.append(
                 f"students {what} {min(ratios):.2f}-{max(ratios):.2f}x (target "
-                f"{TARGETS[group]}x: {passed} of {len(ratios)} cells pass)"
+                f"{TARGETS[kind]}x: {passed} of {len(ratios)} cells pass)"
             )
         gains = [endpoints(data, t, s)["gain"] for t in SETS for s in students(data)]
         better = sum(side(g) == "above 0" for g in gains)
